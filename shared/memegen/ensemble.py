@@ -1,0 +1,144 @@
+"""The expression ensemble: int8 TFLite members combined with one weight per member per class."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from memegen.errors import ModelError
+from memegen.labels import LABELS
+from memegen.runtime import Interpreter
+
+MANIFEST = "ensemble.json"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The probability of each label in ``LABELS`` order, for one face."""
+
+    probabilities: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        """The most likely label."""
+        return LABELS[int(np.argmax(self.probabilities))]
+
+    def as_dict(self) -> dict[str, float]:
+        return {label: round(p, 4) for label, p in zip(LABELS, self.probabilities, strict=True)}
+
+
+class Member:
+    """One int8 TFLite classifier: a grayscale face in, seven probabilities out."""
+
+    def __init__(self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, threads: int = 1) -> None:
+        try:
+            self._interpreter = Interpreter(model_content=model, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"member {name}: not a TFLite model ({exc})") from exc
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        if int(np.prod(inp["shape"])) != size * size or int(out["shape"][-1]) != len(LABELS):
+            raise ModelError(
+                f"member {name}: input {list(inp['shape'])} / output {list(out['shape'])} "
+                f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
+            )
+        self.name, self.size, self.input_blur = name, size, input_blur
+        self._input, self._output = inp["index"], out["index"]
+        self._in_dtype = inp["dtype"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self._in_shape = inp["shape"]
+
+    def predict(self, face: np.ndarray) -> np.ndarray:
+        """Probabilities for one uint8 grayscale face of any size."""
+        if face.shape != (self.size, self.size):
+            interpolation = cv2.INTER_AREA if face.shape[0] > self.size else cv2.INTER_LINEAR
+            face = cv2.resize(face, (self.size, self.size), interpolation=interpolation)
+        if self.input_blur > 0:
+            # A member trained on blurred faces sees sharp ones blurred the same way.
+            face = cv2.GaussianBlur(face, (0, 0), self.input_blur)
+        x = face.astype(np.float32)
+        if self._in_scale:
+            x = np.round(x / self._in_scale + self._in_zero)
+            info = np.iinfo(self._in_dtype)
+            x = np.clip(x, info.min, info.max)
+        self._interpreter.set_tensor(self._input, x.astype(self._in_dtype).reshape(self._in_shape))
+        self._interpreter.invoke()
+        y = self._interpreter.get_tensor(self._output).reshape(-1).astype(np.float32)
+        if self._out_scale:
+            y = (y - self._out_zero) * self._out_scale
+        return y
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Ensemble:
+    """The members named by a manifest (``models/ensemble.json``), validated on load.
+
+    Loading refuses a member whose file hash or tensor shapes do not match the
+    manifest, with a ``ModelError`` that says which and why.
+    """
+
+    def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], *, threads: int = 1) -> None:
+        if tuple(manifest.get("labels", ())) != LABELS:
+            raise ModelError(f"ensemble labels {manifest.get('labels')} are not {list(LABELS)}")
+        self.members: list[Member] = []
+        for entry in manifest["members"]:
+            data = files.get(entry["file"])
+            if data is None:
+                raise ModelError(f"member {entry['name']}: file {entry['file']} is missing")
+            digest = sha256(data)
+            if digest != entry["sha256"]:
+                raise ModelError(
+                    f"member {entry['name']}: {entry['file']} has hash {digest[:12]}, "
+                    f"the manifest expects {entry['sha256'][:12]}"
+                )
+            self.members.append(
+                Member(
+                    entry["name"],
+                    data,
+                    size=int(entry["input_size"]),
+                    input_blur=float(entry.get("input_blur", 0.0)),
+                    threads=threads,
+                )
+            )
+        self.weights = np.asarray(manifest["weights"], dtype=np.float32)
+        if self.weights.shape != (len(self.members), len(LABELS)):
+            raise ModelError(f"ensemble weights have shape {self.weights.shape}, expected {(len(self.members), 7)}")
+        self.crop_size = int(manifest["crop"]["size"])
+        self.manifest = manifest
+        self.version = sha256(json.dumps(manifest, sort_keys=True).encode())[:12]
+
+    @classmethod
+    def from_dir(cls, directory: Path = MODELS_DIR, *, threads: int = 1) -> Ensemble:
+        """Load ``ensemble.json`` and its member files from a folder."""
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            files = {m["file"]: (directory / m["file"]).read_bytes() for m in manifest["members"]}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load the ensemble from {directory}: {exc}") from exc
+        return cls(manifest, files, threads=threads)
+
+    def member_probabilities(self, face: np.ndarray) -> np.ndarray:
+        """(members, 7) probabilities of every member for one face crop."""
+        return np.stack([member.predict(face) for member in self.members])
+
+    def combine(self, member_probs: np.ndarray) -> np.ndarray:
+        """The weighted sum over members, normalised; works on (members, 7) or (n, members, 7)."""
+        mixed = (member_probs * self.weights).sum(axis=-2)
+        return mixed / np.maximum(mixed.sum(axis=-1, keepdims=True), 1e-12)
+
+    def classify(self, face: np.ndarray) -> Scores:
+        """The label probabilities for one uint8 grayscale face crop (``crop_size`` square)."""
+        probs = self.combine(self.member_probabilities(face))
+        return Scores(tuple(float(p) for p in probs))

@@ -1,0 +1,100 @@
+"""Accuracy of the ensemble on a folder-per-class set of face images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from memegen.datasets import face_of, list_samples, read_gray
+from memegen.detect import FaceDetector
+from memegen.ensemble import Ensemble
+from memegen.labels import LABELS
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``evaluate`` measured; ``as_dict`` is the ``--json`` output."""
+
+    n: int
+    accuracy: float
+    macro_recall: float
+    per_class: dict[str, float]
+    confusion: list[list[int]]
+    skipped: list[str] = field(default_factory=list)
+    faces_found: int = 0
+    model_version: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "accuracy": round(self.accuracy, 4),
+            "macro_recall": round(self.macro_recall, 4),
+            "per_class": {k: round(v, 4) for k, v in self.per_class.items()},
+            "confusion": self.confusion,
+            "labels": list(LABELS),
+            "skipped": self.skipped,
+            "faces_found": self.faces_found,
+            "model_version": self.model_version,
+        }
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, dict[str, float], list[list[int]]]:
+    """Accuracy, macro recall (over the labels present), per-class recall, confusion matrix."""
+    k = len(LABELS)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    support = confusion.sum(axis=1)
+    recall = np.divide(np.diag(confusion), support, out=np.zeros(k), where=support > 0)
+    present = support > 0
+    accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+    macro = float(recall[present].mean()) if present.any() else 0.0
+    return accuracy, macro, {LABELS[i]: float(recall[i]) for i in range(k) if present[i]}, confusion.tolist()
+
+
+def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> Report:
+    """Classify every image of ``directory`` (``<label>/<image>``) and score the answers.
+
+    Each image goes through the same face crop as training (``face_of``): the
+    detector's aligned crop where a face does not fill the image, the whole
+    image where it does. An unreadable image is skipped and listed.
+    """
+    truth, predicted, skipped, found = [], [], [], 0
+    for sample in list_samples(directory):
+        gray = read_gray(sample.path)
+        if gray is None:
+            skipped.append(str(sample.path))
+            continue
+        face, was_found = face_of(gray, detector, size=ensemble.crop_size)
+        found += was_found
+        truth.append(sample.label)
+        predicted.append(LABELS.index(ensemble.classify(face).label))
+    accuracy, macro, per_class, confusion = score(np.array(truth, dtype=np.int64), np.array(predicted, dtype=np.int64))
+    return Report(len(truth), accuracy, macro, per_class, confusion, skipped, found, ensemble.version)
+
+
+def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> None:
+    """Draw a row-normalised confusion matrix as a PNG (Pillow only, no plotting library)."""
+    cell, margin_left, margin_top = 64, 110, 70
+    k = len(LABELS)
+    matrix = np.asarray(confusion, dtype=np.float64)
+    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = Image.new("RGB", (margin_left + k * cell + 10, margin_top + k * cell + 40), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=14)
+    draw.text((10, 10), title, fill="black", font=font)
+    draw.text((margin_left, margin_top + k * cell + 12), "predicted", fill="black", font=font)
+    for j, label in enumerate(LABELS):
+        draw.text((margin_left + j * cell + 4, margin_top - 22), label[:8], fill="black", font=font)
+    for i, label in enumerate(LABELS):
+        draw.text((10, margin_top + i * cell + cell // 2 - 8), label, fill="black", font=font)
+        for j in range(k):
+            shade = int(255 * (1 - rows[i, j]))
+            x0, y0 = margin_left + j * cell, margin_top + i * cell
+            draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=(shade, shade, 255), outline="grey")
+            text_colour = "white" if rows[i, j] > 0.5 else "black"
+            draw.text((x0 + 6, y0 + 16), f"{rows[i, j]:.2f}", fill=text_colour, font=font)
+            draw.text((x0 + 6, y0 + 34), f"{int(matrix[i, j])}", fill=text_colour, font=font)
+    image.save(path)

@@ -1,0 +1,122 @@
+"""The BlazeFace detector on real photos and on faces placed where phones put them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from memegen.detect import FULL_RANGE_FILE, FaceDetector, align_crop, plan_tiles
+from memegen.errors import ModelError
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, path
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def test_refuses_a_model_that_is_not_blazeface(settings) -> None:
+    data = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
+    with pytest.raises(ModelError, match="not the BlazeFace"):
+        FaceDetector(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+
+
+def test_missing_model_file_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="make models"):
+        FaceDetector.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [("obama.jpg", 1), ("biden.jpg", 1), ("two_people.jpg", 2), ("portrait-couple.jpg", 2), ("obama-240p.jpg", 1)],
+)
+def test_counts_the_faces_of_real_photos(photos_dir: Path, detector: FaceDetector, name: str, count: int) -> None:
+    faces = detector.detect(read_rgb(photos_dir / name))
+    assert len(faces) == count
+    assert all(f.score > 0.6 for f in faces)
+
+
+def test_every_single_portrait_has_one_face(photos_dir: Path, detector: FaceDetector) -> None:
+    portraits = sorted(photos_dir.glob("portrait-img*.jpg"))
+    assert len(portraits) >= 20
+    misses = [p.name for p in portraits if len(detector.detect(read_rgb(p))) != 1]
+    assert misses == []
+
+
+def test_keypoints_fall_inside_the_box_and_eyes_are_ordered(photos_dir: Path, detector: FaceDetector) -> None:
+    (face,) = detector.detect(read_rgb(photos_dir / "obama.jpg"))
+    (rx, ry), (lx, _) = face.keypoints[:2]
+    assert face.x < rx < lx < face.x + face.w  # the subject's right eye is on the image's left
+    assert face.y < ry < face.y + face.h / 2
+    assert abs(face.roll) < 10
+
+
+def _face_patch(photos_dir: Path, detector: FaceDetector) -> np.ndarray:
+    image = read_rgb(photos_dir / "obama.jpg")
+    (face,) = detector.detect(image)
+    x, y, w, h = face.box
+    pad = w // 3
+    return image[max(y - pad, 0) : y + h + pad, max(x - pad, 0) : x + w + pad]
+
+
+@pytest.mark.parametrize("face_px", [40, 80, 400])
+def test_finds_a_small_face_in_a_12_megapixel_photo(photos_dir: Path, detector: FaceDetector, face_px: int) -> None:
+    patch = _face_patch(photos_dir, detector)
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(90, 140, size=(3000, 4000, 3), dtype=np.uint8)
+    scale = face_px * 5 / 3 / patch.shape[1]  # the patch is the face plus a third on each side
+    small = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas[1700 : 1700 + small.shape[0], 2900 : 2900 + small.shape[1]] = small
+    faces = detector.detect(canvas)
+    assert len(faces) == 1
+    cx, cy = faces[0].center
+    assert 2900 < cx < 2900 + small.shape[1] and 1700 < cy < 1700 + small.shape[0]
+    assert faces[0].w == pytest.approx(face_px, rel=0.35)
+
+
+def test_finds_a_group_of_ten(photos_dir: Path, detector: FaceDetector) -> None:
+    patch = cv2.resize(_face_patch(photos_dir, detector), (160, 200), interpolation=cv2.INTER_AREA)
+    canvas = np.full((500, 1000, 3), 200, dtype=np.uint8)
+    for i in range(10):
+        row, col = divmod(i, 5)
+        canvas[40 + row * 230 : 240 + row * 230, 20 + col * 195 : 180 + col * 195] = patch
+    assert len(detector.detect(canvas)) == 10
+
+
+def test_a_face_that_fills_the_frame_is_found(photos_dir: Path, detector: FaceDetector) -> None:
+    image = read_rgb(photos_dir / "obama.jpg")
+    (face,) = detector.detect(image)
+    x, y, w, h = face.box
+    selfie = image[y : y + h, x : x + w]  # the face box is the whole picture
+    assert len(detector.detect(selfie)) == 1
+
+
+def test_no_face_in_noise(detector: FaceDetector) -> None:
+    noise = np.random.default_rng(1).integers(0, 255, size=(600, 800, 3), dtype=np.uint8)
+    assert detector.detect(noise) == []
+
+
+def test_align_crop_levels_a_tilted_face(photos_dir: Path, detector: FaceDetector) -> None:
+    image = read_rgb(photos_dir / "obama.jpg")
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0)
+    tilted = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    (face,) = detector.detect(tilted)
+    assert face.roll == pytest.approx(-25, abs=6)
+    crop = align_crop(tilted, face, size=64)
+    assert crop.shape == (64, 64, 3)
+    (again,) = detector.detect(cv2.resize(crop, (256, 256)))
+    assert abs(again.roll) < 8
+
+
+def test_tiles_cover_the_image_at_every_level() -> None:
+    tiles = plan_tiles(4000, 3000, min_face=40)
+    finest = min(t.side for t in tiles)
+    assert finest * 16 / 192 <= 40  # a 40 px face spans 16 model pixels on the finest level
+    level = [t for t in tiles if t.side == finest]
+    assert min(t.x for t in level) == 0 and max(t.x + t.side for t in level) >= 4000
+    assert min(t.y for t in level) == 0 and max(t.y + t.side for t in level) >= 3000
+    assert len(plan_tiles(200, 150, min_face=40)) == 2  # a small image is one level (plus its padded copy)

@@ -1,0 +1,95 @@
+"""The committed ensemble: loads, validates itself, and classifies real faces."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memegen.ensemble import MANIFEST, Ensemble
+from memegen.errors import ModelError
+from memegen.labels import LABELS
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _load() -> tuple[dict, dict[str, bytes]]:
+    manifest = json.loads((MODELS / MANIFEST).read_text())
+    files = {m["file"]: (MODELS / m["file"]).read_bytes() for m in manifest["members"]}
+    return manifest, files
+
+
+def test_manifest_describes_four_populations(ensemble: Ensemble) -> None:
+    members = {m["population"] for m in ensemble.manifest["members"]}
+    assert {"fer2013", "lfw", "jaffe", "imfdb"} <= members
+    assert ensemble.manifest["labels"] == list(LABELS)
+    assert ensemble.weights.shape == (len(ensemble.members), 7)
+    for entry in ensemble.manifest["members"]:
+        assert entry["sha256"] and entry["input_size"] and entry["datasets"]
+
+
+def test_members_are_full_int8(ensemble: Ensemble) -> None:
+    for member in ensemble.members:
+        details = member._interpreter.get_tensor_details()
+        kinds = {np.dtype(d["dtype"]).name for d in details}
+        assert "float32" not in kinds, member.name  # weights and activations all quantized
+
+
+def test_refuses_a_member_whose_hash_differs() -> None:
+    manifest, files = _load()
+    name = manifest["members"][0]["file"]
+    files[name] = files[name][:-8] + bytes(8)
+    with pytest.raises(ModelError, match="hash"):
+        Ensemble(manifest, files)
+
+
+def test_refuses_a_member_whose_shape_differs() -> None:
+    manifest, files = _load()
+    manifest = copy.deepcopy(manifest)
+    manifest["members"][0]["input_size"] += 8
+    with pytest.raises(ModelError, match="do not match"):
+        Ensemble(manifest, files)
+
+
+def test_refuses_a_missing_member_file(tmp_path: Path) -> None:
+    manifest, files = _load()
+    files.pop(manifest["members"][-1]["file"])
+    with pytest.raises(ModelError, match="missing"):
+        Ensemble(manifest, files)
+    with pytest.raises(ModelError, match="cannot load"):
+        Ensemble.from_dir(tmp_path)
+
+
+def test_refuses_labels_in_another_order() -> None:
+    manifest, files = _load()
+    manifest["labels"] = list(reversed(LABELS))
+    with pytest.raises(ModelError, match="labels"):
+        Ensemble(manifest, files)
+
+
+def test_probabilities_are_a_distribution(ensemble: Ensemble) -> None:
+    face = np.random.default_rng(0).integers(0, 255, size=(64, 64), dtype=np.uint8)
+    scores = ensemble.classify(face)
+    assert len(scores.probabilities) == 7
+    assert sum(scores.probabilities) == pytest.approx(1.0, abs=1e-4)
+    assert scores.label in LABELS
+    assert set(scores.as_dict()) == set(LABELS)
+
+
+def test_smiling_faces_read_as_happy(datasets_dir: Path, ensemble: Ensemble) -> None:
+    """JAFFE's happy faces, all subjects, are mostly read as happy."""
+    from memegen.datasets import face_of, read_gray
+    from memegen.detect import FaceDetector
+
+    detector = FaceDetector.from_dir(MODELS / "blazeface")
+    paths = sorted((datasets_dir / "jaffe" / "happy").iterdir())
+    labels = []
+    for path in paths:
+        gray = read_gray(path)
+        assert gray is not None
+        face, _ = face_of(gray, detector, size=ensemble.crop_size)
+        labels.append(ensemble.classify(face).label)
+    assert labels.count("happy") / len(labels) > 0.6

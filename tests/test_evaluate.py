@@ -1,0 +1,79 @@
+"""`python -m memegen evaluate`: the command a user runs, and the accuracy the card promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memegen.detect import FaceDetector
+from memegen.ensemble import Ensemble
+from memegen.evaluate import evaluate
+from memegen.labels import LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memegen", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def small_set(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three public-test faces and one JAFFE photo per label, plus a corrupt file."""
+    root = tmp_path_factory.mktemp("small_set")
+    for label in LABELS:
+        (root / label).mkdir()
+        for path in sorted((datasets_dir / "fer2013" / "public_test" / label).iterdir())[:3]:
+            shutil.copy(path, root / label)
+        shutil.copy(sorted((datasets_dir / "jaffe" / label).iterdir())[0], root / label)
+    (root / "happy" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def test_json_report(small_set: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "confusion.png"
+    result = run_cli("evaluate", str(small_set), "--json", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 28
+    assert 0 <= report["accuracy"] <= 1 and 0 <= report["macro_recall"] <= 1
+    assert set(report["per_class"]) == set(LABELS)
+    assert sum(map(sum, report["confusion"])) == 28
+    assert len(report["skipped"]) == 1 and report["skipped"][0].endswith("broken.jpg")
+    assert report["faces_found"] >= 7  # the JAFFE photos are not tight crops: the detector cuts them
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_text_report(small_set: Path) -> None:
+    result = run_cli("evaluate", str(small_set))
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout and "happy" in result.stdout
+
+
+def test_missing_folder_is_one_line_and_status_2(tmp_path: Path) -> None:
+    result = run_cli("evaluate", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "expected DIR/<label>/<image>" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_public_test_accuracy_holds_what_the_card_states(
+    datasets_dir: Path, ensemble: Ensemble, detector: FaceDetector
+) -> None:
+    """The committed ensemble may not fall more than one point below its model card."""
+    card = (ROOT / "models" / "README.md").read_text()
+    match = re.search(r"Ensemble accuracy on `fer2013/public_test`: \*\*([0-9.]+)%\*\*", card)
+    assert match, "the model card states the ensemble's public_test accuracy"
+    stated = float(match.group(1)) / 100
+    report = evaluate(datasets_dir / "fer2013" / "public_test", ensemble=ensemble, detector=detector)
+    assert report.n == 3589
+    assert report.accuracy >= stated - 0.01, f"{report.accuracy:.4f} < card's {stated:.4f} - 1 point"
