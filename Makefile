@@ -62,8 +62,16 @@ train: models ## Retrain every member and the ensemble from DATASETS (hours on a
 	$(PY) -m models.train.build --data models/work/faces.npz
 	$(PY) -m models.train.card --data models/work/faces.npz
 
+.PHONY: golden
+golden: models ## Regenerate the golden images of the renderer (on purpose only), then review the diff
+	MEMEGEN_REGENERATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py -k golden
+
+.PHONY: meme
+meme: models ## Make a meme of a photo: make meme PHOTO=... [OUT=...]
+	$(PY) -m memegen make $(PHOTO) $(if $(OUT),-o $(OUT)) --json
+
 .PHONY: bench
-bench: models ## Per-face latency of the detector and the ensemble, one thread
+bench: models ## Speed of the engine and its stages, one thread, as ratios to a decode baseline
 	$(PY) -m tests.bench
 
 .PHONY: clean

@@ -1,22 +1,42 @@
-"""Command line: ``python -m memegen evaluate DIR [--json] [--plot FILE.png]``."""
+"""Command line.
+
+    python -m memegen make PHOTO [-o OUT] [--top TEXT] [--bottom TEXT] [--format jpg|png|webp] [--json] [--boxes]
+    python -m memegen make DIR -o OUTDIR
+    python -m memegen evaluate DIR [--json] [--plot FILE.png]
+
+Bad input exits with status 2 and one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+from memegen.datasets import IMAGE_SUFFIXES
 from memegen.detect import FaceDetector
+from memegen.engine import Engine
 from memegen.ensemble import Ensemble
-from memegen.errors import MemeGenError
+from memegen.errors import InputError, MemeGenError
 from memegen.evaluate import evaluate, plot_confusion
 from memegen.settings import Settings
+
+USAGE_ERROR = 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memegen", description="MemeGen: photos in, memes out.")
     commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("make", help="make a meme of a photo, or of every photo in a folder")
+    make.add_argument("source", type=Path, help="a photo, or a folder of photos")
+    make.add_argument("-o", "--output", type=Path, help="the meme file (or folder, for a folder of photos)")
+    make.add_argument("--top", help="your own top text instead of a chosen caption")
+    make.add_argument("--bottom", help="your own bottom text instead of a chosen caption")
+    make.add_argument("--format", default="jpg", choices=["jpg", "jpeg", "png", "webp"])
+    make.add_argument("--json", action="store_true", help="print the metadata record as one JSON object")
+    make.add_argument("--boxes", action="store_true", help="mark each face with its label")
     ev = commands.add_parser("evaluate", help="accuracy of the ensemble on a folder-per-class set of faces")
     ev.add_argument("directory", type=Path, help="a folder of <label>/<image> files")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -32,24 +52,76 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         plot_confusion(report.confusion, args.plot, title=f"{args.directory} (n={report.n}, acc={report.accuracy:.3f})")
     if args.json:
         print(json.dumps(report.as_dict()))
-    else:
-        print(f"{args.directory}: {report.n} faces", end=", ")
-        print(f"accuracy {report.accuracy:.4f}, macro recall {report.macro_recall:.4f}")
-        for label, recall in report.per_class.items():
-            print(f"  {label:<9} recall {recall:.4f}")
-        if report.skipped:
-            print(f"  skipped {len(report.skipped)} unreadable images")
+        return 0
+    print(f"{args.directory}: {report.n} faces", end=", ")
+    print(f"accuracy {report.accuracy:.4f}, macro recall {report.macro_recall:.4f}")
+    for label, recall in report.per_class.items():
+        print(f"  {label:<9} recall {recall:.4f}")
+    if report.skipped:
+        print(f"  skipped {len(report.skipped)} unreadable images")
     return 0
+
+
+def _make_one(engine: Engine, source: Path, output: Path, args: argparse.Namespace) -> dict[str, object]:
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}") from exc
+    meme = engine.make(data, top=args.top, bottom=args.bottom, format=args.format, boxes=args.boxes)
+    output.write_bytes(meme.image)
+    return {**meme.metadata(), "output": str(output)}
+
+
+def _make(args: argparse.Namespace, settings: Settings) -> int:
+    extension = "jpg" if args.format == "jpeg" else args.format
+    engine = Engine.from_settings(settings)
+    if not args.source.is_dir():
+        output = args.output or args.source.with_name(f"{args.source.stem}-meme.{extension}")
+        try:
+            record = _make_one(engine, args.source, output, args)
+        except InputError as exc:
+            print(f"memegen: {args.source}: {exc}", file=sys.stderr)
+            return USAGE_ERROR
+        print(json.dumps(record) if args.json else output)
+        return 0
+
+    if args.output is None:
+        print("memegen: making memes of a folder needs -o OUTDIR", file=sys.stderr)
+        return USAGE_ERROR
+    args.output.mkdir(parents=True, exist_ok=True)
+    photos = sorted(p for p in args.source.iterdir() if p.is_file() and not p.name.startswith("."))
+    done, failed, started = 0, 0, time.perf_counter()
+    for index, photo in enumerate(photos, 1):
+        print(f"\r[{index}/{len(photos)}] {photo.name[:50]:<50}", end="", file=sys.stderr, flush=True)
+        try:
+            record = _make_one(engine, photo, args.output / f"{photo.stem}-meme.{extension}", args)
+        except InputError as exc:
+            failed += 1
+            print(f"\rmemegen: {photo}: {exc} (skipped)".ljust(70), file=sys.stderr)
+            continue
+        done += 1
+        if args.json:
+            print(json.dumps(record))
+    seconds = time.perf_counter() - started
+    ignored = sum(1 for p in photos if p.suffix.lower() not in IMAGE_SUFFIXES)
+    print(
+        f"\r{done} memes made, {failed} files skipped ({ignored} without an image suffix) "
+        f"in {seconds:.1f} s -> {args.output}".ljust(70),
+        file=sys.stderr,
+    )
+    return 0 if done or not photos else USAGE_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command == "make":
+            return _make(args, settings)
         return _evaluate(args, settings)
     except MemeGenError as exc:
         print(f"memegen: error: {exc}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

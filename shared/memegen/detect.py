@@ -209,12 +209,17 @@ class FaceDetector:
             self._interpreter.get_tensor(self._scores_out).reshape(count, _GRID * _GRID),
         )
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Find the faces in an RGB (or grayscale) uint8 image, best first."""
+    def detect(self, image: np.ndarray, *, min_face: float | None = None) -> list[Face]:
+        """Find the faces in an RGB (or grayscale) uint8 image, best first.
+
+        ``min_face`` (pixels, default: the detector's) is the smallest face width
+        looked for; the cost grows with the square of (image side / ``min_face``).
+        """
+        min_face = self.min_face if min_face is None else min_face
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         height, width = image.shape[:2]
-        tiles = plan_tiles(width, height, min_face=self.min_face)
+        tiles = plan_tiles(width, height, min_face=min_face)
         batch = np.empty((len(tiles), _INPUT, _INPUT, 3), dtype=np.float32)
         for i, tile in enumerate(tiles):
             batch[i] = _tile_input(image, tile)
@@ -238,7 +243,7 @@ class FaceDetector:
             x1, y1 = min(box[2], float(width)), min(box[3], float(height))
             # Far below the smallest face asked for, a detection is more
             # often texture than a face, and too small to read anyway.
-            if x1 - x0 < 0.75 * self.min_face or y1 - y0 < 2:
+            if x1 - x0 < 0.75 * min_face or y1 - y0 < 2:
                 continue
             faces.append(
                 Face(

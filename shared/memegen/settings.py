@@ -28,6 +28,9 @@ class Settings:
     detector_dir: Path = _MODELS / "blazeface"
     threads: int = 1
     min_face: float = 40.0
+    max_bytes: int = 20_000_000
+    max_pixels: int = 50_000_000
+    max_side: int = 1600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +42,9 @@ class Settings:
                 detector_dir=Path(env.get("MEMEGEN_DETECTOR_DIR", str(cls.detector_dir))),
                 threads=int(env.get("MEMEGEN_THREADS", cls.threads)),
                 min_face=float(env.get("MEMEGEN_MIN_FACE", cls.min_face)),
+                max_bytes=int(env.get("MEMEGEN_MAX_BYTES", cls.max_bytes)),
+                max_pixels=int(env.get("MEMEGEN_MAX_PIXELS", cls.max_pixels)),
+                max_side=int(env.get("MEMEGEN_MAX_SIDE", cls.max_side)),
             )
         except ValueError as exc:
             raise SettingsError(f"bad MemeGen setting: {exc}") from exc

@@ -1,0 +1,175 @@
+"""The meme engine: upload bytes in, meme bytes and a metadata record out.
+
+Each stage is a plain function or a small class from its own module; the
+engine only wires them together and times them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from memegen.captions import Caption, CaptionBank, choose_caption
+from memegen.detect import Face, FaceDetector, align_crop
+from memegen.ensemble import Ensemble, Scores
+from memegen.reader import read_image
+from memegen.render import Mark, render
+from memegen.settings import Settings
+
+FORMATS = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+@dataclass(frozen=True)
+class FaceReading:
+    """One face: where it is in the upload (upright, full-resolution pixels) and what it shows."""
+
+    box: tuple[int, int, int, int]
+    detector_score: float
+    scores: Scores
+
+    @property
+    def label(self) -> str:
+        return self.scores.label
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box),
+            "label": self.label,
+            "scores": self.scores.as_dict(),
+            "detector_score": round(self.detector_score, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Meme:
+    """The finished meme and everything the metadata record says about it."""
+
+    image: bytes
+    content_type: str
+    size: tuple[int, int]
+    faces: list[FaceReading]
+    caption: Caption
+    model_version: str
+    input_sha256: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The metadata record: JSON-ready, with nothing the upload carried beyond its pixels."""
+        return {
+            "faces": [face.as_dict() for face in self.faces],
+            "caption": {"top": self.caption.top, "bottom": self.caption.bottom, "bank": self.caption.bank},
+            "content_type": self.content_type,
+            "size": list(self.size),
+            "model_version": self.model_version,
+            "input_sha256": self.input_sha256,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+class Engine:
+    """Loads nothing itself: the detector, ensemble and captions are passed in, loaded once."""
+
+    def __init__(
+        self, *, detector: FaceDetector, ensemble: Ensemble, captions: CaptionBank, settings: Settings
+    ) -> None:
+        self.detector = detector
+        self.ensemble = ensemble
+        self.captions = captions
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        """Load every model and the caption bank named by the settings."""
+        return cls(
+            detector=FaceDetector.from_dir(settings.detector_dir, threads=settings.threads, min_face=settings.min_face),
+            ensemble=Ensemble.from_dir(settings.models_dir, threads=settings.threads),
+            captions=CaptionBank.load(),
+            settings=settings,
+        )
+
+    def read_faces(self, rgb: np.ndarray, *, scale: float) -> list[tuple[Face, Scores]]:
+        """Detect every face of an upright RGB image and read its expression."""
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        # min_face is in upload pixels; the picture may have been decoded smaller.
+        faces = self.detector.detect(rgb, min_face=max(self.settings.min_face * scale, 16.0))
+        return [(face, self.ensemble.classify(align_crop(gray, face, size=self.ensemble.crop_size))) for face in faces]
+
+    def make(
+        self,
+        data: bytes,
+        *,
+        top: str | None = None,
+        bottom: str | None = None,
+        format: str = "jpeg",
+        boxes: bool = False,
+    ) -> Meme:
+        """Turn an upload into a meme.
+
+        Raises ``UnsupportedImage`` or ``ImageTooLarge`` (both ``InputError``)
+        for an upload that is not a readable image within the limits.
+        """
+        if format.lower() not in FORMATS:
+            raise ValueError(f"unknown output format {format!r}; choose one of {sorted(set(FORMATS))}")
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1000
+            clock = now
+
+        picture = read_image(
+            data,
+            max_bytes=self.settings.max_bytes,
+            max_pixels=self.settings.max_pixels,
+            min_side=self.settings.max_side,
+        )
+        lap("read")
+        found = self.read_faces(picture.rgb, scale=picture.scale)
+        lap("faces")
+        digest = hashlib.sha256(data).hexdigest()
+        caption = choose_caption(
+            [scores.label for _, scores in sorted(found, key=lambda f: -f[0].w * f[0].h)],
+            bank=self.captions,
+            seed=bytes.fromhex(digest),
+            top=top,
+            bottom=bottom,
+        )
+        lap("caption")
+        marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []
+        image = render(
+            picture.rgb,
+            top=caption.top,
+            bottom=caption.bottom,
+            marks=marks,
+            max_side=self.settings.max_side,
+            format=format,
+        )
+        lap("render")
+        inverse = 1.0 / picture.scale
+        readings = [
+            FaceReading(
+                box=tuple(round(v * inverse) for v in face.box),  # type: ignore[arg-type]
+                detector_score=face.score,
+                scores=scores,
+            )
+            for face, scores in found
+        ]
+        height, width = picture.rgb.shape[:2]
+        out_scale = min(1.0, self.settings.max_side / max(height, width))
+        return Meme(
+            image=image,
+            content_type=FORMATS[format.lower()],
+            size=(round(width * out_scale), round(height * out_scale)),
+            faces=readings,
+            caption=caption,
+            model_version=self.ensemble.version,
+            input_sha256=digest,
+            timings_ms=timings,
+        )

@@ -1,0 +1,438 @@
+"""Drawing the captions (and optional face marks) onto the photo, and encoding the meme.
+
+The classic style: upper-case white text with a black outline, one caption at
+the top and one at the bottom, each as large as fits. The photo is resized
+before anything is drawn, so text sizes are relative to what the user gets.
+
+The image is drawn into a fresh Pillow image made from the pixel array and
+saved with no metadata arguments, so nothing of the upload (EXIF, GPS, ICC
+profile, comments) can reach the output.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+# Below this the text is unreadable anyway; a caption that does not fit even
+# here is broken inside words and, if still too long, cut with an ellipsis.
+_MIN_SIZE = 8
+# Each caption may take this share of the height, so the two never meet and
+# most of the photo stays visible.
+_MAX_BLOCK_SHARE = 0.4
+# The distance between baselines, as a multiple of the capital height: close
+# like classic memes, loose enough that outlines of adjacent lines do not merge.
+_LINE_PITCH = 1.3
+_ELLIPSIS = "..."  # three dots, not "…": every font has the full stop
+
+_FILL = (255, 255, 255)
+_OUTLINE = (0, 0, 0)
+_MARK = (255, 221, 0)  # a yellow that stands out on skin, sky and foliage alike
+_MARK_TEXT = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An optional label drawn on a face (the ``--boxes`` option).
+
+    ``box`` is x, y, width, height in pixels of the image passed to ``render``.
+    """
+
+    box: tuple[int, int, int, int]
+    label: str
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    x: int  # where Pillow's "la" anchor goes for the line's box to be centred
+    y: int  # the same, relative to the top of the block
+
+
+@dataclass(frozen=True)
+class _Block:
+    font: ImageFont.FreeTypeFont
+    stroke: int
+    lines: tuple[_Line, ...]
+    height: int  # from the top of the first line's box to the bottom of the last, outline included
+
+
+def font_path() -> Path | None:
+    """The caption font (Fjalla One, from the font-fjallaone package), or None when it is not installed."""
+    try:
+        import font_fjallaone
+    except ImportError:
+        return None
+    path = Path(font_fjallaone.font_files["FjallaOne"])
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _font_file() -> Path | None:
+    # Looked up once: an import that failed is not retried on every size.
+    return font_path()
+
+
+@lru_cache(maxsize=256)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    path = _font_file()
+    if path is not None:
+        # Basic layout rather than Raqm: faster, and the same pixels wherever
+        # the wheel's FreeType is the same (the goldens rely on that). The font
+        # has Latin glyphs only, so Raqm's shaping would buy nothing.
+        return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
+    font = ImageFont.load_default(size=size)
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        # The bitmap fallback has one size and no outline: no meme can be drawn.
+        raise RuntimeError("Pillow was built without FreeType: captions cannot be drawn")
+    return font
+
+
+# A run of characters across, relative to where it starts: the pen's advance,
+# and the left and right edges of the characters' boxes.
+_Span = tuple[float, float, float]
+_EMPTY: _Span = (0.0, 0.0, 0.0)
+
+
+class _Face:
+    """The caption font at one size, with what wrapping needs measured once per character.
+
+    Pillow's basic layout applies no kerning, so the box it gives a line follows
+    from its characters' boxes: across, from the leftmost to the rightmost edge
+    of the characters' boxes set one advance after another (the pen's end counts
+    too); up and down, their union; and the outline on every side. Adding cached
+    numbers in Python gives that same box many times faster than asking FreeType
+    for every candidate line (a test checks the two agree).
+    """
+
+    # Enough for any alphabet a caption uses; more distinct characters than this
+    # (a flood of random CJK, say) are measured each time rather than kept.
+    _MAX_GLYPHS = 1024
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.font = _font(size)
+        self.stroke = max(1, round(size / 12))
+        self._glyphs: dict[str, tuple[float, int, int, int, int]] = {}
+        _, _, cap_top, _, cap_bottom = self._glyph("H")
+        self.pitch = round(_LINE_PITCH * (cap_bottom - cap_top)) + self.stroke
+
+    def _glyph(self, char: str) -> tuple[float, int, int, int, int]:
+        """Advance, then the box of one character for the "la" anchor: left, top, right, bottom."""
+        glyph = self._glyphs.get(char)
+        if glyph is None:
+            left, top, right, bottom = self.font.getbbox(char, anchor="la")
+            glyph = (self.font.getlength(char), int(left), int(top), int(right), int(bottom))
+            if len(self._glyphs) < self._MAX_GLYPHS:
+                self._glyphs[char] = glyph
+        return glyph
+
+    def span(self, text: str) -> _Span:
+        """The span of a run of characters."""
+        pen, left, right = _EMPTY
+        for char in text:
+            advance, glyph_left, _, glyph_right, _ = self._glyph(char)
+            left, right = min(left, pen + glyph_left), max(right, pen + glyph_right)
+            pen += advance
+        return pen, left, right
+
+    @staticmethod
+    def join(first: _Span, second: _Span) -> _Span:
+        """The span of two runs one after the other."""
+        pen, left, right = first
+        advance, second_left, second_right = second
+        return pen + advance, min(left, pen + second_left), max(right, pen + second_right)
+
+    def width(self, span: _Span) -> int:
+        """The width of the box Pillow draws a run in, outline included."""
+        pen, left, right = span
+        return math.ceil(max(right, pen)) - math.floor(left) + 2 * self.stroke
+
+    def box(self, text: str) -> tuple[int, int, int, int]:
+        """What ``font.getbbox(text, stroke_width=stroke, anchor="la")`` gives, for a non-empty text."""
+        pen, left, right = self.span(text)
+        top = min(self._glyph(char)[2] for char in text)
+        bottom = max(self._glyph(char)[4] for char in text)
+        stroke = self.stroke
+        return math.floor(left) - stroke, top - stroke, math.ceil(max(right, pen)) + stroke, bottom + stroke
+
+
+@lru_cache(maxsize=256)
+def _face(size: int) -> _Face:
+    return _Face(size)
+
+
+def _clean(text: str) -> str:
+    # Control and format characters (tabs, zero-width joiners, direction marks,
+    # lone surrogates) would show as boxes or do nothing useful: spaces instead.
+    kept = (c if c == "\n" or unicodedata.category(c) not in ("Cc", "Cf", "Cs") else " " for c in text)
+    return "".join(kept)
+
+
+def _split_word(word: str, face: _Face, width: int) -> list[tuple[str, _Span]]:
+    """Pieces of a word too wide for a line, each as long as fits (at least one character)."""
+    pieces: list[tuple[str, _Span]] = []
+    piece, span = "", _EMPTY
+    for char in word:
+        longer = face.join(span, face.span(char))
+        if piece and face.width(longer) > width:
+            pieces.append((piece, span))
+            piece, longer = "", face.span(char)
+        piece, span = piece + char, longer
+    pieces.append((piece, span))
+    return pieces
+
+
+def _wrap(
+    paragraphs: list[list[str]], face: _Face, width: int, *, split_words: bool, max_lines: int
+) -> list[str] | None:
+    """Greedy wrapping at spaces; None when a word is wider than a line and may not be split.
+
+    Stops at ``max_lines + 1`` lines: that many already says the text is too
+    long, and a huge caption then costs no more than one that just overflows.
+    """
+    space = face.span(" ")
+    lines: list[str] = []
+    for words in paragraphs:
+        line: list[str] = []
+        span = _EMPTY
+        for word in words:
+            word_span = face.span(word)
+            if line:
+                longer = face.join(face.join(span, space), word_span)
+                if face.width(longer) <= width:
+                    line.append(word)
+                    span = longer
+                    continue
+                lines.append(" ".join(line))
+            if face.width(word_span) <= width:
+                line, span = [word], word_span
+            elif split_words:
+                *full, (last, span) = _split_word(word, face, width)
+                lines.extend(piece for piece, _ in full)
+                line = [last]
+            else:
+                return None
+            if len(lines) > max_lines:
+                return lines
+        lines.append(" ".join(line))
+        if len(lines) > max_lines:
+            return lines
+    return lines
+
+
+def _ellipsize(text: str, face: _Face, width: int) -> str:
+    """The longest prefix of ``text`` that fits ``width`` with an ellipsis after it ("" if none does)."""
+    for end in range(len(text), -1, -1):
+        candidate = text[:end].rstrip() + _ELLIPSIS
+        if face.width(face.span(candidate)) <= width:
+            return candidate
+    return ""
+
+
+def _block(lines: list[str], face: _Face, width: int) -> _Block:
+    placed: list[tuple[str, int, int, int]] = []
+    for index, text in enumerate(lines):
+        left, top, right, bottom = face.box(text)
+        # Centred on the box Pillow draws in, outline included, so the outline
+        # stays inside the margins exactly.
+        offset = index * face.pitch
+        placed.append((text, (width - left - right) // 2, offset + top, offset + bottom))
+    ink_top = min(p[2] for p in placed)
+    ink_bottom = max(p[3] for p in placed)
+    # Each line's y is where its anchor goes, measured from the top of the block.
+    return _Block(
+        font=face.font,
+        stroke=face.stroke,
+        lines=tuple(_Line(text, x, index * face.pitch - ink_top) for index, (text, x, _, _) in enumerate(placed)),
+        height=ink_bottom - ink_top,
+    )
+
+
+def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
+    """The largest caption block that fits; None when there is nothing to draw."""
+    paragraphs = [words for words in (p.split() for p in _clean(text).upper().split("\n")) if words]
+    if not paragraphs:
+        return None
+    line_width = width - 2 * margin
+    # The second bound keeps the two captions apart even when the margin is large.
+    max_height = min(int(_MAX_BLOCK_SHARE * height), (height - 2 * margin) // 2)
+    max_pitch = height / 9
+    if line_width <= 0 or max_height <= 0:
+        return None
+
+    def attempt(size: int) -> _Block | None:
+        face = _face(size)
+        if face.pitch > max_pitch and size > _MIN_SIZE:
+            return None
+        # Lines start a pitch apart, so no more than this many can fit.
+        most = max_height // face.pitch + 1
+        lines = _wrap(paragraphs, face, line_width, split_words=False, max_lines=most)
+        if lines is None or len(lines) > most:
+            return None
+        block = _block(lines, face, width)
+        return block if block.height <= max_height else None
+
+    # The pitch is about the font size (1.2 times for Fjalla One, a little under
+    # 1 for Pillow's font), so no size above this bound can pass.
+    low, high = _MIN_SIZE, max(_MIN_SIZE, int(1.25 * max_pitch) + 1)
+    best = attempt(low)
+    if best is None:
+        return _squeezed(paragraphs, width, line_width, max_height)
+    # Binary search: fitting is monotone in the size but for the odd wrap that
+    # happens to fit one size up; missing that costs nothing visible.
+    while low < high:
+        middle = (low + high + 1) // 2
+        block = attempt(middle)
+        if block is None:
+            high = middle - 1
+        else:
+            low, best = middle, block
+    return best
+
+
+def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int) -> _Block | None:
+    """The smallest size, words broken where needed and lines beyond the room dropped for an ellipsis."""
+    face = _face(_MIN_SIZE)
+    # Lines start a pitch apart, so no more than this many can fit.
+    most = max_height // face.pitch + 1
+    lines = _wrap(paragraphs, face, line_width, split_words=True, max_lines=most) or []
+    if any(face.width(face.span(line)) > line_width for line in lines):
+        return None  # a single character is wider than the image: a sliver
+    for count in range(min(len(lines), most), 0, -1):
+        kept = lines[:count]
+        if count < len(lines):
+            kept[-1] = _ellipsize(kept[-1], face, line_width)
+            if not kept[-1]:
+                continue
+        block = _block(kept, face, width)
+        if block.height <= max_height:
+            return block
+    return None  # not even one line fits: the image is a few pixels tall
+
+
+def _draw_caption(draw: ImageDraw.ImageDraw, block: _Block, top: int) -> None:
+    for line in block.lines:
+        draw.text(
+            (line.x, top + line.y),
+            line.text,
+            font=block.font,
+            anchor="la",
+            fill=_FILL,
+            stroke_width=block.stroke,
+            stroke_fill=_OUTLINE,
+        )
+
+
+def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, height: int) -> None:
+    x, y, w, h = mark.box
+    left, top = max(0, round(x * scale)), max(0, round(y * scale))
+    right, bottom = min(width, round((x + w) * scale)), min(height, round((y + h) * scale))
+    if right <= left or bottom <= top:
+        return  # empty, or entirely outside the image
+    thickness = min(4, max(2, round(min(width, height) / 400)))
+    # Pillow grows the outline inwards from the given edges, so it stays on the face box.
+    draw.rectangle((left, top, right - 1, bottom - 1), outline=_MARK, width=thickness)
+    label = _clean(mark.label).replace("\n", " ").strip()
+    if not label:
+        return
+    face = _face(min(40, max(10, round(min(width, height) / 30))))
+    pad = max(1, face.size // 8)
+    # The label is drawn without an outline: the box measured with one leaves
+    # that much more padding around it.
+    room = width - 2 * pad
+    fitted = label if face.width(face.span(label)) <= room else _ellipsize(label, face, room)
+    if not fitted:
+        return
+    box_left, box_top, box_right, box_bottom = face.box(fitted)
+    tag_w, tag_h = box_right - box_left + 2 * pad, box_bottom - box_top + 2 * pad
+    # Above the box, sitting on its edge; pushed inside the image near the borders.
+    tag_x = min(max(0, left), width - tag_w)
+    tag_y = max(0, top - tag_h)
+    draw.rectangle((tag_x, tag_y, tag_x + tag_w - 1, tag_y + tag_h - 1), fill=_MARK)
+    draw.text((tag_x + pad - box_left, tag_y + pad - box_top), fitted, font=face.font, anchor="la", fill=_MARK_TEXT)
+
+
+def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image  # never upscaled: that would only blur the photo
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Area averaging: no aliasing or moiré on big downscales, and faster than Lanczos.
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def render(
+    image: np.ndarray,
+    *,
+    top: str,
+    bottom: str,
+    marks: Sequence[Mark] = (),
+    max_side: int = 1600,
+    format: str = "jpeg",
+    quality: int = 88,
+) -> bytes:
+    """Draw the captions (and ``marks``) on ``image`` and encode it.
+
+    ``image`` is an H x W x 3 uint8 RGB array; it is not modified. Its long side
+    is first capped at ``max_side`` (smaller images keep their size), then the
+    captions are drawn upper-case, white with a black outline, ``top`` at the
+    top and ``bottom`` at the bottom, each as large as fits: wrapped at spaces,
+    never wider than the image and never more than 40% of its height. An empty
+    caption draws nothing. ``format`` is "jpeg" (or "jpg"), "png" or "webp",
+    case-insensitive; ``quality`` (1-100) applies to JPEG and WebP. The result
+    carries no metadata at all.
+
+    Raises ValueError for an image that is not H x W x 3 uint8, an unknown
+    format, a quality outside 1-100 or a ``max_side`` below 1.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {image.shape} of {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"the image is empty: shape {image.shape}")
+    codec = FORMATS.get(format.lower())
+    if codec is None:
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be within 1-100, got {quality}")
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+
+    pixels = _resized(np.ascontiguousarray(image), max_side)
+    height, width = pixels.shape[:2]
+    scale = width / image.shape[1]
+    canvas = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(canvas)
+    for mark in marks:
+        _draw_mark(draw, mark, scale, width, height)
+    # Captions last: they stay readable where a mark's tag runs under them.
+    margin = max(1, round(0.02 * min(width, height)))
+    top_block = _layout(top, width, height, margin)
+    if top_block is not None:
+        _draw_caption(draw, top_block, margin)
+    bottom_block = _layout(bottom, width, height, margin)
+    if bottom_block is not None:
+        _draw_caption(draw, bottom_block, height - margin - bottom_block.height)
+
+    buffer = io.BytesIO()
+    # Speed over the last few per cent of size: no optimize pass, no
+    # progressive scans, the fast PNG deflate level and a quick WebP method.
+    if codec == "JPEG":
+        canvas.save(buffer, codec, quality=quality, optimize=False, progressive=False)
+    elif codec == "PNG":
+        canvas.save(buffer, codec, compress_level=1)
+    else:
+        canvas.save(buffer, codec, quality=quality, method=2)
+    return buffer.getvalue()

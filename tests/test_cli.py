@@ -1,0 +1,52 @@
+"""`python -m memegen make`: one photo, a folder, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memegen", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_make_one_photo_with_json(photos_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meme.jpg"
+    result = run_cli("make", str(photos_dir / "obama.jpg"), "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert {"faces", "caption", "output", "timings_ms"} <= set(record)
+    assert record["output"] == str(out) and out.read_bytes()[:2] == b"\xff\xd8"
+    assert {"box", "label", "scores"} <= set(record["faces"][0])
+
+
+def test_make_a_folder_skips_bad_files(photos_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("obama-240p.jpg", "two_people.jpg"):
+        shutil.copy(photos_dir / name, source)
+    (source / "notes.txt").write_text("not a photo")
+    (source / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = run_cli("make", str(source), "-o", str(tmp_path / "out"), "--format", "png")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["obama-240p-meme.png", "two_people-meme.png"]
+    assert "2 memes made, 2 files skipped" in result.stderr
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("this is text")
+    for args in (("make", str(bad)), ("make", str(tmp_path / "missing.jpg"))):
+        result = run_cli(*args)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert str(args[1]) in lines[0]

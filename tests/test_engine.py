@@ -1,0 +1,87 @@
+"""The meme engine end to end on real photos, with the real models."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from memegen.captions import CaptionBank
+from memegen.detect import FaceDetector
+from memegen.engine import Engine
+from memegen.ensemble import Ensemble
+from memegen.errors import ImageTooLarge, UnsupportedImage
+from memegen.labels import LABELS
+from memegen.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def engine(detector: FaceDetector, ensemble: Ensemble) -> Engine:
+    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=Settings())
+
+
+def test_a_portrait_becomes_a_captioned_meme(engine: Engine, photos_dir: Path) -> None:
+    data = (photos_dir / "obama.jpg").read_bytes()
+    meme = engine.make(data)
+    assert meme.content_type == "image/jpeg"
+    image = Image.open(io.BytesIO(meme.image))
+    assert image.format == "JPEG" and image.size == meme.size
+    assert not image.getexif() and "exif" not in image.info
+    assert len(meme.faces) == 1 and meme.faces[0].label in LABELS
+    assert meme.caption.bank == meme.faces[0].label
+    record = meme.metadata()
+    json.dumps(record)
+    assert set(record) >= {"faces", "caption", "timings_ms", "model_version"}
+    assert set(record["timings_ms"]) == {"read", "faces", "caption", "render"}
+
+
+def test_the_same_upload_gives_the_same_meme(engine: Engine, photos_dir: Path) -> None:
+    data = (photos_dir / "two_people.jpg").read_bytes()
+    first, second = engine.make(data), engine.make(data)
+    assert first.caption == second.caption and first.image == second.image
+    assert first.caption.bank.startswith("group:")
+
+
+def test_boxes_are_in_upload_pixels(engine: Engine, photos_dir: Path) -> None:
+    data = (photos_dir / "portrait-img4.jpg").read_bytes()
+    width, height = Image.open(io.BytesIO(data)).size
+    meme = engine.make(data, boxes=True, format="png")
+    assert meme.content_type == "image/png" and max(meme.size) == 1600
+    (face,) = meme.faces
+    x, y, w, h = face.box
+    assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
+    assert w > 400  # the face in this portrait is about 800 px wide
+
+
+def test_user_caption_wins(engine: Engine, photos_dir: Path) -> None:
+    meme = engine.make((photos_dir / "biden.jpg").read_bytes(), top="my own", bottom="words", format="webp")
+    assert (meme.caption.top, meme.caption.bottom, meme.caption.bank) == ("my own", "words", "user")
+    assert Image.open(io.BytesIO(meme.image)).format == "WEBP"
+
+
+def test_no_face_gets_its_own_caption(engine: Engine) -> None:
+    sky = np.zeros((480, 640, 3), dtype=np.uint8)
+    sky[..., 2] = np.linspace(120, 255, 640, dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(sky).save(buffer, "PNG")
+    meme = engine.make(buffer.getvalue())
+    assert meme.faces == [] and meme.caption.bank == "no_face"
+
+
+def test_bad_uploads_raise_input_errors(engine: Engine) -> None:
+    with pytest.raises(UnsupportedImage):
+        engine.make(b"hello, I am not a photo")
+    small = Engine(
+        detector=engine.detector,
+        ensemble=engine.ensemble,
+        captions=engine.captions,
+        settings=Settings(max_bytes=1000),
+    )
+    with pytest.raises(ImageTooLarge):
+        small.make(bytes(2000))
+    with pytest.raises(ValueError, match="format"):
+        engine.make(b"", format="gif")
