@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -150,16 +151,20 @@ def build_member(
     )
     blur = input_blur(population, config.size)
     float_model = to_float_tflite(net, size=config.size)
+    converted = tflite_predict(float_model, val_set.x[:200])
+    expected = predict(net, val_set.x[:200])
+    if not np.allclose(converted, expected, atol=1e-3):
+        raise RuntimeError(
+            f"{name}: the TFLite conversion differs from PyTorch by {np.abs(converted - expected).max()}"
+        )
     calibration = train_set.x[np.random.default_rng(seed).permutation(len(train_set.x))[:400]]
     if blur > 0:
         # Calibrate on what the member sees at run time: sharp faces blurred.
-        import cv2
-
         sharp = load_split(data, "lfw", TRAIN, config.size).x[:400]
         calibration = np.concatenate(
             [calibration[:200], np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in sharp[:200]])]
         )
-    int8_model = to_int8_tflite(float_model, calibration)
+    int8_model = to_int8_tflite(net, calibration)
     (out_dir / f"{name}.tflite").write_bytes(int8_model)
     (work / f"{name}.float.tflite").write_bytes(float_model)
     # Validation faces come as the population has them (FER2013's already blurred).
@@ -236,8 +241,6 @@ def member_outputs(
     models: dict[str, bytes], entries: list[dict[str, Any]], faces: np.ndarray, *, blurred: bool
 ) -> np.ndarray:
     """(n, members, 7) int8 member probabilities for 64x64 crops; ``blurred`` faces skip the input blur."""
-    import cv2
-
     outputs = []
     for entry in entries:
         size = entry["input_size"]
@@ -348,8 +351,6 @@ def main(argv: list[str] | None = None) -> int:
         size = entry["input_size"]
         net = ExpressionNet(Config(**entry["config"]))
         net.load_state_dict(entry["state"])
-        import cv2
-
         faces = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in test["fer2013"]])
         if entry["input_blur"]:
             faces = np.stack([cv2.GaussianBlur(f, (0, 0), entry["input_blur"]) for f in faces])

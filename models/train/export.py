@@ -1,4 +1,4 @@
-"""Convert a trained member to TFLite (litert-torch) and to full int8 (ai-edge-quantizer)."""
+"""Convert a trained member to TFLite and to full int8, both with litert-torch."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import torch
 from memegen.ensemble import Member
 from models.train.net import Deployed, ExpressionNet
 
-SIGNATURE = "serving_default"
-
 
 def to_float_tflite(net: ExpressionNet, *, size: int) -> bytes:
     """The float32 TFLite graph of a member: (1, size, size, 1) pixels 0..255 in."""
     import litert_torch
 
+    # litert-torch misreads channels_last weights (a silently wrong model).
+    net = net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     deployed = Deployed(net, size=size).eval()
     sample = (torch.zeros(1, size, size, 1),)
     with tempfile.TemporaryDirectory() as tmp:
@@ -26,19 +26,35 @@ def to_float_tflite(net: ExpressionNet, *, size: int) -> bytes:
         return path.read_bytes()
 
 
-def to_int8_tflite(float_model: bytes, calibration: np.ndarray) -> bytes:
-    """Full int8 (weights and activations, int8 input and output), calibrated on uint8 faces."""
-    from ai_edge_quantizer import quantizer, recipe
+def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
+    """Full int8 (weights per channel, activations per tensor, int8 input and output logits).
 
-    from memegen.runtime import Interpreter
+    PyTorch's PT2E flow with litert-torch's quantizer: its histogram observers
+    choose activation ranges that lose far less than ai-edge-quantizer's
+    min/max calibration did here (0.3 against 2.3 to 3.8 points of validation
+    accuracy on the FER2013 member).
+    """
+    import litert_torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    from torchao.quantization.pt2e import quantize_pt2e
 
-    interpreter = Interpreter(model_content=float_model)
-    input_name = interpreter.get_signature_list()[SIGNATURE]["inputs"][0]
     size = calibration.shape[1]
-    samples = [{input_name: face.astype(np.float32).reshape(1, size, size, 1)} for face in calibration]
-    quant = quantizer.Quantizer(bytearray(float_model), recipe.static_wi8_ai8())
-    result = quant.quantize(quant.calibrate({SIGNATURE: samples}, num_threads=2), enable_progress_report=False)
-    return bytes(result.quantized_model)
+    net = net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    deployed = Deployed(net, size=size).eval()
+    sample = (torch.zeros(1, size, size, 1),)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    )
+    model = quantize_pt2e.prepare_pt2e(torch.export.export(deployed, sample).module(), quantizer)
+    with torch.no_grad():
+        for face in calibration:
+            model(torch.from_numpy(face.astype(np.float32)).reshape(1, size, size, 1))
+    model = quantize_pt2e.convert_pt2e(model, fold_quantize=False)
+    edge = litert_torch.convert(model, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "int8.tflite"
+        edge.export(str(path))
+        return path.read_bytes()
 
 
 def tflite_predict(model: bytes, faces: np.ndarray, *, input_blur: float = 0.0) -> np.ndarray:

@@ -67,8 +67,10 @@ class ExpressionNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of (n, 1, size, size) faces scaled to [-1, 1]."""
+        # avg_pool2d over the whole map rather than mean(): the int8 quantizer
+        # annotates it, so the head stays int8 instead of falling back to float.
         x = self.features(x)
-        return self.head(x.mean(dim=(2, 3)))
+        return self.head(F.avg_pool2d(x, kernel_size=x.shape[-2:]).flatten(1))
 
 
 def macs(config: Config) -> int:
@@ -91,10 +93,11 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class Deployed(nn.Module):
-    """What the TFLite file holds: 8-bit pixels in, probabilities out.
+    """What the TFLite file holds: 8-bit pixels in, logits out.
 
     The input is (1, size, size, 1) grayscale with values 0..255 as float; for
     one channel that is the same memory as NCHW, so no transpose is needed.
+    The softmax is left to the caller, so that the int8 graph has no float op.
     """
 
     def __init__(self, net: ExpressionNet, *, size: int) -> None:
@@ -104,4 +107,4 @@ class Deployed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(1, 1, self.size, self.size) * (2 / 255) - 1
-        return torch.softmax(self.net(x), dim=-1)
+        return self.net(x)

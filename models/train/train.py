@@ -211,4 +211,6 @@ def train(
                 checkpoint,
             )
     net.load_state_dict(best[1])
-    return net.eval(), history
+    # litert-torch reads channels_last weights as if they were contiguous and
+    # silently converts a wrong model, so hand back plain contiguous weights.
+    return net.to(memory_format=torch.contiguous_format).eval(), history  # type: ignore[call-overload]

@@ -35,7 +35,7 @@ class Scores:
 
 
 class Member:
-    """One int8 TFLite classifier: a grayscale face in, seven probabilities out."""
+    """One int8 TFLite classifier: a grayscale face in, seven logits out (softmax here)."""
 
     def __init__(self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, threads: int = 1) -> None:
         try:
@@ -75,7 +75,8 @@ class Member:
         y = self._interpreter.get_tensor(self._output).reshape(-1).astype(np.float32)
         if self._out_scale:
             y = (y - self._out_zero) * self._out_scale
-        return y
+        y = np.exp(y - y.max())
+        return y / y.sum()
 
 
 def sha256(data: bytes) -> str:
