@@ -33,7 +33,7 @@ def datasets_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings()
+    return Settings.from_env()
 
 
 @pytest.fixture(scope="session")

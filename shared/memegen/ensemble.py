@@ -13,7 +13,7 @@ import numpy as np
 
 from memegen.errors import ModelError
 from memegen.labels import LABELS
-from memegen.runtime import Interpreter
+from memegen.runtime import load_interpreter
 
 MANIFEST = "ensemble.json"
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -39,8 +39,7 @@ class Member:
 
     def __init__(self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, threads: int = 1) -> None:
         try:
-            self._interpreter = Interpreter(model_content=model, num_threads=threads)
-            self._interpreter.allocate_tensors()
+            self._interpreter = load_interpreter(model, threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"member {name}: not a TFLite model ({exc})") from exc
         inp = self._interpreter.get_input_details()[0]
