@@ -36,7 +36,7 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
     """
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     size = calibration.shape[1]
     net = net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
@@ -50,6 +50,8 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
         for face in calibration:
             model(torch.from_numpy(face.astype(np.float32)).reshape(1, size, size, 1))
     model = quantize_pt2e.convert_pt2e(model, fold_quantize=False)
+    # An exported graph module reports training mode; its ops are eval-mode already.
+    model = move_exported_model_to_eval(model)
     edge = litert_torch.convert(model, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "int8.tflite"

@@ -96,7 +96,8 @@ class Engine:
         """Detect every face of an upright RGB image and read its expression."""
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         # min_face is in upload pixels; the picture may have been decoded smaller.
-        faces = self.detector.detect(rgb, min_face=max(self.settings.min_face * scale, 16.0))
+        smallest = max(self.settings.min_face * scale, self.settings.min_face_fraction * min(rgb.shape[:2]))
+        faces = self.detector.detect(rgb, min_face=smallest)
         return [(face, self.ensemble.classify(align_crop(gray, face, size=self.ensemble.crop_size))) for face in faces]
 
     def make(

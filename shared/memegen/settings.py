@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 from memegen.errors import MemeGenError
 
 _MODELS = Path(__file__).resolve().parents[2] / "models"
+PREFIX = "MEMEGEN_"
 
 
 class SettingsError(MemeGenError):
@@ -21,30 +23,54 @@ class Settings:
     """Everything configurable, with the defaults a deployment runs with.
 
     The environment variable of each field is its name in upper case with the
-    ``MEMEGEN_`` prefix (``MEMEGEN_MIN_FACE``, say).
+    ``MEMEGEN_`` prefix (``MEMEGEN_MIN_FACE``, say): ``env_names()`` lists them,
+    and the infrastructure sets exactly those.
     """
 
     models_dir: Path = _MODELS
     detector_dir: Path = _MODELS / "blazeface"
     threads: int = 1
     min_face: float = 40.0
+    # The engine also skips faces smaller than this share of the photo's short
+    # side: background faces do not make the meme, and each halving of the
+    # smallest face looked for costs about four times the detection time.
+    min_face_fraction: float = 0.05
     max_bytes: int = 20_000_000
     max_pixels: int = 50_000_000
     max_side: int = 1600
+    # Cloud side: buckets, object names, URL lifetimes, event age.
+    input_bucket: str = "memegen-input"
+    output_bucket: str = "memegen-output"
+    upload_prefix: str = "uploads/"
+    url_ttl_seconds: int = 900
+    max_event_age_seconds: int = 86_400
+    # The service account that signs URLs through the IAM signBlob API in the
+    # cloud; empty where the credentials carry a private key (local runs).
+    signing_service_account: str = ""
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.max_side < 16 or self.max_bytes < 1 or self.max_pixels < 1:
+            raise SettingsError("threads, max_side, max_bytes and max_pixels must be positive")
+        if not 0 < self.url_ttl_seconds <= 900:
+            raise SettingsError("url_ttl_seconds must be between 1 and 900 (signed URLs live 15 minutes at most)")
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        """The environment variable of every setting."""
+        return [PREFIX + field.name.upper() for field in dataclasses.fields(cls)]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (the process environment by default)."""
         env = os.environ if environ is None else environ
-        try:
-            return cls(
-                models_dir=Path(env.get("MEMEGEN_MODELS_DIR", str(cls.models_dir))),
-                detector_dir=Path(env.get("MEMEGEN_DETECTOR_DIR", str(cls.detector_dir))),
-                threads=int(env.get("MEMEGEN_THREADS", cls.threads)),
-                min_face=float(env.get("MEMEGEN_MIN_FACE", cls.min_face)),
-                max_bytes=int(env.get("MEMEGEN_MAX_BYTES", cls.max_bytes)),
-                max_pixels=int(env.get("MEMEGEN_MAX_PIXELS", cls.max_pixels)),
-                max_side=int(env.get("MEMEGEN_MAX_SIDE", cls.max_side)),
-            )
-        except ValueError as exc:
-            raise SettingsError(f"bad MemeGen setting: {exc}") from exc
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            kind: type = type(field.default)
+            try:
+                values[field.name] = kind(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        return cls(**values)  # type: ignore[arg-type]
