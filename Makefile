@@ -74,6 +74,21 @@ meme: models ## Make a meme of a photo: make meme PHOTO=... [OUT=...]
 bench: models ## Speed of the engine and its stages, one thread, as ratios to a decode baseline
 	$(PY) -m tests.bench
 
+# The local stack: a development signing key (git-ignored; no such account exists anywhere) and
+# the page's port; the storage emulator and on_upload take any free port.
+DEV_KEY := .local/dev-key.json
+API_PORT ?= 8080
+
+$(DEV_KEY): | $(VENV)/.stamp
+	$(PY) -m local.devkey $@
+
+.PHONY: dev-key
+dev-key: $(DEV_KEY) ## Make the local URL-signing key, .local/dev-key.json (once)
+
+.PHONY: run
+run: models dev-key ## The whole stack on this machine (storage emulator, both functions, event bridge): make run [API_PORT=8080]
+	$(PY) -m local.run --api-port $(API_PORT) --key $(DEV_KEY)
+
 .PHONY: clean
 clean: ## Remove the environment and build outputs
 	rm -rf $(VENV) build models/blazeface .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""Cloud Function ``api``: the upload page, signed upload URLs and meme status (``memegen.api`` does the work)."""
+
+from __future__ import annotations
+
+import os
+
+import flask
+import functions_framework
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from memegen.api import handle
+from memegen.settings import Settings
+from memegen.storage import Store
+
+# Once per instance (cold start). In the cloud URLs are signed through IAM (signing_service_account);
+# locally GOOGLE_APPLICATION_CREDENTIALS names the development key of local/devkey.py.
+settings = Settings.from_env()
+key_file = None if settings.signing_service_account else os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+signer = service_account.Credentials.from_service_account_file(key_file) if key_file else None
+store = Store(storage.Client(), settings, signing_credentials=signer)
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    """HTTP: ``GET /``, ``POST /v1/uploads``, ``GET /v1/memes/<id>``."""
+    return handle(request, store=store, settings=settings)

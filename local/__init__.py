@@ -1,0 +1,1 @@
+"""MemeGen on one machine, no cloud account: the storage emulator, both functions and an event bridge (``make run``)."""

@@ -1,0 +1,231 @@
+"""The storage server of local runs and tests: gcp-storage-emulator, in memory, with the buckets made.
+
+gcp-storage-emulator (2026.7.19) lacks a few Cloud Storage behaviours that MemeGen relies on; this
+module adds exactly those, by wrapping the emulator's own handlers, and nothing else:
+
+1. Preconditions. ``ifGenerationMatch`` on JSON API uploads and ``x-goog-if-generation-match`` on
+   XML API PUTs are ignored, so an existing object is overwritten. Here they are answered with 412
+   when the live generation differs (for 0: when the object exists), as Cloud Storage does.
+2. Reads of a generation. ``generation=`` on an object GET or media download is ignored and the
+   live object comes back. Here it is 404 unless it names the live generation (the emulator keeps
+   no older generations: a bucket without versioning).
+3. The signed-URL upload (XML API PUT). ``x-goog-meta-*`` headers are dropped and
+   ``x-goog-content-length-range`` is not enforced. Here custom metadata is kept, the size range
+   is enforced (400 EntityTooLarge / EntityTooSmall), a header named in ``X-Goog-SignedHeaders``
+   but missing from the request is refused (403 SignatureDoesNotMatch) and so is an expired URL
+   (400 ExpiredToken). The signature itself is NOT verified, nor are the signed header values.
+4. CORS. There is no OPTIONS handler, so a browser cannot PUT to a signed URL from the page (a
+   different origin). Here preflights are answered and every response allows any origin, standing
+   in for the input bucket's CORS configuration.
+
+``python -m local.emulator --port 9023 --bucket memegen-input --bucket memegen-output``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http import HTTPStatus
+from http.server import HTTPServer
+from typing import Any
+from xml.sax.saxutils import escape
+
+from gcp_storage_emulator import server
+from gcp_storage_emulator.exceptions import NotFound
+from gcp_storage_emulator.handlers import buckets, objects
+from gcp_storage_emulator.storage import Storage
+
+# The emulator's handlers take (request, response, storage), all untyped.
+Handler = Callable[[Any, Any, Any], None]
+
+_META = "x-goog-meta-"
+_NOT_MET = "At least one of the pre-conditions you specified did not hold."
+
+
+def _live_generation(storage: Any, bucket: str, name: str) -> int:
+    try:
+        return int(storage.get_file_obj(bucket, name)["generation"])
+    except NotFound:
+        return 0
+
+
+def _json_error(response: Any, status: HTTPStatus, reason: str, message: str) -> None:
+    response.status = status
+    response.json({"error": {"code": status.value, "message": message, "errors": [{"reason": reason}]}})
+
+
+def _xml_error(response: Any, status: HTTPStatus, code: str, message: str) -> None:
+    response.status = status
+    body = (
+        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+    )
+    response.write_file(body.encode("utf-8"), content_type="application/xml")
+
+
+def _insert_name(request: Any) -> str | None:
+    if "name" in request.query:
+        return str(request.query["name"][0])
+    data = request.data
+    if isinstance(data, dict):
+        # Multipart uploads carry the resource under "meta"; resumable ones are the resource.
+        name = data.get("meta", data).get("name")
+        return str(name) if name else None
+    return None
+
+
+def _insert(request: Any, response: Any, storage: Any) -> None:
+    """JSON API upload with ``ifGenerationMatch`` honoured (checked when a resumable upload starts)."""
+    wanted = request.query.get("ifGenerationMatch")
+    if wanted and "upload_id" not in request.query:
+        name = _insert_name(request)
+        live = _live_generation(storage, request.params["bucket_name"], name) if name else 0
+        if name and live != int(wanted[0]):
+            _json_error(
+                response,
+                HTTPStatus.PRECONDITION_FAILED,
+                "conditionNotMet",
+                _NOT_MET,
+            )
+            return
+    objects.insert(request, response, storage)
+
+
+def _pinned(handler: Handler) -> Handler:
+    """An object GET or download that answers 404 unless ``generation=`` names the live generation."""
+
+    def pinned(request: Any, response: Any, storage: Any) -> None:
+        wanted = request.query.get("generation")
+        if wanted and not request.query.get("softDeleted"):
+            live = _live_generation(storage, request.params["bucket_name"], request.params["object_id"])
+            if live != int(wanted[0]):
+                _json_error(response, HTTPStatus.NOT_FOUND, "notFound", "No such object.")
+                return
+        handler(request, response, storage)
+
+    return pinned
+
+
+def _signed_put_problem(query: dict[str, list[str]], headers: Any, size: int) -> tuple[HTTPStatus, str, str] | None:
+    signed = query.get("X-Goog-SignedHeaders")
+    if signed:
+        # "host" is the URL's own; every other signed header must come with the request.
+        missing = [name for name in signed[0].split(";") if name != "host" and name not in headers]
+        if missing:
+            return HTTPStatus.FORBIDDEN, "SignatureDoesNotMatch", f"signed headers missing from the request: {missing}"
+        start = datetime.strptime(query["X-Goog-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if datetime.now(UTC) > start + timedelta(seconds=int(query["X-Goog-Expires"][0])):
+            return HTTPStatus.BAD_REQUEST, "ExpiredToken", "the signed URL has expired"
+    limits = headers.get("x-goog-content-length-range")
+    if limits:
+        low, high = (int(value) for value in limits.split(","))
+        if size > high:
+            return HTTPStatus.BAD_REQUEST, "EntityTooLarge", f"{size} bytes is over the range {limits}"
+        if size < low:
+            return HTTPStatus.BAD_REQUEST, "EntityTooSmall", f"{size} bytes is under the range {limits}"
+    return None
+
+
+def _xml_upload(request: Any, response: Any, storage: Any) -> None:
+    """XML API PUT (signed URL uploads) with custom metadata, size range, signed headers and preconditions."""
+    # The emulator's Request lists no headers; its HTTP handler's message does.
+    headers = request._request_handler.headers
+    if request.data is None:
+        # The emulator reads an empty body as None and then fails on len(None).
+        request._data = b""
+    bucket, name = request.params["bucket_name"], request.params["object_id"]
+    problem = _signed_put_problem(request.query, headers, len(request.data))
+    wanted = headers.get("x-goog-if-generation-match")
+    if problem is None and wanted is not None and _live_generation(storage, bucket, name) != int(wanted):
+        problem = (
+            HTTPStatus.PRECONDITION_FAILED,
+            "PreconditionFailed",
+            _NOT_MET,
+        )
+    if problem is not None:
+        _xml_error(response, *problem)
+        return
+    objects.xml_upload(request, response, storage)
+    if response.status != HTTPStatus.OK:
+        return
+    obj = storage.get_file_obj(bucket, name)
+    metadata = {key.lower()[len(_META) :]: value for key, value in headers.items() if key.lower().startswith(_META)}
+    if metadata:
+        obj["metadata"] = metadata
+        storage.patch_object(bucket, name, obj)
+    response["ETag"] = f'"{obj["etag"]}"'
+    response["x-goog-generation"] = obj["generation"]
+
+
+_patched = False
+
+
+def _patch_handlers() -> None:
+    global _patched
+    if _patched:
+        return
+    replacements: dict[Handler, Handler] = {
+        objects.insert: _insert,
+        objects.xml_upload: _xml_upload,
+        objects.get: _pinned(objects.get),
+        objects.download: _pinned(objects.download),
+    }
+    for _, handlers in server.HANDLERS:
+        for method, handler in handlers.items():
+            handlers[method] = replacements.get(handler, handler)
+    _patched = True
+
+
+class _RequestHandler(server.RequestHandler):  # type: ignore[misc]
+    def do_OPTIONS(self) -> None:
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, PATCH, DELETE")
+        self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", "*"))
+        self.send_header("Access-Control-Max-Age", "3600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Expose-Headers", "ETag, x-goog-generation")
+        super().end_headers()
+
+
+def make_server(*, host: str, port: int, bucket_names: Iterable[str]) -> HTTPServer:
+    """An in-memory emulator bound to ``host:port`` (0: any free port), with those buckets made.
+
+    One request at a time, as the emulator serves: that also makes each precondition check and
+    the write that follows it atomic, as they are in Cloud Storage.
+    """
+    _patch_handlers()
+    storage = Storage(use_memory_fs=True)
+    for name in bucket_names:
+        buckets.create_bucket(name, storage)
+    return HTTPServer((host, port), partial(_RequestHandler, storage))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until stopped (SIGTERM, or Ctrl-C)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m local.emulator", description="The storage emulator of local runs and tests."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9023, help="0: any free port (the ready line says which)")
+    parser.add_argument("--bucket", action="append", default=[], help="a bucket to make (repeat)")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    # The emulator logs a warning for every JSON response it builds: noise, unless asked for.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="storage: %(message)s")
+    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket)
+    print(f"storage emulator on http://{args.host}:{httpd.server_port}", flush=True)
+    # Ctrl-C (KeyboardInterrupt) is one of the two ways to stop it; SIGTERM is the other.
+    with contextlib.suppress(KeyboardInterrupt):
+        httpd.serve_forever()
+    httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

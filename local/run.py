@@ -1,0 +1,248 @@
+"""``make run``: MemeGen on one machine, no cloud account.
+
+Starts, each as a child process in its own process group: the storage emulator (with the input
+and output buckets), the ``on_upload`` and ``api`` functions each in its own functions-framework
+server, and the event bridge that stands in for Eventarc. Prints the page's address, then runs
+until Ctrl-C or SIGTERM, or until a child dies, and stops every child, and what they started,
+before it exits.
+
+``python -m local.run [--api-port 8080] [--storage-port N] [--on-upload-port N] [--key .local/dev-key.json]``
+(a port of 0, the default, is any free port)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from local.devkey import write_key
+from memegen.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+STARTUP_SECONDS = 120.0
+STOP_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec (Linux): if this script dies, even by SIGKILL, the child gets
+    # SIGTERM instead of living on as an orphan holding its port.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """One child process, the leader of its own process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            # The group id was reused by a process that is not ours: our group is gone.
+            return False
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group, then SIGKILL to whatever is left after STOP_SECONDS."""
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while time.monotonic() < deadline:
+            self.process.poll()
+            if self.process.returncode is not None and not self.group_alive():
+                return
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+        self.process.wait()
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            return
+
+
+class Stack:
+    """The children, started in order and stopped in reverse order: sources before sinks."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def start(self, name: str, command: list[str], *, url: str, env: dict[str, str]) -> Child:
+        """Start a child in its own process group (so that a terminal's Ctrl-C reaches only this script)."""
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        child = Child(name, process, url)
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        """Stop every child and its process group, the last started first."""
+        for child in reversed(self.children):
+            child.stop()
+
+    def exited(self) -> Child | None:
+        """A child that has exited, if any."""
+        return next((child for child in self.children if child.process.poll() is not None), None)
+
+
+class Stopped(Exception):
+    """A signal came while the stack was starting."""
+
+
+def wait_until_serving(child: Child, *, stop: threading.Event, timeout: float = STARTUP_SECONDS) -> None:
+    """Wait until the child answers HTTP (any status), failing if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stop.is_set():
+            raise Stopped
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with status {child.process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(child.url + "/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered: a 404 or 405 says it is up as well as a 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not answer at {child.url} within {timeout:.0f} s")
+
+
+def function_command(*, target: str, source: str, signature: str, port: int) -> list[str]:
+    """A functions-framework server of one function, as Cloud Functions runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        f"--target={target}",
+        f"--source={ROOT / source}",
+        f"--signature-type={signature}",
+        f"--host={HOST}",
+        f"--port={port}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stack until stopped; 0 when stopped by a signal, 1 when a child died or failed to start."""
+    parser = argparse.ArgumentParser(prog="python -m local.run", description="MemeGen on one machine.")
+    parser.add_argument("--api-port", type=int, default=0, help="the page and API (0: any free port)")
+    parser.add_argument("--on-upload-port", type=int, default=0)
+    parser.add_argument("--storage-port", type=int, default=0)
+    parser.add_argument("--key", type=Path, default=ROOT / ".local" / "dev-key.json", help="made when missing")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    api_port, on_upload_port, storage_port = (
+        port or free_port() for port in (args.api_port, args.on_upload_port, args.storage_port)
+    )
+    if not args.key.exists():
+        write_key(args.key)
+        print(f"made a development signing key: {args.key}", flush=True)
+
+    storage_url = f"http://{HOST}:{storage_port}"
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": storage_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    stack = Stack()
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        bucket_args = [f"--bucket={settings.input_bucket}", f"--bucket={settings.output_bucket}"]
+        storage = stack.start(
+            "storage emulator",
+            [sys.executable, "-m", "local.emulator", f"--host={HOST}", f"--port={storage_port}", *bucket_args],
+            url=storage_url,
+            env=env,
+        )
+        wait_until_serving(storage, stop=stop)
+        # One request at a time, as the function is deployed (concurrency 1): the engine's
+        # interpreters are not to be shared between threads.
+        on_upload = stack.start(
+            "on_upload",
+            function_command(
+                target="on_upload", source="functions/on_upload/main.py", signature="cloudevent", port=on_upload_port
+            ),
+            url=f"http://{HOST}:{on_upload_port}",
+            env={**env, "THREADS": "1"},
+        )
+        # Locally the api signs with the development key; in the cloud, through IAM.
+        api = stack.start(
+            "api",
+            function_command(target="api", source="functions/api/main.py", signature="http", port=api_port),
+            url=f"http://{HOST}:{api_port}",
+            env={**env, "GOOGLE_APPLICATION_CREDENTIALS": str(args.key.resolve())},
+        )
+        wait_until_serving(on_upload, stop=stop)
+        wait_until_serving(api, stop=stop)
+        stack.start(
+            "bridge",
+            [
+                sys.executable,
+                "-m",
+                "local.bridge",
+                f"--storage={storage_url}",
+                f"--bucket={settings.input_bucket}",
+                f"--prefix={settings.upload_prefix}",
+                f"--target={on_upload.url}/",
+            ],
+            url="",
+            env=env,
+        )
+        buckets = f"{settings.input_bucket}, {settings.output_bucket}"
+        print(f"storage emulator at {storage_url} (buckets {buckets})", flush=True)
+        print(f"MemeGen is running at {api.url}/ (Ctrl-C stops it)", flush=True)
+        while not stop.wait(0.5):
+            if (dead := stack.exited()) is not None:
+                status = dead.process.returncode
+                print(f"{dead.name} exited with status {status}: stopping", file=sys.stderr, flush=True)
+                return 1
+        return 0
+    except Stopped:
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""The HTTP API and the upload page: routing, validation and JSON responses, as a library.
+
+The Cloud Function in ``functions/api`` is a thin adapter over :func:`handle`.
+The browser never sends photo bytes here: it asks for a signed upload URL, PUTs
+the photo straight to Cloud Storage, then polls the meme's status.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import flask
+from google.api_core.exceptions import GoogleAPIError
+from google.auth.exceptions import GoogleAuthError
+
+from memegen.errors import InputError
+from memegen.logs import log
+from memegen.settings import Settings
+from memegen.storage import MEME_PREFIX, SigningUnavailable, Store
+
+CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+# Photos straight off an iPhone: the reader cannot decode them, so the message says what to do instead.
+_CONVERT_FIRST = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
+UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
+MAX_CAPTION = 120
+# The upload request is a few short strings: anything bigger is a mistake or abuse.
+MAX_BODY_BYTES = 4096
+UPLOADS_PATH = "/v1/uploads"
+MEMES_PATH = "/v1/memes/"
+_ID = re.compile(r"[0-9a-f]{32}")
+# Cc: C0/C1 controls (newline and tab included); Zl/Zp: the Unicode line and paragraph separators.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+_TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+_TEMPLATE_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+_CONFIG_MARK = "{{CONFIG}}"
+_LOG_PATH_CHARS = 200
+
+
+class RequestError(InputError):
+    """The request is malformed: bad JSON, a wrong type, an unknown field (400)."""
+
+
+class NotFound(RequestError):
+    """No such route, or no such meme (404)."""
+
+
+class MethodNotAllowed(RequestError):
+    """The route exists but not for this method (405)."""
+
+    def __init__(self, message: str, *, allowed: Iterable[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
+
+
+class BodyTooLarge(RequestError):
+    """The request body is over :data:`MAX_BODY_BYTES` (413)."""
+
+
+class UnsupportedType(RequestError):
+    """The request or the photo it announces has a media type MemeGen does not take (415)."""
+
+
+# Most specific first: the first class the exception is an instance of gives the status.
+_STATUS: tuple[tuple[type[RequestError], int], ...] = (
+    (NotFound, 404),
+    (MethodNotAllowed, 405),
+    (BodyTooLarge, 413),
+    (UnsupportedType, 415),
+    (RequestError, 400),
+)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """A validated ``POST /v1/uploads`` body."""
+
+    content_type: str
+    top: str | None = None
+    bottom: str | None = None
+
+
+def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
+    """Answer one HTTP request: the upload page, a new signed upload, or a meme's status.
+
+    Every error is a JSON ``{"error": "..."}`` with its status; every outcome is logged.
+    """
+    upload_id: str | None = None
+    reason: str | None = None
+    try:
+        if request.path == "/":
+            _allow(request, "GET", "HEAD")
+            response = page_response(request, store=store, settings=settings)
+        elif request.path == UPLOADS_PATH:
+            _allow(request, "POST")
+            upload = parse_upload_request(_read_body(request), content_type=request.mimetype)
+            response, upload_id = _create_upload(upload, store=store)
+        elif request.path.startswith(MEMES_PATH):
+            _allow(request, "GET", "HEAD")
+            candidate = request.path.removeprefix(MEMES_PATH)
+            # A malformed id never reaches storage: it cannot name an upload this API issued.
+            if not _ID.fullmatch(candidate):
+                raise NotFound("no such meme")
+            upload_id = candidate
+            response = _meme_status(upload_id, store=store)
+        else:
+            raise NotFound("no such route")
+    except RequestError as exc:
+        response, reason = error_response(exc), str(exc)
+    except (GoogleAPIError, GoogleAuthError) as exc:
+        # Storage or IAM failed, or stayed out of reach through the client's own retries: the
+        # request itself was fine, so the browser may try again.
+        response, reason = (
+            _json({"error": "storage is unavailable right now; try again shortly"}, status=503),
+            repr(exc),
+        )
+        response.headers["Retry-After"] = "5"
+    except SigningUnavailable as exc:
+        response, reason = _json({"error": "the service cannot sign URLs (misconfigured)"}, status=500), str(exc)
+    _log_outcome(request, response, upload_id=upload_id, reason=reason)
+    return response
+
+
+def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
+    """Validate a ``POST /v1/uploads`` body: strict JSON, known fields, an image type MemeGen reads.
+
+    ``content_type`` is the request's media type (without parameters); it must be JSON.
+    """
+    if content_type != "application/json":
+        raise UnsupportedType("send the request as application/json")
+    try:
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError("the body must be a JSON object")
+    unknown = sorted(set(data) - UPLOAD_FIELDS)
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}; the fields are {', '.join(sorted(UPLOAD_FIELDS))}")
+    if "content_type" not in data:
+        raise RequestError("content_type is required (the photo's type, image/jpeg say)")
+    photo_type = data["content_type"]
+    if not isinstance(photo_type, str):
+        raise RequestError("content_type must be a string")
+    photo_type = photo_type.strip().lower()
+    if photo_type in _CONVERT_FIRST:
+        raise UnsupportedType("HEIC/HEIF photos are not supported: convert the photo to JPEG, or upload a JPEG")
+    if photo_type not in CONTENT_TYPES:
+        raise UnsupportedType(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
+    return UploadRequest(
+        content_type=photo_type, top=_caption(data.get("top"), "top"), bottom=_caption(data.get("bottom"), "bottom")
+    )
+
+
+def page_response(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
+    """The upload page with its security headers; revalidated cheaply through its ETag."""
+    page = _page(settings.max_bytes, settings.url_ttl_seconds)
+    response = flask.Response(page.html, status=200, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = page.csp(_storage_origin(store))
+    # Short-lived: a new deployment (new limits, new script) should reach people within minutes.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.set_etag(page.etag)
+    _security_headers(response)
+    # make_conditional answers 304 when If-None-Match matches, and returns the response it was given.
+    response.make_conditional(request)
+    return response
+
+
+def error_response(exc: RequestError) -> flask.Response:
+    """The JSON error response for ``exc``: ``{"error": message}`` with its status."""
+    status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+    response = _json({"error": str(exc)}, status=status)
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["Allow"] = ", ".join(exc.allowed)
+    return response
+
+
+def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Response, str]:
+    signed = store.new_upload(content_type=upload.content_type, top=upload.top, bottom=upload.bottom)
+    status_url = MEMES_PATH + signed.id
+    body = {"id": signed.id, "upload_url": signed.url, "upload_headers": signed.headers, "status_url": status_url}
+    response = _json(body, status=201)
+    response.headers["Location"] = status_url
+    return response, signed.id
+
+
+def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
+    record = store.latest_record(upload_id)
+    body: dict[str, Any]
+    if record is None:
+        # No record yet: pending if the photo arrived (the worker is on it), unknown if it never did.
+        if not _upload_exists(store, upload_id):
+            raise NotFound("no such meme: unknown id, or the photo was never uploaded")
+        body = {"status": "pending", "id": upload_id}
+    elif record.get("status") == "done":
+        body = {
+            "status": "done",
+            "id": upload_id,
+            "meme_url": store.signed_meme_url(record["meme"]),
+            "faces": record.get("faces", []),
+            "caption": record.get("caption"),
+        }
+    elif record.get("status") == "failed":
+        body = {"status": "failed", "id": upload_id, "error": record.get("error") or "the meme could not be made"}
+    else:
+        # A status this version does not know (a newer worker's "processing", say): still on its way.
+        body = {"status": "pending", "id": upload_id}
+    response = _json(body, status=200)
+    # Each answer is a snapshot (and a done one carries a signed URL): never cache it anywhere.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _upload_exists(store: Store, upload_id: str) -> bool:
+    # ADAPTER, to be replaced by a call once storage.py has it. Requested of storage.py:
+    #     Store.upload_exists(self, upload_id: str) -> bool
+    # True when the object {settings.upload_prefix}{upload_id} is in the input bucket.
+    return bool(store.upload_exists(upload_id))  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def _storage_origin(store: Store) -> str:
+    # The page PUTs photos to, and fetches memes from, the origin of the URLs the store signs:
+    # storage.googleapis.com in the cloud, the emulator on loopback locally. Read off one signed URL
+    # per store (an IAM call in the cloud, once per instance); the URL itself is thrown away.
+    return storage_origin_of(store.signed_meme_url(f"{MEME_PREFIX}csp-origin"))
+
+
+def _allow(request: flask.Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise MethodNotAllowed(f"{request.method} is not allowed here; use {' or '.join(methods)}", allowed=methods)
+
+
+def _read_body(request: flask.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    # Bounded read: a chunked body announces no length, so never read more than the limit allows.
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _caption(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be a string")
+    text = value.strip()
+    if len(text) > MAX_CAPTION:
+        raise RequestError(f"{name} is {len(text)} characters long; the limit is {MAX_CAPTION}")
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
+        raise RequestError(f"{name} must not contain control characters (newlines and tabs included)")
+    return text or None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        # Which copy wins differs between parsers: refuse rather than guess.
+        raise ValueError(f"duplicate key(s) {', '.join(duplicates)}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(body: dict[str, Any], *, status: int) -> flask.Response:
+    response = flask.Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    _security_headers(response)
+    return response
+
+
+def _security_headers(response: flask.Response) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # The page's URL carries nothing secret, but the signed URLs it fetches must never be sent on.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+
+
+def _log_outcome(
+    request: flask.Request, response: flask.Response, *, upload_id: str | None, reason: str | None = None
+) -> None:
+    status = response.status_code
+    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    fields: dict[str, Any] = {
+        "method": request.method,
+        # The path is whatever the client sent: bounded so that a log line stays a line.
+        "path": request.path[:_LOG_PATH_CHARS],
+        "status": status,
+        "upload_id": upload_id,
+    }
+    if reason is not None:
+        fields["reason"] = reason
+    log(severity, f"{request.method} {fields['path']} -> {status}", **fields)
+
+
+@dataclass(frozen=True)
+class _Page:
+    html: bytes
+    etag: str
+    script_hashes: tuple[str, ...]
+    style_hashes: tuple[str, ...]
+
+    def csp(self, storage_origin: str) -> str:
+        scripts = " ".join(f"'{h}'" for h in self.script_hashes)
+        styles = " ".join(f"'{h}'" for h in self.style_hashes)
+        return "; ".join(
+            (
+                "default-src 'none'",
+                f"script-src {scripts}",
+                f"style-src {styles}",
+                # blob: for the photo preview and the fetched meme; data: for the inline icon.
+                f"img-src blob: data: {storage_origin}",
+                f"connect-src 'self' {storage_origin}",
+                "base-uri 'none'",
+                "form-action 'none'",
+                "frame-ancestors 'none'",
+            )
+        )
+
+
+@functools.cache
+def _page(max_bytes: int, url_ttl_seconds: int) -> _Page:
+    # Built once per settings: the page is the same for everyone, so its script and style
+    # are allowed by hash (no per-response nonce) and the response can be cached and revalidated.
+    template = resources.files("memegen").joinpath("static/index.html").read_text(encoding="utf-8")
+    config = {
+        "maxBytes": max_bytes,
+        "contentTypes": list(CONTENT_TYPES),
+        "maxCaption": MAX_CAPTION,
+        "uploadsUrl": UPLOADS_PATH,
+        "urlTtlSeconds": url_ttl_seconds,
+    }
+    # A JSON data block is never executed, so it needs no hash; "<" is escaped so it cannot end the block.
+    html = template.replace(_CONFIG_MARK, json.dumps(config).replace("<", "\\u003c"))
+    scripts = tuple(_csp_hash(body) for body in _TEMPLATE_SCRIPT.findall(html))
+    styles = tuple(_csp_hash(body) for body in _TEMPLATE_STYLE.findall(html))
+    encoded = html.encode("utf-8")
+    return _Page(encoded, hashlib.sha256(encoded).hexdigest()[:32], scripts, styles)
+
+
+def _csp_hash(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+
+
+def storage_origin_of(url: str) -> str:
+    """The origin (``scheme://host[:port]``) of a URL, as a CSP source expression."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,313 @@
+"""The only module that touches the buckets: uploads in, memes and records out, signed URLs.
+
+Object layout, all names derived from the server-side upload id (never from a name a user chose):
+
+- input bucket: ``{upload_prefix}{id}`` (API uploads) or any name under the prefix;
+- output bucket: ``memes/{id}/{generation}.{jpg|png|webp}`` and ``records/{id}/{generation}.json``,
+  one pair per generation of the upload, each written once (``if_generation_match=0``).
+
+Custom metadata ``memegen-top`` / ``memegen-bottom`` carries the user's caption as percent-encoded
+UTF-8: the signed PUT sends it as an HTTP header, and header values must be ASCII.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, unquote
+
+import google.auth
+import google.auth.transport.requests
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.api_core.retry import Retry
+from google.auth.credentials import Credentials
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from memegen.errors import ImageTooLarge, MemeGenError
+from memegen.settings import Settings
+
+MEME_PREFIX = "memes/"
+RECORD_PREFIX = "records/"
+TOP_KEY = "memegen-top"
+BOTTOM_KEY = "memegen-bottom"
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+# The client retries transient errors itself for this long, then raises so that the platform
+# retries the event: well inside a function's timeout, unlike the client's default of 120 s.
+STORAGE_RETRY = DEFAULT_RETRY.with_timeout(30.0)
+
+_ID = re.compile(r"[0-9a-f]{32}")
+_RECORD_NAME = re.compile(r"(\d+)\.json")
+
+
+class UploadGone(MemeGenError):
+    """The upload at that generation no longer exists (deleted or replaced): permanent, skip it."""
+
+
+class SigningUnavailable(MemeGenError):
+    """Neither a signing service account nor signing credentials were configured."""
+
+
+def upload_id(name: str) -> str:
+    """The upload's id, 32 lowercase hex digits, safe in any output object name.
+
+    An API upload's last path segment already is one (a server-chosen uuid4); any other name is
+    hashed, so that no user-chosen text reaches an output path.
+    """
+    last = name.rsplit("/", 1)[-1]
+    if _ID.fullmatch(last):
+        return last
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+def _caption(metadata: object, key: str) -> str | None:
+    if not isinstance(metadata, Mapping):
+        return None
+    value = metadata.get(key)
+    return unquote(value) if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One generation of an object in the input bucket."""
+
+    name: str
+    generation: int
+    size: int
+    content_type: str
+    id: str
+    top: str | None
+    bottom: str | None
+
+    @classmethod
+    def from_resource(cls, resource: Mapping[str, Any]) -> Upload:
+        """Read a Cloud Storage object resource: a JSON API object, or an event's StorageObjectData.
+
+        Raises ``KeyError`` or ``ValueError`` when the name or generation is missing or malformed.
+        """
+        name = resource["name"]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"object name {name!r} is not a non-empty string")
+        metadata = resource.get("metadata")
+        return cls(
+            name=name,
+            generation=int(resource["generation"]),
+            # The JSON API writes int64 fields as strings.
+            size=int(resource.get("size") or 0),
+            content_type=str(resource.get("contentType") or ""),
+            id=upload_id(name),
+            top=_caption(metadata, TOP_KEY),
+            bottom=_caption(metadata, BOTTOM_KEY),
+        )
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    """Where and how the browser PUTs a new upload: every header listed is signed and must be sent."""
+
+    id: str
+    url: str
+    headers: dict[str, str]
+
+
+def meme_name(upload: Upload, content_type: str) -> str:
+    """The output object of the meme of that upload generation."""
+    try:
+        extension = EXTENSIONS[content_type]
+    except KeyError:
+        raise ValueError(f"no meme extension for {content_type!r}; expected one of {sorted(EXTENSIONS)}") from None
+    return f"{MEME_PREFIX}{upload.id}/{upload.generation}.{extension}"
+
+
+def record_name(upload: Upload) -> str:
+    """The output object of the metadata record of that upload generation."""
+    return f"{RECORD_PREFIX}{upload.id}/{upload.generation}.json"
+
+
+class Store:
+    """Reads uploads and writes memes and records; signs the URLs the browser uses.
+
+    Transient storage errors (``google.api_core.exceptions.ServiceUnavailable``, connection
+    errors) are retried by the client for ``retry``'s timeout and then raised.
+    """
+
+    def __init__(
+        self,
+        client: storage.Client,
+        settings: Settings,
+        *,
+        signing_credentials: Credentials | None = None,
+        retry: Retry | None = STORAGE_RETRY,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._signing_credentials = signing_credentials
+        self._retry = retry
+        self._input = client.bucket(settings.input_bucket)
+        self._output = client.bucket(settings.output_bucket)
+        self._token_lock = threading.Lock()
+        self._token_credentials: Credentials | None = None
+
+    # Uploads.
+
+    def read_upload(self, name: str, generation: int) -> tuple[Upload, bytes]:
+        """The upload at exactly that generation and its bytes.
+
+        Raises ``UploadGone`` when that generation no longer exists, and ``ImageTooLarge`` for an
+        object over ``settings.max_bytes``, before downloading any of it.
+        """
+        blob = self._input.blob(name, generation=generation)
+        try:
+            blob.reload(retry=self._retry)
+        except NotFound as exc:
+            raise UploadGone(f"{name}#{generation} no longer exists") from exc
+        upload = Upload(
+            name=name,
+            generation=generation,
+            size=blob.size or 0,
+            content_type=blob.content_type or "",
+            id=upload_id(name),
+            top=_caption(blob.metadata, TOP_KEY),
+            bottom=_caption(blob.metadata, BOTTOM_KEY),
+        )
+        if upload.size > self._settings.max_bytes:
+            raise ImageTooLarge(f"the upload is {upload.size} bytes, over the limit of {self._settings.max_bytes}")
+        try:
+            data = blob.download_as_bytes(retry=self._retry)
+        except NotFound as exc:
+            raise UploadGone(f"{name}#{generation} was deleted while being read") from exc
+        return upload, data
+
+    def new_upload(self, *, content_type: str, top: str | None = None, bottom: str | None = None) -> SignedUpload:
+        """A server-chosen upload id and a V4 signed PUT URL for ``{upload_prefix}{id}`` in the input bucket.
+
+        The URL lives ``settings.url_ttl_seconds``; the returned headers are all signed, so the
+        upload must carry exactly them: its content type, the size range (up to
+        ``settings.max_bytes``) and the captions, if any.
+        """
+        new_id = uuid.uuid4().hex
+        headers = {
+            "Content-Type": content_type,
+            "x-goog-content-length-range": f"0,{self._settings.max_bytes}",
+        }
+        for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)):
+            if value:
+                headers[f"x-goog-meta-{key}"] = quote(value, safe="")
+        blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
+        url = self._sign(blob, method="PUT", headers=headers)
+        return SignedUpload(id=new_id, url=url, headers=headers)
+
+    def upload_exists(self, upload_id: str) -> bool:
+        """Whether the API upload ``{upload_prefix}{upload_id}`` is in the input bucket (False for a malformed id)."""
+        if not _ID.fullmatch(upload_id):
+            return False
+        return bool(self._input.blob(f"{self._settings.upload_prefix}{upload_id}").exists(retry=self._retry))
+
+    # Memes and records.
+
+    def result_exists(self, upload: Upload) -> bool:
+        """Whether that upload generation already has its record (a meme or a failure)."""
+        return bool(self._output.blob(record_name(upload)).exists(retry=self._retry))
+
+    def write_meme(self, upload: Upload, *, image: bytes, content_type: str, metadata: dict[str, Any]) -> bool:
+        """Write the meme, then its record ``{"status": "done", "id", "meme", **metadata}``.
+
+        Each object is written only if absent. Returns False when the record was already there
+        (a duplicate event). A meme already there without its record (a run that died between
+        the two writes) is kept, and the record written.
+        """
+        meme = meme_name(upload, content_type)
+        record: dict[str, Any] = {"status": "done", "id": upload.id, "meme": meme}
+        if clash := record.keys() & metadata.keys():
+            raise ValueError(f"metadata must not set {sorted(clash)}")
+        record.update(metadata)
+        self._create(meme, image, content_type=content_type)
+        return self._create(record_name(upload), _json(record), content_type="application/json")
+
+    def write_failure(self, upload: Upload, *, reason: str) -> bool:
+        """Record that the upload cannot become a meme. Returns False when its record was already there."""
+        record = {"status": "failed", "id": upload.id, "error": reason}
+        return self._create(record_name(upload), _json(record), content_type="application/json")
+
+    def latest_record(self, upload_id: str) -> dict[str, Any] | None:
+        """The record of the upload's highest generation, or None (also for an id that is not 32 hex digits)."""
+        if not _ID.fullmatch(upload_id):
+            return None
+        prefix = f"{RECORD_PREFIX}{upload_id}/"
+        latest: tuple[int, storage.Blob] | None = None
+        for blob in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry):
+            match = _RECORD_NAME.fullmatch(blob.name[len(prefix) :])
+            if match and (latest is None or int(match[1]) > latest[0]):
+                latest = (int(match[1]), blob)
+        if latest is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(latest[1].download_as_bytes(retry=self._retry))
+        except NotFound:
+            # Listed, then deleted (a lifecycle rule): as if it had never been.
+            return None
+        return record
+
+    def signed_meme_url(self, object_name: str) -> str:
+        """A V4 signed GET URL of a meme in the output bucket, living ``settings.url_ttl_seconds``."""
+        if not object_name.startswith(MEME_PREFIX):
+            raise ValueError(f"{object_name!r} is not a meme: only objects under {MEME_PREFIX} are served")
+        return self._sign(self._output.blob(object_name), method="GET")
+
+    # Internals.
+
+    def _create(self, name: str, data: bytes, *, content_type: str) -> bool:
+        blob = self._output.blob(name)
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=0, retry=self._retry)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def _sign(self, blob: storage.Blob, *, method: str, headers: dict[str, str] | None = None) -> str:
+        signer: dict[str, Any]
+        if self._settings.signing_service_account:
+            # No private key in the cloud: the IAM Credentials signBlob API signs with the
+            # service account's Google-managed key, authorised by the runtime's access token.
+            signer = {
+                "service_account_email": self._settings.signing_service_account,
+                "access_token": self._access_token(),
+            }
+        elif self._signing_credentials is not None:
+            signer = {"credentials": self._signing_credentials}
+        else:
+            raise SigningUnavailable("set settings.signing_service_account, or pass signing_credentials with a key")
+        return str(
+            blob.generate_signed_url(
+                version="v4",
+                expiration=timedelta(seconds=self._settings.url_ttl_seconds),
+                method=method,
+                headers=headers,
+                # Where the client talks to: the emulator's address in local runs, so that a
+                # browser can use the URL there too.
+                api_access_endpoint=self._client.api_endpoint,
+                **signer,
+            )
+        )
+
+    def _access_token(self) -> str:
+        with self._token_lock:
+            credentials = self._token_credentials
+            if credentials is None:
+                credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                self._token_credentials = credentials
+            if not credentials.valid:
+                credentials.refresh(google.auth.transport.requests.Request())
+            return str(credentials.token)
+
+
+def _json(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,151 @@
+"""The library side of the ``on_upload`` function: one storage event in, one meme and record out.
+
+Eventarc delivers each event at least once and retries a delivery that raises. So every step is
+idempotent (outputs are named by upload id and generation and written only if absent), a
+permanent problem is recorded and returned from normally, and only a transient one raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from cloudevents.abstract import CloudEvent
+from google.api_core.exceptions import GoogleAPIError
+
+from memegen.engine import Engine
+from memegen.errors import InputError
+from memegen.logs import log
+from memegen.settings import Settings
+from memegen.storage import Store, Upload, UploadGone
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+class Result(enum.StrEnum):
+    """What became of an event."""
+
+    MADE = "made"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TOO_OLD = "too_old"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one event, why (for skipped and failed ones), and the upload it was about."""
+
+    result: Result
+    reason: str = ""
+    upload_id: str | None = None
+
+
+def handle_upload(
+    event: CloudEvent, *, store: Store, engine: Engine, settings: Settings, now: datetime | None = None
+) -> Outcome:
+    """Turn a ``google.cloud.storage.object.v1.finalized`` event of the input bucket into a meme.
+
+    Returns normally for everything retrying cannot change: an event that is not ours, too old, a
+    duplicate, an upload gone, or one that is not a usable image (recorded as failed). Transient
+    storage errors (``google.api_core.exceptions.ServiceUnavailable``, connection errors) raise, so
+    that the platform retries the event.
+    """
+    if event["type"] != FINALIZED:
+        return _skip(event, f"event type {event['type']}")
+    try:
+        resource = _payload(event)
+        upload = Upload.from_resource(resource)
+        age = _age_seconds(event, now or datetime.now(UTC))
+    except (KeyError, TypeError, ValueError) as exc:
+        return _skip(event, f"not a storage object event: {exc!r}")
+    if resource.get("bucket") != settings.input_bucket:
+        # Above all never our own output bucket: a meme must not trigger another meme.
+        return _skip(event, f"bucket {resource.get('bucket')!r} is not the input bucket", upload)
+    if not upload.name.startswith(settings.upload_prefix):
+        return _skip(event, f"outside {settings.upload_prefix!r}", upload)
+    if upload.name.endswith("/"):
+        return _skip(event, "a folder marker", upload)
+    if upload.size == 0:
+        return _skip(event, "an empty object", upload)
+    if age is not None and age > settings.max_event_age_seconds:
+        log("WARNING", "event dropped: too old", event_id=event["id"], upload_id=upload.id, age_seconds=round(age))
+        return Outcome(Result.TOO_OLD, f"{round(age)} s old", upload.id)
+    # Generations as strings, as the JSON API writes them: Cloud Logging reads numbers as doubles.
+    fields: dict[str, Any] = {"event_id": event["id"], "upload_id": upload.id, "generation": str(upload.generation)}
+    try:
+        return _make(upload, store=store, engine=engine, fields=fields)
+    except (GoogleAPIError, requests.RequestException, OSError) as exc:
+        # Raised again for the platform to retry; logged first so that the line names the upload.
+        log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
+        raise
+
+
+def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any]) -> Outcome:
+    started = time.perf_counter()
+    if store.result_exists(upload):
+        log("INFO", "duplicate event: already done", **fields)
+        return Outcome(Result.DUPLICATE, "already done", upload.id)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    try:
+        upload, data = store.read_upload(upload.name, upload.generation)
+        timings["download"] = _ms(clock)
+        clock = time.perf_counter()
+        meme = engine.make(data, top=upload.top, bottom=upload.bottom)
+        timings["make"] = _ms(clock)
+    except UploadGone as exc:
+        log("INFO", f"event skipped: {exc}", **fields)
+        return Outcome(Result.SKIPPED, str(exc), upload.id)
+    except InputError as exc:
+        # Retrying cannot fix the user's file: say so in its record and return.
+        reason = str(exc) or type(exc).__name__
+        recorded = store.write_failure(upload, reason=reason)
+        log("NOTICE", "upload refused", error=reason, error_type=type(exc).__name__, recorded=recorded, **fields)
+        return Outcome(Result.FAILED, reason, upload.id)
+    clock = time.perf_counter()
+    written = store.write_meme(upload, image=meme.image, content_type=meme.content_type, metadata=meme.metadata())
+    timings["upload"] = _ms(clock)
+    timings.update({f"engine.{stage}": round(ms, 2) for stage, ms in meme.timings_ms.items()})
+    timings["total"] = _ms(started)
+    if not written:
+        log("INFO", "duplicate event: another delivery finished first", timings_ms=timings, **fields)
+        return Outcome(Result.DUPLICATE, "another delivery finished first", upload.id)
+    log("INFO", "meme made", faces=len(meme.faces), caption_bank=meme.caption.bank, timings_ms=timings, **fields)
+    return Outcome(Result.MADE, "", upload.id)
+
+
+def _payload(event: CloudEvent) -> Mapping[str, Any]:
+    data = event.get_data()
+    if isinstance(data, bytes | str):
+        data = json.loads(data)
+    if not isinstance(data, Mapping):
+        raise TypeError(f"the event data is a {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _age_seconds(event: CloudEvent, now: datetime) -> float | None:
+    """Seconds since the event happened, or None if it carries no time."""
+    stamp = event.get("time")
+    if not stamp:
+        return None
+    happened = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp))
+    if happened.tzinfo is None:
+        happened = happened.replace(tzinfo=UTC)
+    return (now - happened).total_seconds()
+
+
+def _skip(event: CloudEvent, reason: str, upload: Upload | None = None) -> Outcome:
+    upload_id = upload.id if upload else None
+    log("INFO", f"event skipped: {reason}", event_id=event.get("id"), upload_id=upload_id)
+    return Outcome(Result.SKIPPED, reason, upload_id)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)

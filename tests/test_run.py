@@ -1,0 +1,108 @@
+"""``python -m local.run``: the whole stack on one machine, a real photo through it, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from memegen.settings import Settings
+from tests.storage_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PROC = Path("/proc")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process under ``pid``, from /proc (their parent ids)."""
+    parents: dict[int, int] = {}
+    for stat in PROC.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # it exited while we looked
+        # The command name, in parentheses, may hold spaces: the fields after it are fixed.
+        parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="reads the process tree from /proc")
+def test_the_stack_makes_a_meme_and_stops_cleanly(settings: Settings, photos_dir: Path, tmp_path: Path) -> None:
+    storage_port = free_port()
+    command = [sys.executable, "-m", "local.run", f"--storage-port={storage_port}", f"--key={tmp_path / 'key.json'}"]
+    stack = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def read() -> None:
+        assert stack.stdout is not None
+        for line in stack.stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        page = None
+        deadline = time.monotonic() + 45
+        while page is None and time.monotonic() < deadline and stack.poll() is None:
+            try:
+                output.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if match := re.search(r"MemeGen is running at (http://127\.0\.0\.1:\d+/)", output[-1]):
+                page = match[1]
+        assert page is not None, "no page address:\n" + "".join(output)
+        children = descendants(stack.pid)
+        assert len(children) >= 5  # the emulator, two function servers (and their workers), the bridge
+        assert requests.get(page, timeout=10).status_code == 200
+
+        client = storage.Client(
+            project="test",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{storage_port}"},
+        )
+        upload_id = uuid.uuid4().hex
+        blob = client.bucket(settings.input_bucket).blob(f"{settings.upload_prefix}{upload_id}")
+        blob.upload_from_string((photos_dir / "obama-480p.jpg").read_bytes(), content_type="image/jpeg")
+        record_blob = client.bucket(settings.output_bucket).blob(f"records/{upload_id}/{blob.generation}.json")
+        deadline = time.monotonic() + 30
+        while not record_blob.exists():
+            assert time.monotonic() < deadline, "no record within 30 s"
+            time.sleep(0.2)
+        record = json.loads(record_blob.download_as_bytes())
+        assert record["status"] == "done" and len(record["faces"]) == 1
+        assert client.bucket(settings.output_bucket).blob(record["meme"]).exists()
+    finally:
+        stack.send_signal(signal.SIGINT)
+        status = stack.wait(timeout=30)
+    reader.join(timeout=5)  # the end of the output: every process that held the pipe has exited
+    while not lines.empty():
+        output.append(lines.get())
+    assert status == 0, "".join(output)
+    assert "stopped" in output[-1]
+    assert not [pid for pid in children if running(pid)], "left running after Ctrl-C"
