@@ -86,21 +86,6 @@ def input_bucket(empty_buckets: storage.Client, settings: Settings) -> storage.B
     return empty_buckets.bucket(settings.input_bucket)
 
 
-@pytest.fixture(autouse=True)
-def upload_exists_shim(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
-    # TEMPORARY, until storage.py has Store.upload_exists(self, upload_id: str) -> bool (asked for):
-    # api.py calls it to tell a pending meme from an unknown id. The stand-in asks the emulator
-    # through a client of its own, so that nothing here reaches into the Store.
-    if hasattr(Store, "upload_exists"):
-        return
-
-    def upload_exists(self: Store, upload_id: str) -> bool:
-        bucket = storage.Client().bucket(settings.input_bucket)
-        return bool(bucket.blob(f"{settings.upload_prefix}{upload_id}").exists())
-
-    monkeypatch.setattr(Store, "upload_exists", upload_exists, raising=False)
-
-
 def a_jpeg(width: int = 64, height: int = 48) -> bytes:
     image = Image.new("RGB", (width, height))
     image.putdata([(x * 4 % 256, y * 5 % 256, 128) for y in range(height) for x in range(width)])

@@ -198,7 +198,7 @@ def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
     body: dict[str, Any]
     if record is None:
         # No record yet: pending if the photo arrived (the worker is on it), unknown if it never did.
-        if not _upload_exists(store, upload_id):
+        if not store.upload_exists(upload_id):
             raise NotFound("no such meme: unknown id, or the photo was never uploaded")
         body = {"status": "pending", "id": upload_id}
     elif record.get("status") == "done":
@@ -218,13 +218,6 @@ def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
     # Each answer is a snapshot (and a done one carries a signed URL): never cache it anywhere.
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _upload_exists(store: Store, upload_id: str) -> bool:
-    # ADAPTER, to be replaced by a call once storage.py has it. Requested of storage.py:
-    #     Store.upload_exists(self, upload_id: str) -> bool
-    # True when the object {settings.upload_prefix}{upload_id} is in the input bucket.
-    return bool(store.upload_exists(upload_id))  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=4)
