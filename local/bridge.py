@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import signal
 import threading
 import time
 import uuid
@@ -23,7 +22,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
 import requests
@@ -33,6 +31,7 @@ from google.api_core.exceptions import GoogleAPIError
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from local import stop_on_signals
 from memegen.logs import log
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -208,13 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         project="local", credentials=AnonymousCredentials(), client_options={"api_endpoint": args.storage}
     )
     bridge = Bridge(client, bucket=args.bucket, prefix=args.prefix, target=args.target)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     try:
         bridge.run(stop, interval=args.interval)
     finally:

@@ -26,8 +26,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
+from local import stop_on_signals
 from local.devkey import write_key
 from memegen.settings import Settings
 
@@ -176,13 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     stack = Stack()
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_on_signals()
     try:
         bucket_args = [f"--bucket={settings.input_bucket}", f"--bucket={settings.output_bucket}"]
         storage = stack.start(
