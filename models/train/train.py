@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from memegen.evaluate import score
 from memegen.labels import LABELS
 from models.train.net import Config, ExpressionNet, gaussian_kernel
 
@@ -47,19 +48,14 @@ def load_split(data: dict[str, np.ndarray], population: str, split: int, size: i
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
-    """Accuracy, macro recall over the classes present, per-class recall, confusion matrix."""
-    k = len(LABELS)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    support = confusion.sum(1)
-    recall = np.divide(np.diag(confusion), support, out=np.zeros(k), where=support > 0)
-    present = support > 0
+    """``memegen.evaluate.score`` as a dict: n, accuracy, macro recall, per-class recall, confusion."""
+    accuracy, macro_recall, per_class, confusion = score(y_true, y_pred)
     return {
         "n": len(y_true),
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
-        "per_class": {LABELS[i]: float(recall[i]) for i in range(k) if present[i]},
-        "confusion": confusion.tolist(),
+        "accuracy": accuracy,
+        "macro_recall": macro_recall,
+        "per_class": per_class,
+        "confusion": confusion,
     }
 
 
