@@ -289,16 +289,12 @@ def align_crop(
     cy += shift * face.h
     side = max(face.w, face.h) * scale
     zoom = size / side
-    rotation = cv2.getRotationMatrix2D((cx, cy), face.roll, zoom)
-    rotation[0, 2] += size / 2 - cx
-    rotation[1, 2] += size / 2 - cy
-    interpolation = cv2.INTER_AREA if zoom < 0.5 else cv2.INTER_LINEAR
+    factor = 1.0
     if zoom < 0.5:
         # Shrink first so the warp does not alias on big faces.
         factor = 2 * zoom
-        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        rotation = cv2.getRotationMatrix2D((cx * factor, cy * factor), face.roll, zoom / factor)
-        rotation[0, 2] += size / 2 - cx * factor
-        rotation[1, 2] += size / 2 - cy * factor
-        image, interpolation = small, cv2.INTER_LINEAR
-    return cv2.warpAffine(image, rotation, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    rotation = cv2.getRotationMatrix2D((cx * factor, cy * factor), face.roll, zoom / factor)
+    rotation[0, 2] += size / 2 - cx * factor
+    rotation[1, 2] += size / 2 - cy * factor
+    return cv2.warpAffine(image, rotation, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
