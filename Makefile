@@ -29,6 +29,16 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt
 	echo "$(CURDIR)/shared" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/memegen-shared.pth"
 	touch $@
 
+INFRA_VENV := .venv-infra
+# cdktn runs its constructs in Node.js; Node 20 works and the notice about it is noise here.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+$(INFRA_VENV)/.stamp: requirements-infra.txt
+	$(PYTHON_SYSTEM) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $@
+
 .PHONY: venv
 venv: $(VENV)/.stamp ## Create the virtual environment (run-time, test and training tools)
 
@@ -42,9 +52,29 @@ $(DETECTOR):
 .PHONY: models
 models: $(VENV)/.stamp $(DETECTOR) ## Fetch the face detector model (the classifiers are committed)
 
+# The browser test drives Debian's Chromium (Playwright's own browsers are a download away).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+.PHONY: browser
+browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
+
 .PHONY: test
-test: models ## Run the whole test suite
+test: models browser $(INFRA_VENV)/.stamp ## Run the whole test suite (the browser test's screenshot: build/screenshots/)
 	$(PY) -m pytest -q
+	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
+
+.PHONY: package
+package: models ## Build the functions' source archives into build/package/ (named by content hash)
+	$(PY) -m infra.package
+
+.PHONY: synth
+synth: models $(INFRA_VENV)/.stamp ## Synthesize the Terraform JSON into cdktf.out/stacks/memegen/ (builds the archives)
+	$(INFRA_VENV)/bin/python -m infra.main
 
 .PHONY: check
 check: $(VENV)/.stamp ## Lint (ruff) and type-check (mypy)
@@ -70,6 +100,13 @@ golden: models ## Regenerate the golden images of the renderer (on purpose only)
 meme: models ## Make a meme of a photo: make meme PHOTO=... [OUT=...]
 	$(PY) -m memegen make $(PHOTO) $(if $(OUT),-o $(OUT)) --json
 
+.PHONY: examples
+examples: models ## Make the README's example memes from the test photos into build/examples/ (never committed)
+	@mkdir -p build/examples
+	$(PY) -m memegen make $(PHOTOS)/portrait-couple.jpg -o build/examples/couple.jpg
+	$(PY) -m memegen make $(PHOTOS)/obama.jpg -o build/examples/obama.jpg
+	$(PY) -m memegen make $(PHOTOS)/portrait-img13.jpg -o build/examples/portrait.jpg
+
 .PHONY: bench
 bench: models ## Speed of the engine and its stages, one thread, as ratios to a decode baseline
 	$(PY) -m tests.bench
@@ -91,4 +128,4 @@ run: models dev-key ## The whole stack on this machine (storage emulator, both f
 
 .PHONY: clean
 clean: ## Remove the environment and build outputs
-	rm -rf $(VENV) build models/blazeface .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) build cdktf.out models/blazeface .pytest_cache .mypy_cache .ruff_cache

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +13,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from memegen.settings import Settings
-from tests.storage_server import free_port
+from tests.stack import running_stack
 
-ROOT = Path(__file__).resolve().parents[1]
 PROC = Path("/proc")
 
 
@@ -53,38 +46,15 @@ def running(pid: int) -> bool:
 
 @pytest.mark.skipif(not PROC.is_dir(), reason="reads the process tree from /proc")
 def test_the_stack_makes_a_meme_and_stops_cleanly(settings: Settings, photos_dir: Path, tmp_path: Path) -> None:
-    storage_port = free_port()
-    command = [sys.executable, "-m", "local.run", f"--storage-port={storage_port}", f"--key={tmp_path / 'key.json'}"]
-    stack = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def read() -> None:
-        assert stack.stdout is not None
-        for line in stack.stdout:
-            lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        page = None
-        deadline = time.monotonic() + 45
-        while page is None and time.monotonic() < deadline and stack.poll() is None:
-            try:
-                output.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-            if match := re.search(r"MemeGen is running at (http://127\.0\.0\.1:\d+/)", output[-1]):
-                page = match[1]
-        assert page is not None, "no page address:\n" + "".join(output)
-        children = descendants(stack.pid)
+    with running_stack(tmp_path / "key.json") as stack:
+        children = descendants(stack.process.pid)
         assert len(children) >= 5  # the emulator, two function servers (and their workers), the bridge
-        assert requests.get(page, timeout=10).status_code == 200
+        assert requests.get(stack.page, timeout=10).status_code == 200
 
         client = storage.Client(
             project="test",
             credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": f"http://127.0.0.1:{storage_port}"},
+            client_options={"api_endpoint": f"http://127.0.0.1:{stack.storage_port}"},
         )
         upload_id = uuid.uuid4().hex
         blob = client.bucket(settings.input_bucket).blob(f"{settings.upload_prefix}{upload_id}")
@@ -97,12 +67,6 @@ def test_the_stack_makes_a_meme_and_stops_cleanly(settings: Settings, photos_dir
         record = json.loads(record_blob.download_as_bytes())
         assert record["status"] == "done" and len(record["faces"]) == 1
         assert client.bucket(settings.output_bucket).blob(record["meme"]).exists()
-    finally:
-        stack.send_signal(signal.SIGINT)
-        status = stack.wait(timeout=30)
-    reader.join(timeout=5)  # the end of the output: every process that held the pipe has exited
-    while not lines.empty():
-        output.append(lines.get())
-    assert status == 0, "".join(output)
-    assert "stopped" in output[-1]
+    assert stack.status == 0, "".join(stack.output)
+    assert "stopped" in stack.output[-1]
     assert not [pid for pid in children if running(pid)], "left running after Ctrl-C"

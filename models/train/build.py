@@ -35,6 +35,7 @@ from models.train.net import Config, ExpressionNet, macs
 from models.train.train import TEST, TRAIN, VAL, Split, load_split, metrics, predict, train
 
 log = logging.getLogger("build")
+POPULATIONS = ("fer2013", "lfw", "jaffe", "imfdb")
 CROP_SIZE = 64
 # FER2013's training faces are blurred (a Gaussian of about 0.057 of the face
 # width, measured by matching their power spectrum to LFW's sharp faces; see
@@ -137,18 +138,38 @@ def build_member(
     work: Path,
     seed: int,
 ) -> dict[str, Any]:
-    """Train the chosen configuration in full, export float and int8, and score both."""
+    """Train the chosen configuration in full, then export it (``export_member``)."""
     config = replace(Config(**chosen["config"]), epochs=epochs)
-    train_set = load_split(data, population, TRAIN, config.size)
-    val_set = load_split(data, population, VAL, config.size)
     net, history = train(
         config,
-        train_set,
-        val_set,
+        load_split(data, population, TRAIN, config.size),
+        load_split(data, population, VAL, config.size),
         seed=seed,
         init=init["state"] if chosen["init"] == "fer2013" and init else None,
         checkpoint=work / f"{name}.ckpt",
     )
+    return export_member(
+        name, population, data, net, config, history=history, init=chosen["init"], out_dir=out_dir, work=work, seed=seed
+    )
+
+
+def export_member(
+    name: str,
+    population: str,
+    data: dict[str, np.ndarray],
+    net: ExpressionNet,
+    config: Config,
+    *,
+    history: list[dict[str, float]],
+    init: str,
+    out_dir: Path,
+    work: Path,
+    seed: int,
+) -> dict[str, Any]:
+    """Export a trained member to float and int8 TFLite, check the conversion, and score both."""
+    train_set = load_split(data, population, TRAIN, config.size)
+    val_set = load_split(data, population, VAL, config.size)
+    net = net.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     blur = input_blur(population, config.size)
     float_model = to_float_tflite(net, size=config.size)
     converted = tflite_predict(float_model, val_set.x[:200])
@@ -170,7 +191,7 @@ def build_member(
     # Validation faces come as the population has them (FER2013's already blurred).
     val_float = tflite_predict(float_model, val_set.x)
     val_int8 = tflite_predict(int8_model, val_set.x)
-    entry = {
+    entry: dict[str, Any] = {
         "name": name,
         "file": f"{name}.tflite",
         "sha256": sha256(int8_model),
@@ -182,7 +203,7 @@ def build_member(
         "population": population,
         "datasets": POPULATION_INFO[population],
         "config": config.to_dict(),
-        "init": chosen["init"],
+        "init": init,
         "macs": macs(config),
         "history": history,
         "val": {"float": _score(val_set.y, val_float), "int8": _score(val_set.y, val_int8)},
@@ -197,8 +218,19 @@ def build_member(
     return entry
 
 
-def fit_weights(method: str, probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(members, 7) weights from member probabilities (n, members, 7) and labels."""
+def _load_net(config: Config, state: dict[str, torch.Tensor]) -> ExpressionNet:
+    net = ExpressionNet(config)
+    net.load_state_dict(state)
+    return net
+
+
+def fit_weights(method: str, probs: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+    """(members, 7) weights from member probabilities (n, members, 7), labels and per-face weights.
+
+    ``sample_weight`` lets every population count the same, whatever its size:
+    LFW's 1,900 neutral and happy validation faces would otherwise outvote the
+    rest and favour the members that say "neutral".
+    """
     members = probs.shape[1]
     if method == "average":
         return np.full((members, len(LABELS)), 1.0 / members)
@@ -208,12 +240,15 @@ def fit_weights(method: str, probs: np.ndarray, y: np.ndarray) -> np.ndarray:
         for m in range(members):
             for c in range(len(LABELS)):
                 chosen = predicted[:, m] == c
+                share = sample_weight[chosen].sum() / sample_weight.mean()
+                hits = sample_weight[chosen & (y == c)].sum() / sample_weight.mean()
                 # Laplace smoothing keeps a member that never predicts c from a zero weight.
-                weights[m, c] = (np.sum(y[chosen] == c) + 1) / (chosen.sum() + 2)
+                weights[m, c] = (hits + 1) / (share + 2)
         return weights / weights.sum(0, keepdims=True)
     if method == "logloss":
         target = torch.from_numpy(y)
         p = torch.from_numpy(probs).double()
+        sw = torch.from_numpy(sample_weight / sample_weight.sum()).double()
         raw = torch.zeros(members, len(LABELS), dtype=torch.float64, requires_grad=True)
         optimizer = torch.optim.LBFGS([raw], max_iter=200, line_search_fn="strong_wolfe")
 
@@ -222,7 +257,8 @@ def fit_weights(method: str, probs: np.ndarray, y: np.ndarray) -> np.ndarray:
             w = torch.nn.functional.softplus(raw)
             mixed = (p * w).sum(1)
             mixed = mixed / mixed.sum(1, keepdim=True)
-            loss = -torch.log(mixed[torch.arange(len(y)), target].clamp_min(1e-9)).mean() + 1e-3 * (w**2).mean()
+            nll = -torch.log(mixed[torch.arange(len(y)), target].clamp_min(1e-9))
+            loss = (sw * nll).sum() + 1e-3 * (w**2).mean()
             loss.backward()
             return loss
 
@@ -250,6 +286,38 @@ def member_outputs(
     return np.stack(outputs, 1)
 
 
+def _gpu_members(paths: list[Path], count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``count`` best FER2013 members trained by ``models.train.gpu``, and that search's trials."""
+    members = sorted((torch.load(path, weights_only=False) for path in paths), key=lambda m: -m["val_accuracy"])
+    trials: list[dict[str, Any]] = []
+    for folder in sorted({path.parent for path in paths}):
+        record = json.loads((folder / "search.json").read_text())
+        trials += [{**t, "init": "scratch", "where": "gpu"} for t in record["trials"]]
+    return members[:count], trials
+
+
+def _pooled_validation(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every population's held-out faces (none of public_test), labels, and population index."""
+    x, y, population = [], [], []
+    for index, name in enumerate(POPULATIONS):
+        mask = data[f"{name}_split"] == VAL
+        x.append(data[f"{name}_x"][mask])
+        y.append(data[f"{name}_y"][mask].astype(np.int64))
+        population.append(np.full(mask.sum(), index))
+    return np.concatenate(x), np.concatenate(y), np.concatenate(population)
+
+
+def _population_weights(population: np.ndarray) -> np.ndarray:
+    counts = np.bincount(population)
+    return 1.0 / counts[population]
+
+
+def _balanced_accuracy(y: np.ndarray, probs: np.ndarray, population: np.ndarray) -> float:
+    """Mean over populations of the accuracy on each: every population counts the same."""
+    hits = probs.argmax(1) == y
+    return float(np.mean([hits[population == p].mean() for p in np.unique(population)]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("models/work/faces.npz"))
@@ -263,6 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra-fer", type=int, default=0, help="more FER2013 members, from the next-best search trials, other seeds"
     )
+    parser.add_argument(
+        "--states",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="FER2013 members trained on a GPU (models.train.gpu run's fer_N.pt): replace the FER2013 search",
+    )
+    parser.add_argument("--fer-members", type=int, default=4, help="how many of --states to keep, best first")
+    parser.add_argument(
+        "--keep",
+        nargs="*",
+        default=[],
+        help="members already trained (models/work/NAME.pt and their build.json entry) to export again, not retrain",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -273,12 +355,37 @@ def main(argv: list[str] | None = None) -> int:
     record_path = args.work / "build.json"
     record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.exists() else {}
     record.setdefault("search", {})
+    previous = {e["name"]: e for e in record.get("members", [])}
+
+    def export(name: str, population: str, config: Config, state: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        net = _load_net(config, state)
+        return export_member(name, population, data, net, config, out_dir=args.out, work=args.work, **kw)
 
     entries: list[dict[str, Any]] = []
     fer_init: dict[str, Any] | None = None
-    plan = [(p, p, 0) for p in ("fer2013", "lfw", "jaffe", "imfdb")]
-    plan += [(f"fer2013_{rank + 1}", "fer2013", rank) for rank in range(1, args.extra_fer + 1)]
+    plan = [(p, p, 0) for p in POPULATIONS]
+    if args.states:
+        gpu_members, trials = _gpu_members(args.states, args.fer_members)
+        record["search"]["fer2013"] = trials
+        names = ["fer2013"] + [f"fer2013_{rank + 1}" for rank in range(1, len(gpu_members))]
+        for name, member in zip(names, gpu_members, strict=True):
+            config = Config(**member["config"])
+            entries.append(
+                export(name, "fer2013", config, member["state"], history=member["history"], init="scratch", seed=0)
+            )
+        fer_init = {"state": gpu_members[0]["state"], "config": Config(**gpu_members[0]["config"])}
+        plan = plan[1:]
+    else:
+        plan += [(f"fer2013_{rank + 1}", "fer2013", rank) for rank in range(1, args.extra_fer + 1)]
     for name, population, rank in plan:
+        if name in args.keep:
+            old = previous[name]
+            config = Config(**old["config"])
+            state = torch.load(args.work / f"{name}.pt", weights_only=False)
+            entries.append(
+                export(name, population, config, state, history=old["history"], init=old["init"], seed=args.seed + rank)
+            )
+            continue
         big = population in ("fer2013", "lfw")
         if population not in record["search"]:
             record["search"][population] = search(
@@ -309,32 +416,30 @@ def main(argv: list[str] | None = None) -> int:
         entries.append(entry)
 
     models = {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
-    # Pooled validation: every population's held-out faces, none of public_test.
-    val_x, val_y, val_blurred = [], [], []
-    for population in ("fer2013", "lfw", "jaffe", "imfdb"):
-        mask = data[f"{population}_split"] == VAL
-        val_x.append(data[f"{population}_x"][mask])
-        val_y.append(data[f"{population}_y"][mask].astype(np.int64))
-        val_blurred.append(np.full(mask.sum(), population == "fer2013"))
-    x, y, blurred = np.concatenate(val_x), np.concatenate(val_y), np.concatenate(val_blurred)
-    probs = np.concatenate(
-        [
-            member_outputs(models, entries, x[blurred], blurred=True),
-            member_outputs(models, entries, x[~blurred], blurred=False),
-        ]
-    )
-    y = np.concatenate([y[blurred], y[~blurred]])
+    x, y, origin = _pooled_validation(data)
+    blurred = origin == POPULATIONS.index("fer2013")
+    probs = np.zeros((len(y), len(entries), len(LABELS)), dtype=np.float32)
+    probs[blurred] = member_outputs(models, entries, x[blurred], blurred=True)
+    probs[~blurred] = member_outputs(models, entries, x[~blurred], blurred=False)
+    sample_weight = _population_weights(origin)
     folds = np.random.default_rng(args.seed).permutation(len(y)) % 2
     comparison = {}
     for method in ("average", "precision", "logloss"):
         held_out = np.zeros_like(probs[:, 0])
         for fold in (0, 1):
-            w = fit_weights(method, probs[folds != fold], y[folds != fold])
+            train_fold = folds != fold
+            w = fit_weights(method, probs[train_fold], y[train_fold], sample_weight[train_fold])
             held_out[folds == fold] = combine(w, probs[folds == fold])
         comparison[method] = _score(y, held_out)
-        log.info("combination %s: cross-validated accuracy %.4f", method, comparison[method]["accuracy"])
-    method = max(comparison, key=lambda m: (comparison[m]["accuracy"], -comparison[m]["log_loss"]))
-    weights = fit_weights(method, probs, y)
+        comparison[method]["balanced_accuracy"] = _balanced_accuracy(y, held_out, origin)
+        log.info(
+            "combination %s: cross-validated accuracy %.4f, population-balanced %.4f",
+            method,
+            comparison[method]["accuracy"],
+            comparison[method]["balanced_accuracy"],
+        )
+    method = max(comparison, key=lambda m: (comparison[m]["balanced_accuracy"], -comparison[m]["log_loss"]))
+    weights = fit_weights(method, probs, y, sample_weight)
 
     test = {p: data[f"{p}_x"][data[f"{p}_split"] == TEST] for p in ("fer2013",)}
     test_y = data["fer2013_y"][data["fer2013_split"] == TEST].astype(np.int64)
@@ -349,8 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     # Float members on public_test, for the float vs int8 column of the card.
     for entry in entries:
         size = entry["input_size"]
-        net = ExpressionNet(Config(**entry["config"]))
-        net.load_state_dict(entry["state"])
+        net = _load_net(Config(**entry["config"]), entry["state"])
         faces = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in test["fer2013"]])
         if entry["input_blur"]:
             faces = np.stack([cv2.GaussianBlur(f, (0, 0), entry["input_blur"]) for f in faces])

@@ -8,7 +8,6 @@ zooms, brightness and contrast, and, for sharp populations, a random blur.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -21,8 +20,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from memegen.evaluate import score
 from memegen.labels import LABELS
+from memegen.metrics import score
 from models.train.net import Config, ExpressionNet, gaussian_kernel
 
 log = logging.getLogger("train")
@@ -60,15 +59,21 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
 
 
 def augment(x: torch.Tensor, *, blur: float, generator: torch.Generator) -> torch.Tensor:
-    """Random flips, rotations, shifts, zooms, blur, brightness and contrast of a [-1, 1] batch."""
-    n = x.shape[0]
+    """Random flips, rotations, shifts, zooms, blur, brightness and contrast of a [-1, 1] batch.
+
+    The random numbers come from ``generator``, on the batch's device.
+    """
+    n, device = x.shape[0], x.device
+
+    def rand(count: int) -> torch.Tensor:
+        return torch.rand(count, generator=generator, device=device)
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(n, generator=generator) * (hi - lo) + lo
+        return rand(n) * (hi - lo) + lo
 
     angle = uniform(-12, 12) * math.pi / 180
     zoom = uniform(0.88, 1.12)
-    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [
@@ -81,10 +86,10 @@ def augment(x: torch.Tensor, *, blur: float, generator: torch.Generator) -> torc
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     if blur > 0:
         # Half the batch blurred, by one random sigma per batch (conv needs one kernel).
-        sigma = float(torch.rand(1, generator=generator)) * blur
+        sigma = float(rand(1)) * blur
         if sigma > 0.3:
-            chosen = torch.rand(n, generator=generator) < 0.5
-            kernel = gaussian_kernel(sigma)
+            chosen = rand(n) < 0.5
+            kernel = gaussian_kernel(sigma).to(device)
             blurred = F.conv2d(x, kernel, padding=kernel.shape[-1] // 2)
             x = torch.where(chosen[:, None, None, None], blurred, x)
     contrast = uniform(0.7, 1.3)[:, None, None, None]
@@ -98,13 +103,18 @@ def to_tensor(faces: np.ndarray) -> torch.Tensor:
 
 
 def predict(net: ExpressionNet, faces: np.ndarray, *, batch: int = 512) -> np.ndarray:
-    """Probabilities of a float network for uint8 faces (no augmentation)."""
+    """Probabilities of a float network for uint8 faces (no augmentation), on the network's device."""
     net.eval()
+    device = next(net.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(faces), batch):
-            out.append(torch.softmax(net(to_tensor(faces[i : i + batch])), -1).numpy())
+            out.append(torch.softmax(net(to_tensor(faces[i : i + batch]).to(device)), -1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+
+
+def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
 def sampling_weights(y: np.ndarray, balance: float) -> np.ndarray:
@@ -125,14 +135,16 @@ def train(
     epochs: int | None = None,
     batch_size: int = 128,
     min_steps: int = 25,
+    device: str = "cpu",
 ) -> tuple[ExpressionNet, list[dict[str, float]]]:
-    """Train a member and return the epoch with the best validation accuracy.
+    """Train a member and return the epoch with the best validation accuracy, on the CPU.
 
     With ``checkpoint``, the state is saved after every epoch and a run that
     finds one resumes from it, so a long run survives being stopped.
+    ``device`` ("cuda") trains on a GPU; the returned network is on the CPU.
     """
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = ExpressionNet(config)
     if init is not None:
@@ -140,7 +152,7 @@ def train(
         # Take every tensor whose shape fits: the stages, usually not the head.
         own.update({k: v for k, v in init.items() if k in own and own[k].shape == v.shape})
         net.load_state_dict(own)
-    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net = net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     epochs = epochs or config.epochs
     # Small populations (JAFFE: 150 faces) still get enough steps per epoch.
     steps = max(min_steps, len(train_set.y) // batch_size)
@@ -149,7 +161,7 @@ def train(
         optimizer, max_lr=config.lr, total_steps=epochs * steps, pct_start=0.15
     )
     history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, copy.deepcopy(net.state_dict()))
+    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, _cpu_state(net))
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -162,13 +174,13 @@ def train(
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
 
     weights = sampling_weights(train_set.y, config.balance)
-    x_all = to_tensor(train_set.x)
-    y_all = torch.from_numpy(train_set.y)
+    x_all = to_tensor(train_set.x).to(device)
+    y_all = torch.from_numpy(train_set.y).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     for epoch in range(start_epoch, epochs):
         started = time.time()
         net.train()
-        order = torch.from_numpy(rng.choice(len(weights), size=steps * batch_size, p=weights))
+        order = torch.from_numpy(rng.choice(len(weights), size=steps * batch_size, p=weights)).to(device)
         total = 0.0
         for step in range(steps):
             idx = order[step * batch_size : (step + 1) * batch_size]
@@ -190,7 +202,7 @@ def train(
         history.append(row)
         log.info(json.dumps(row))
         if row["val_accuracy"] > best[0]:
-            best = (row["val_accuracy"], copy.deepcopy(net.state_dict()))
+            best = (row["val_accuracy"], _cpu_state(net))
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save(
@@ -206,6 +218,7 @@ def train(
                 },
                 checkpoint,
             )
+    net = net.cpu()
     net.load_state_dict(best[1])
     # litert-torch reads channels_last weights as if they were contiguous and
     # silently converts a wrong model, so hand back plain contiguous weights.

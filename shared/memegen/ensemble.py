@@ -56,12 +56,16 @@ class Member:
         self._out_scale, self._out_zero = out["quantization"]
         self._in_shape = inp["shape"]
 
-    def predict(self, face: np.ndarray) -> np.ndarray:
-        """Probabilities for one uint8 grayscale face of any size."""
+    def predict(self, face: np.ndarray, *, already_blurred: bool = False) -> np.ndarray:
+        """Probabilities for one uint8 grayscale face of any size.
+
+        ``already_blurred`` skips the input blur, for faces that carry it
+        already (FER2013's own training and validation faces).
+        """
         if face.shape != (self.size, self.size):
             interpolation = cv2.INTER_AREA if face.shape[0] > self.size else cv2.INTER_LINEAR
             face = cv2.resize(face, (self.size, self.size), interpolation=interpolation)
-        if self.input_blur > 0:
+        if self.input_blur > 0 and not already_blurred:
             # A member trained on blurred faces sees sharp ones blurred the same way.
             face = cv2.GaussianBlur(face, (0, 0), self.input_blur)
         x = face.astype(np.float32)

@@ -12,6 +12,7 @@ from memegen.datasets import face_of, list_samples, read_gray
 from memegen.detect import FaceDetector
 from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
+from memegen.metrics import score
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,6 @@ class Report:
             "faces_found": self.faces_found,
             "model_version": self.model_version,
         }
-
-
-def score(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, dict[str, float], list[list[int]]]:
-    """Accuracy, macro recall (over the labels present), per-class recall, confusion matrix."""
-    k = len(LABELS)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    support = confusion.sum(axis=1)
-    recall = np.divide(np.diag(confusion), support, out=np.zeros(k), where=support > 0)
-    present = support > 0
-    accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
-    macro = float(recall[present].mean()) if present.any() else 0.0
-    return accuracy, macro, {LABELS[i]: float(recall[i]) for i in range(k) if present[i]}, confusion.tolist()
 
 
 def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> Report:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from memegen.errors import MemeGenError
 
-_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+def _default_models() -> Path:
+    """``models/`` beside the package in a function's source archive, else at the checkout's root."""
+    package = Path(__file__).resolve().parent
+    packaged = package.parent / "models"
+    return packaged if packaged.is_dir() else package.parents[1] / "models"
+
+
+_MODELS = _default_models()
 PREFIX = "MEMEGEN_"
 
 

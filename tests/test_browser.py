@@ -1,0 +1,90 @@
+"""The upload page in a real browser: headless Chromium picks a real photo, uploads it, and shows the meme.
+
+Chromium comes from Debian (``make test`` installs it); Playwright drives it.
+The screenshot lands in ``build/screenshots/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
+from memegen.settings import Settings
+from tests.stack import ROOT, running_stack
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it: apt-get install chromium)"
+)
+
+
+def test_a_person_uploads_a_photo_on_a_phone_and_gets_the_meme(
+    settings: Settings, photos_dir: Path, tmp_path: Path
+) -> None:
+    with running_stack(tmp_path / "key.json") as stack, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            # A phone's screen: the page is meant for one.
+            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(stack.page)
+            assert page.is_disabled("#make")  # nothing picked yet
+            page.set_input_files("#library", photos_dir / "obama-480p.jpg")
+            page.fill("#top", "when the browser test")
+            page.fill("#bottom", "passes first time")
+            page.click("#make")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            page.wait_for_function(
+                "() => { const m = document.getElementById('meme'); return m.complete && m.naturalWidth > 0; }",
+                timeout=20_000,
+            )
+            shown = page.evaluate(
+                "() => { const m = document.getElementById('meme'); return [m.naturalWidth, m.naturalHeight]; }"
+            )
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "upload-page.png"), full_page=True)
+            assert page.is_visible("#download") and page.is_visible("#share")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+        client = storage.Client(
+            project="test",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{stack.storage_port}"},
+        )
+        records = [b for b in client.list_blobs(settings.output_bucket, prefix="records/") if b.name.endswith(".json")]
+        assert len(records) == 1, [b.name for b in records]
+        record = json.loads(records[0].download_as_bytes())
+        assert record["status"] == "done"
+        assert (record["caption"]["top"], record["caption"]["bottom"]) == ("when the browser test", "passes first time")
+        meme = Image.open(io.BytesIO(client.bucket(settings.output_bucket).blob(record["meme"]).download_as_bytes()))
+        assert list(shown) == list(meme.size)  # the page showed this meme, whole
+    assert stack.status == 0, "".join(stack.output)
+
+
+def test_the_page_refuses_a_file_that_is_not_a_photo(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    with running_stack(tmp_path / "key.json") as stack, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(stack.page)
+            page.set_input_files("#library", text)
+            page.wait_for_selector("#error:not([hidden])", timeout=5_000)
+            assert page.is_disabled("#make")
+            assert "photo" in page.inner_text("#error").lower()
+        finally:
+            browser.close()
