@@ -37,7 +37,9 @@ class Scores:
 class Member:
     """One int8 TFLite classifier: a grayscale face in, seven logits out (softmax here)."""
 
-    def __init__(self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, threads: int = 1) -> None:
+    def __init__(
+        self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, flip: bool = False, threads: int = 1
+    ) -> None:
         try:
             self._interpreter = load_interpreter(model, threads=threads)
         except (ValueError, RuntimeError) as exc:
@@ -49,7 +51,7 @@ class Member:
                 f"member {name}: input {list(inp['shape'])} / output {list(out['shape'])} "
                 f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
             )
-        self.name, self.size, self.input_blur = name, size, input_blur
+        self.name, self.size, self.input_blur, self.flip = name, size, input_blur, flip
         self._input, self._output = inp["index"], out["index"]
         self._in_dtype = inp["dtype"]
         self._in_scale, self._in_zero = inp["quantization"]
@@ -68,6 +70,13 @@ class Member:
         if self.input_blur > 0 and not already_blurred:
             # A member trained on blurred faces sees sharp ones blurred the same way.
             face = cv2.GaussianBlur(face, (0, 0), self.input_blur)
+        if self.flip:
+            # The face and its mirror image: an expression reads the same both ways, and the
+            # average of the two is steadier than either (measured in the model card).
+            return (self._run(face) + self._run(np.ascontiguousarray(face[:, ::-1]))) / 2
+        return self._run(face)
+
+    def _run(self, face: np.ndarray) -> np.ndarray:
         x = face.astype(np.float32)
         if self._in_scale:
             x = np.round(x / self._in_scale + self._in_zero)
@@ -113,6 +122,7 @@ class Ensemble:
                     data,
                     size=int(entry["input_size"]),
                     input_blur=float(entry.get("input_blur", 0.0)),
+                    flip=bool(entry.get("flip", False)),
                     threads=threads,
                 )
             )

@@ -370,8 +370,9 @@ def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
         return image  # never upscaled: that would only blur the photo
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # Area averaging: no aliasing or moiré on big downscales, and faster than Lanczos.
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # Area averaging against aliasing and moiré where the photo shrinks by 2 or more; below
+    # that bilinear is as clean and six times faster (18 ms against 3 for 1862 -> 1600 px).
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
 
 
 def render(
