@@ -68,6 +68,10 @@ test: models browser $(INFRA_VENV)/.stamp ## Run the whole test suite (the brows
 	$(PY) -m pytest -q
 	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
 
+.PHONY: fuzz
+fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
+	MEMEGEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) MEMEGEN_FUZZ_RANDOM=1 $(PY) -m pytest -q tests/test_fuzz.py
+
 .PHONY: package
 package: models ## Build the functions' source archives into build/package/ (named by content hash)
 	$(PY) -m infra.package

@@ -17,6 +17,10 @@ module adds exactly those, by wrapping the emulator's own handlers, and nothing 
 4. CORS. There is no OPTIONS handler, so a browser cannot PUT to a signed URL from the page (a
    different origin). Here preflights are answered and every response allows any origin, standing
    in for the input bucket's CORS configuration.
+5. Object names. Cloud Storage takes any UTF-8 name up to 1,024 bytes, ``../`` included; the
+   emulator keeps each object at a path of its file store named after the object and refuses a
+   name with a ``..`` segment (a 500 that clients retry). Here each object's bytes sit under one
+   flat, quoted key, so every name Cloud Storage takes is taken.
 
 ``python -m local.emulator --port 9023 --bucket memegen-input --bucket memegen-output``
 """
@@ -32,6 +36,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import HTTPServer
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from gcp_storage_emulator import server
@@ -163,10 +168,24 @@ def _xml_upload(request: Any, response: Any, storage: Any) -> None:
 _patched = False
 
 
+def _quoted_links(make: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The emulator's object resource with the name quoted in its links, as Cloud Storage writes them."""
+
+    def resource(base_url: str, bucket_name: str, object_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        obj = make(base_url, bucket_name, object_name, *args, **kwargs)
+        quoted = quote(object_name, safe="")
+        obj["selfLink"] = f"/storage/v1/b/{bucket_name}/o/{quoted}"
+        obj["mediaLink"] = obj["mediaLink"].replace(f"/o/{object_name}?", f"/o/{quoted}?", 1)
+        return obj
+
+    return resource
+
+
 def _patch_handlers() -> None:
     global _patched
     if _patched:
         return
+    objects._make_object_resource = _quoted_links(objects._make_object_resource)
     replacements: dict[Handler, Handler] = {
         objects.insert: _insert,
         objects.xml_upload: _xml_upload,
@@ -194,6 +213,13 @@ class _RequestHandler(server.RequestHandler):  # type: ignore[misc]
         super().end_headers()
 
 
+class _FlatKeyStorage(Storage):  # type: ignore[misc]
+    """The emulator's storage with every object's bytes under one quoted key (5. above)."""
+
+    def _object_path(self, bucket_name: str, file_name: str) -> str:
+        return f"{bucket_name}/{quote(file_name, safe='')}"
+
+
 def make_server(*, host: str, port: int, bucket_names: Iterable[str]) -> HTTPServer:
     """An in-memory emulator bound to ``host:port`` (0: any free port), with those buckets made.
 
@@ -201,7 +227,7 @@ def make_server(*, host: str, port: int, bucket_names: Iterable[str]) -> HTTPSer
     the write that follows it atomic, as they are in Cloud Storage.
     """
     _patch_handlers()
-    storage = Storage(use_memory_fs=True)
+    storage = _FlatKeyStorage(use_memory_fs=True)
     for name in bucket_names:
         buckets.create_bucket(name, storage)
     return HTTPServer((host, port), partial(_RequestHandler, storage))

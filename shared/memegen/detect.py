@@ -290,7 +290,7 @@ def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
     image's far edges, which keeps every coordinate exact.
     """
     height, width = image.shape[:2]
-    factor = int(1 / scale) if scale < 0.5 else 1
+    factor = min(int(1 / scale), height, width) if scale < 0.5 else 1
     if factor >= 2:
         height, width = height // factor * factor, width // factor * factor
         image = cv2.resize(image[:height, :width], (width // factor, height // factor), interpolation=cv2.INTER_AREA)

@@ -17,11 +17,16 @@ import numpy as np
 from memegen.captions import Caption, CaptionBank, choose_caption
 from memegen.detect import Face, FaceDetector, align_crop
 from memegen.ensemble import Ensemble, Scores
+from memegen.errors import UnsupportedImage
 from memegen.reader import read_image
 from memegen.render import Mark, render
 from memegen.settings import Settings
 
 FORMATS = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+# The smallest picture side a meme is made of: below it there is no face to read nor room for text.
+MIN_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ class Engine:
         """Turn an upload into a meme.
 
         Raises ``UnsupportedImage`` or ``ImageTooLarge`` (both ``InputError``)
-        for an upload that is not a readable image within the limits.
+        for an upload that is not a readable image within the limits, or whose
+        picture is under ``MIN_SIDE`` pixels on a side.
         """
         if format.lower() not in FORMATS:
             raise ValueError(f"unknown output format {format!r}; choose one of {sorted(set(FORMATS))}")
@@ -131,6 +137,12 @@ class Engine:
             max_pixels=self.settings.max_pixels,
             min_side=self.settings.max_side,
         )
+        height, width = picture.rgb.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            # Nothing to read and no room for a caption: a sliver or a thumbnail is no meme.
+            raise UnsupportedImage(
+                f"the picture is {width}x{height} pixels: a meme needs at least {MIN_SIDE} on each side"
+            )
         lap("read")
         found = self.read_faces(picture.rgb, scale=picture.scale)
         lap("faces")

@@ -1,0 +1,131 @@
+"""The bad-input corpus (``tests/corpus.py``, 30+ kinds) through every door: the engine, the command
+line, the ``on_upload`` worker against the real storage server, and the api's upload request.
+
+Each case gets its documented outcome: a meme, or a clear refusal (a ``failed`` record, one line and
+status 2 on the command line); never a crash, a traceback for the user or an event worth retrying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.cloud import storage
+
+from memegen.api import CONTENT_TYPES, RequestError, parse_upload_request
+from memegen.captions import CaptionBank
+from memegen.detect import FaceDetector
+from memegen.engine import Engine
+from memegen.ensemble import Ensemble
+from memegen.errors import InputError
+from memegen.settings import Settings
+from memegen.storage import Store
+from memegen.worker import Result, handle_upload
+from tests.corpus import Case, cases
+from tests.storage_server import ROOT, empty_buckets, storage_client  # noqa: F401
+from tests.test_worker import finalized
+
+PHOTOS = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
+CASES = cases(PHOTOS if PHOTOS.is_dir() else None)
+
+
+@pytest.fixture(scope="module")
+def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
+    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
+
+
+def test_the_corpus_has_at_least_30_kinds() -> None:
+    assert len({case.kind for case in CASES}) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_the_engine_makes_a_meme_or_refuses_clearly(case: Case, engine: Engine) -> None:
+    if case.expect == "meme":
+        meme = engine.make(case.data)
+        assert meme.image[:2] == b"\xff\xd8"
+        # Nothing the upload carried (EXIF, GPS, maker) reaches the meme or its record.
+        assert b"Exif" not in meme.image[:4096] and b"SecretPhoneMaker" not in meme.image
+        assert "SecretPhoneMaker" not in json.dumps(meme.metadata())
+    else:
+        with pytest.raises(InputError) as refused:
+            engine.make(case.data)
+        assert case.says in str(refused.value)
+        assert "\n" not in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_the_command_line_takes_the_whole_corpus_in_one_batch(tmp_path: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for i, case in enumerate(CASES):
+        (source / f"{i:02d}.{'jpg' if case.content_type == 'image/jpeg' else 'bin'}").write_bytes(case.data)
+    result = subprocess.run(
+        [sys.executable, "-m", "memegen", "make", str(source), "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    made = {p.name.split("-")[0] for p in out.iterdir()}
+    for i, case in enumerate(CASES):
+        assert (f"{i:02d}" in made) == (case.expect == "meme"), case.kind
+    memes = sum(case.expect == "meme" for case in CASES)
+    assert f"{memes} memes made, {len(CASES) - memes} files skipped" in result.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_on_upload_records_a_meme_or_a_failure_once(
+    case: Case,
+    engine: Engine,
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+) -> None:
+    store = Store(empty_buckets, settings)
+    blob = empty_buckets.bucket(settings.input_bucket).blob(settings.upload_prefix + case.name)
+    if not case.data:
+        # An empty object is skipped outright (a folder marker or an aborted upload): no record.
+        blob.upload_from_string(b"", content_type=case.content_type)
+        assert handle_upload(finalized(blob), store=store, engine=engine, settings=settings).result == Result.SKIPPED
+        return
+    blob.upload_from_string(case.data, content_type=case.content_type)
+    event = finalized(blob)
+    first = handle_upload(event, store=store, engine=engine, settings=settings)
+    again = handle_upload(event, store=store, engine=engine, settings=settings)
+    assert first.result == (Result.MADE if case.expect == "meme" else Result.FAILED), first
+    assert again.result == Result.DUPLICATE
+    (record,) = [
+        json.loads(b.download_as_bytes()) for b in empty_buckets.list_blobs(settings.output_bucket, prefix="records/")
+    ]
+    assert record["status"] == ("done" if case.expect == "meme" else "failed")
+    names = [b.name for b in empty_buckets.list_blobs(settings.output_bucket)]
+    # The upload's own name never reaches an output path (ids are hashes or server-chosen).
+    assert not [n for n in names if case.name.rsplit("/", 1)[-1].split(".")[0][:20] in n and case.name != "upload"]
+    assert all(len(n) < 100 and ".." not in n for n in names)
+    if case.expect == "failed":
+        assert case.says in record["error"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_the_api_signs_uploads_of_image_types_only(case: Case) -> None:
+    body = json.dumps({"content_type": case.content_type}).encode()
+    if case.content_type in CONTENT_TYPES:
+        assert parse_upload_request(body, content_type="application/json").content_type == case.content_type
+    else:
+        with pytest.raises(RequestError):
+            parse_upload_request(body, content_type="application/json")
+
+
+def test_memory_stays_bounded_over_the_whole_corpus(engine: Engine) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for case in CASES:
+        with contextlib.suppress(InputError):  # refused: what the other tests check
+            engine.make(case.data)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300, f"peak memory grew by {grown_mb:.0f} MB"
