@@ -107,8 +107,8 @@ def main() -> int:
         data = jpeg(image, size)
         twelve = twelve or data
         buffer = np.frombuffer(data, dtype=np.uint8)
-        decode = median_ms(lambda b=buffer: cv2.imdecode(b, cv2.IMREAD_COLOR), repeat=10)
-        make = median_ms(lambda d=data: engine.make(d), repeat=10)
+        decode = median_ms(partial(cv2.imdecode, buffer, cv2.IMREAD_COLOR), repeat=10)
+        make = median_ms(partial(engine.make, data), repeat=10)
         meme = engine.make(data)
         lines += [
             f"## {label} ({size[0]}x{size[1]}, {len(data) / 1e6:.1f} MB, {len(meme.faces)} face(s))",
