@@ -72,6 +72,10 @@ test: models browser $(INFRA_VENV)/.stamp ## Run the whole test suite (the brows
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
 	MEMEGEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) MEMEGEN_FUZZ_RANDOM=1 $(PY) -m pytest -q tests/test_fuzz.py
 
+.PHONY: load
+load: models ## 500 uploads, 8 at a time, through the local stack; figures to docs/load.md: make load [UPLOADS=500]
+	$(PY) -m tests.load --uploads $(or $(UPLOADS),500) --concurrency 8
+
 .PHONY: package
 package: models ## Build the functions' source archives into build/package/ (named by content hash)
 	$(PY) -m infra.package

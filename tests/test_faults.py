@@ -1,0 +1,185 @@
+"""Faults and duplicates against real processes: the storage server, the ``on_upload`` function
+served by functions-framework, and the event bridge with Eventarc's retry-with-backoff.
+
+- every event delivered again (twice more, and once more as if an hour later): one meme each;
+- the storage server frozen for 10 seconds in the middle of a batch (SIGSTOP: it holds every
+  object in memory, so a real stop would lose them; frozen, it answers nothing, as a server that
+  is down does), then thawed: every upload gets its meme or failure record;
+- the function process killed in the middle of a batch, then started again: the bridge's
+  redelivery completes every meme, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from cloudevents.conversion import to_structured
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from local.bridge import Bridge, RetryPolicy, finalized_event, object_data
+from memegen.settings import Settings
+from tests.stack import ROOT
+from tests.storage_server import free_port, wait_until_serving
+
+PHOTOS = ("obama-480p.jpg", "two_people.jpg", "biden.jpg")
+
+
+@dataclass
+class Parts:
+    """The running parts of one test, and how to restart the function."""
+
+    client: storage.Client
+    settings: Settings
+    emulator: subprocess.Popen[bytes]
+    function_url: str
+    start_function: Callable[[], None]
+    function: list[subprocess.Popen[bytes]]
+
+
+def _function(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "functions_framework", "--target=on_upload", "--signature-type=cloudevent"]
+    command += [f"--source={ROOT / 'functions' / 'on_upload' / 'main.py'}", "--host=127.0.0.1", f"--port={port}"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until_serving(f"http://127.0.0.1:{port}/", process=process, timeout=60)
+    return process
+
+
+@pytest.fixture
+def parts(settings: Settings) -> Iterator[Parts]:
+    storage_port, function_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{storage_port}"
+    command = [sys.executable, "-m", "local.emulator", "--port", str(storage_port)]
+    command += ["--bucket", settings.input_bucket, "--bucket", settings.output_bucket]
+    emulator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": url}
+    functions: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_until_serving(url, process=emulator)
+        functions.append(_function(function_port, env))
+        client = storage.Client(
+            project="faults", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        )
+        yield Parts(
+            client,
+            settings,
+            emulator,
+            f"http://127.0.0.1:{function_port}/",
+            lambda: functions.append(_function(function_port, env)),
+            functions,
+        )
+    finally:
+        for process in [*functions, emulator]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def bridge(parts: Parts) -> Iterator[Bridge]:
+    bridge = Bridge(
+        parts.client,
+        bucket=parts.settings.input_bucket,
+        prefix=parts.settings.upload_prefix,
+        target=parts.function_url,
+        retry=RetryPolicy(first_delay=0.5, max_delay=4.0, max_attempts=20),
+        timeout=30.0,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), kwargs={"interval": 0.2}, daemon=True)
+    thread.start()
+    yield bridge
+    stop.set()
+    thread.join(timeout=10)
+    bridge.close()
+
+
+def upload_photos(parts: Parts, photos_dir: Path, count: int) -> list[storage.Blob]:
+    blobs = []
+    for i in range(count):
+        blob = parts.client.bucket(parts.settings.input_bucket).blob(
+            f"{parts.settings.upload_prefix}{uuid.uuid4().hex}"
+        )
+        blob.upload_from_string((photos_dir / PHOTOS[i % len(PHOTOS)]).read_bytes(), content_type="image/jpeg")
+        blobs.append(blob)
+    return blobs
+
+
+def outputs(parts: Parts) -> tuple[list[str], list[dict[str, object]]]:
+    bucket = parts.settings.output_bucket
+    memes = [b.name for b in parts.client.list_blobs(bucket, prefix="memes/")]
+    records = [json.loads(b.download_as_bytes()) for b in parts.client.list_blobs(bucket, prefix="records/")]
+    return memes, records
+
+
+def wait_for_records(parts: Parts, count: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if sum(1 for _ in parts.client.list_blobs(parts.settings.output_bucket, prefix="records/")) >= count:
+                return
+        except requests.RequestException:
+            pass  # the storage server is frozen on purpose in one test: ask again
+        time.sleep(0.3)
+    raise AssertionError(f"fewer than {count} records after {timeout} s")
+
+
+def assert_one_meme_each(parts: Parts, blobs: list[storage.Blob]) -> None:
+    memes, records = outputs(parts)
+    assert len(records) == len(blobs) and all(r["status"] == "done" for r in records), records
+    assert len(memes) == len(blobs)
+    assert sorted(str(r["id"]) for r in records) == sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
+
+
+def test_every_event_delivered_again_and_an_hour_later_makes_one_meme(
+    parts: Parts, bridge: Bridge, photos_dir: Path
+) -> None:
+    blobs = upload_photos(parts, photos_dir, 4)
+    wait_for_records(parts, 4, timeout=60)
+    for blob in blobs:
+        blob.reload()
+        data = object_data(blob)
+        an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+        for event in (finalized_event(data), finalized_event(data), finalized_event({**data, "updated": an_hour_ago})):
+            headers, body = to_structured(event)
+            assert requests.post(parts.function_url, data=body, headers=headers, timeout=60).status_code == 200
+    assert_one_meme_each(parts, blobs)
+
+
+def test_a_frozen_storage_server_loses_nothing(parts: Parts, bridge: Bridge, photos_dir: Path) -> None:
+    blobs = upload_photos(parts, photos_dir, 6)
+    time.sleep(0.3)  # the bridge has seen some of them; memes are in the making
+    parts.emulator.send_signal(signal.SIGSTOP)
+    time.sleep(10)
+    parts.emulator.send_signal(signal.SIGCONT)
+    wait_for_records(parts, 6, timeout=120)
+    assert_one_meme_each(parts, blobs)
+
+
+def test_a_function_killed_mid_batch_completes_on_redelivery(
+    parts: Parts, bridge: Bridge, photos_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs = upload_photos(parts, photos_dir, 6)
+    time.sleep(0.5)  # deliveries in flight
+    parts.function[-1].kill()
+    parts.function[-1].wait(timeout=10)
+    time.sleep(1)
+    parts.start_function()
+    wait_for_records(parts, 6, timeout=120)
+    assert_one_meme_each(parts, blobs)
+    retried = [line for line in capsys.readouterr().out.splitlines() if "will retry" in line]
+    assert retried, "the kill hit no delivery: the test proved nothing"
