@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit
 
 import flask
 import functions_framework
@@ -102,12 +102,17 @@ def _encode(text: str) -> str:
     return quote(text, safe="-_.~")
 
 
+class UrlExpired(Exception):
+    """A signed URL used after its lifetime."""
+
+
 def verify_v4(
     url: str, *, method: str, headers: dict[str, str], public_key: rsa.RSAPublicKey, now: datetime | None = None
 ) -> dict[str, str]:
     """Verify a V4 signed URL for a request with ``method`` and ``headers``; returns its query parameters.
 
-    Raises ``InvalidSignature`` when the signature does not match, ``AssertionError`` for a malformed URL.
+    Raises ``InvalidSignature`` when the signature does not match, ``UrlExpired`` past its lifetime
+    (at ``now``), ``AssertionError`` for a malformed URL.
     """
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
@@ -130,7 +135,10 @@ def verify_v4(
     public_key.verify(signature, string_to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
     assert email == DEV_EMAIL and scope.endswith("/auto/storage/goog4_request")
     signed_at = datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    assert abs((now or datetime.now(UTC)) - signed_at) < timedelta(minutes=2)
+    if (now or datetime.now(UTC)) > signed_at + timedelta(seconds=int(query["X-Goog-Expires"])):
+        raise UrlExpired(f"signed at {signed_at}, valid {query['X-Goog-Expires']} s")
+    if now is None:
+        assert abs(datetime.now(UTC) - signed_at) < timedelta(minutes=2), "a URL signed just now"
     assert scope.startswith(signed_at.strftime("%Y%m%d") + "/")
     return query
 
@@ -430,3 +438,25 @@ def test_the_verifier_refuses_a_tampered_request(client: FlaskClient, public_key
             headers={k: v for k, v in headers.items() if k != "x-goog-meta-memegen-top"},
             public_key=public_key,
         )
+
+
+def test_signed_urls_refuse_expiry_another_object_and_a_changed_signature(
+    client: FlaskClient, public_key: rsa.RSAPublicKey
+) -> None:
+    upload = new_upload(client)
+    url, headers = upload["upload_url"], upload["upload_headers"]
+    query = parse_qs(urlsplit(url).query)
+    signed_at = datetime.strptime(query["X-Goog-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    lifetime = timedelta(seconds=int(query["X-Goog-Expires"][0]))
+    assert lifetime <= timedelta(minutes=15)
+    verify_v4(url, method="PUT", headers=headers, public_key=public_key, now=signed_at + lifetime)
+    with pytest.raises(UrlExpired):
+        late = signed_at + lifetime + timedelta(seconds=1)
+        verify_v4(url, method="PUT", headers=headers, public_key=public_key, now=late)
+    other = url.replace(upload["id"], "f" * 32)
+    with pytest.raises(InvalidSignature):
+        verify_v4(other, method="PUT", headers=headers, public_key=public_key)
+    signature = query["X-Goog-Signature"][0]
+    changed = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    with pytest.raises(InvalidSignature):
+        verify_v4(url.replace(signature, changed), method="PUT", headers=headers, public_key=public_key)
