@@ -164,3 +164,29 @@ def _zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("photo.jpg", b"not really")
     return buffer.getvalue()
+
+
+def main() -> int:
+    """Print the corpus and what the engine makes of each case, as a Markdown table (for the README)."""
+    import os
+
+    from memegen.engine import Engine
+    from memegen.errors import InputError
+    from memegen.settings import Settings
+
+    engine = Engine.from_settings(Settings.from_env())
+    photos = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
+    print("| upload | outcome |")
+    print("|---|---|")
+    for case in cases(photos if photos.is_dir() else None):
+        try:
+            meme = engine.make(case.data)
+            outcome = f"meme ({len(meme.faces)} face{'s' if len(meme.faces) != 1 else ''})"
+        except InputError as refused:
+            outcome = f"failed: {refused}"
+        print(f"| {case.kind} | {outcome.replace('|', '/')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
