@@ -31,6 +31,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from local.bridge import Bridge, RetryPolicy, finalized_event, object_data
+from local.run import function_command
 from memegen.settings import Settings
 from tests.stack import ROOT
 from tests.storage_server import free_port, wait_until_serving
@@ -51,8 +52,9 @@ class Parts:
 
 
 def _function(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "functions_framework", "--target=on_upload", "--signature-type=cloudevent"]
-    command += [f"--source={ROOT / 'functions' / 'on_upload' / 'main.py'}", "--host=127.0.0.1", f"--port={port}"]
+    command = function_command(
+        target="on_upload", source="functions/on_upload/main.py", signature="cloudevent", port=port
+    )
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until_serving(f"http://127.0.0.1:{port}/", process=process, timeout=60)
     return process
