@@ -58,7 +58,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
 .PHONY: browser
 browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
