@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from http.server import HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -220,14 +221,17 @@ class _FlatKeyStorage(Storage):  # type: ignore[misc]
         return f"{bucket_name}/{quote(file_name, safe='')}"
 
 
-def make_server(*, host: str, port: int, bucket_names: Iterable[str]) -> HTTPServer:
-    """An in-memory emulator bound to ``host:port`` (0: any free port), with those buckets made.
+def make_server(*, host: str, port: int, bucket_names: Iterable[str], data_dir: Path | None = None) -> HTTPServer:
+    """An emulator bound to ``host:port`` (0: any free port), with those buckets made.
+
+    In memory, or with ``data_dir`` on disk, where a server started again finds every object
+    of the one before it (for tests that stop the storage server and start it again).
 
     One request at a time, as the emulator serves: that also makes each precondition check and
     the write that follows it atomic, as they are in Cloud Storage.
     """
     _patch_handlers()
-    storage = _FlatKeyStorage(use_memory_fs=True)
+    storage = _FlatKeyStorage(use_memory_fs=data_dir is None, data_dir=str(data_dir.resolve()) if data_dir else None)
     for name in bucket_names:
         buckets.create_bucket(name, storage)
     return HTTPServer((host, port), partial(_RequestHandler, storage))
@@ -241,11 +245,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9023, help="0: any free port (the ready line says which)")
     parser.add_argument("--bucket", action="append", default=[], help="a bucket to make (repeat)")
+    parser.add_argument("--data-dir", type=Path, help="keep the objects on disk here (default: in memory)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     # The emulator logs a warning for every JSON response it builds: noise, unless asked for.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="storage: %(message)s")
-    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket)
+    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir)
     print(f"storage emulator on http://{args.host}:{httpd.server_port}", flush=True)
     # Ctrl-C (KeyboardInterrupt) is one of the two ways to stop it; SIGTERM is the other.
     with contextlib.suppress(KeyboardInterrupt):
