@@ -34,7 +34,7 @@ from cdktn_provider_google.cloudfunctions2_function import (
 from cdktn_provider_google.data_google_storage_project_service_account import (
     DataGoogleStorageProjectServiceAccount,
 )
-from cdktn_provider_google.project_iam_member import ProjectIamMember
+from cdktn_provider_google.project_iam_member import ProjectIamMember, ProjectIamMemberCondition
 from cdktn_provider_google.project_service import ProjectService
 from cdktn_provider_google.provider import GoogleProvider
 from cdktn_provider_google.pubsub_topic import PubsubTopic
@@ -245,6 +245,21 @@ class MemeGenStack(TerraformStack):
             ProjectIamMember(self, key, project=project, role=role, member=member)
             for key, (role, member) in grants.items()
         ]
+        # Cloud Functions copies each source archive into its own gcf-v2-sources-* bucket, from which
+        # the build reads it: object reads there and nowhere else.
+        self.grants.append(
+            ProjectIamMember(
+                self,
+                "build-reads-function-sources",
+                project=project,
+                role="roles/storage.objectViewer",
+                member=self.build_sa.member,
+                condition=ProjectIamMemberCondition(
+                    title="gcf-v2-sources only",
+                    expression='resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")',
+                ),
+            )
+        )
         # The api signs URLs as itself through signBlob: Token Creator on itself, nothing wider.
         ServiceAccountIamMember(
             self,
@@ -400,7 +415,7 @@ class MemeGenStack(TerraformStack):
         self.input_bucket.put_cors(
             [
                 StorageBucketCors(
-                    origin=Token.as_list(Fn.concat([[self.api.url], self.extra_origins.list_value])),
+                    origin=Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value])),
                     method=["PUT"],
                     response_header=["Content-Type", "x-goog-content-length-range", "x-goog-meta-*"],
                     max_age_seconds=3600,
@@ -472,7 +487,9 @@ class MemeGenStack(TerraformStack):
 
     def _outputs(self) -> None:
         outputs = {
-            "page_url": (self.api.url, "The upload page (the api function's URL)."),
+            # The Cloud Run address (scheme and host, no path): the page's own fetches go to /v1/...
+            # at its root, and a browser's Origin is exactly this, as the input bucket's CORS needs.
+            "page_url": (self.api.service_config.uri, "The upload page (the api function's run.app address)."),
             "input_bucket": (self.input_bucket.name, "Uploads land here (under uploads/)."),
             "output_bucket": (self.output_bucket.name, "Memes (memes/) and their records (records/)."),
             "events_topic": (self.topic.name, "Pub/Sub topic with a message for every finished meme or failure."),

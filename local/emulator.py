@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -252,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="storage: %(message)s")
     httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir)
     print(f"storage emulator on http://{args.host}:{httpd.server_port}", flush=True)
-    # Ctrl-C (KeyboardInterrupt) is one of the two ways to stop it; SIGTERM is the other.
+    # SIGTERM stops it between two requests, so that a write in progress (of the objects and of
+    # the index of a --data-dir) always completes: shutdown() waits for the serving loop.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
     with contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()
     httpd.server_close()

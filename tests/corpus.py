@@ -103,12 +103,38 @@ def cases(photos: Path | None) -> list[Case]:
     jpeg = _encode(scene, "JPEG", quality=90)
     out = [
         Case("empty file", b"", "failed", says="empty"),
-        Case("text named .jpg", b"hello, this is not a photo\n" * 10, "failed", name="notes.jpg"),
+        Case("text named .jpg", b"hello, this is not a photo\n" * 10, "failed", name="notes.jpg", says="text"),
         Case("truncated JPEG", jpeg[: len(jpeg) // 2], "failed", says="truncated"),
         Case("JPEG with corrupt huffman data", _corrupt_huffman(jpeg), "failed", says="corrupt"),
-        Case("PNG bomb (100,000 x 100,000)", png_bomb(), "failed", content_type="image/png", says="pixels"),
-        Case("100,000 x 1 image", _encode(Image.new("RGB", (100_000, 1), (9, 9, 9)), "PNG"), "failed", "image/png"),
-        Case("1 x 1 image", _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), "failed", content_type="image/png"),
+        Case("PNG bomb (100,000 x 100,000)", png_bomb(), "failed", content_type="image/png", says="too large"),
+        Case(
+            "100,000 x 1 image",
+            _encode(Image.new("RGB", (100_000, 1), (9, 9, 9)), "PNG"),
+            "failed",
+            content_type="image/png",
+            says="too thin",
+        ),
+        Case(
+            "1 x 1 image",
+            _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"),
+            "failed",
+            content_type="image/png",
+            says="too small",
+        ),
+        Case(
+            "20,000 x 40 panorama",
+            _encode(_scene(20_000, 40), "PNG"),
+            "failed",
+            content_type="image/png",
+            says="too thin",
+        ),
+        Case(
+            "1,500,000 x 33 strip (a small file under the pixel limit)",
+            _encode(Image.new("L", (1_500_000, 33), 128), "PNG"),
+            "failed",
+            content_type="image/png",
+            says="too thin",
+        ),
         Case(
             "16-bit PNG",
             _encode(Image.fromarray((np.arange(240 * 320).reshape(240, 320) % 65536).astype(np.uint16)), "PNG"),
@@ -131,27 +157,43 @@ def cases(photos: Path | None) -> list[Case]:
         ),
         Case("WebP", _encode(scene, "WEBP"), "meme", content_type="image/webp"),
         Case("TIFF", _encode(scene, "TIFF"), "meme", content_type="image/tiff"),
-        Case("HEIC bytes", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "failed", "image/heic"),
+        Case(
+            "HEIC bytes",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200,
+            "failed",
+            content_type="image/heic",
+            says="HEIC",
+        ),
         Case(
             "SVG",
             b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><circle r="40"/></svg>',
             "failed",
             content_type="image/svg+xml",
+            says="SVG",
         ),
-        Case("ZIP", _zip(), "failed", content_type="application/zip"),
+        Case("ZIP", _zip(), "failed", content_type="application/zip", says="ZIP"),
         Case("huge EXIF block", _huge_exif(scene), "meme"),
         Case("EXIF with GPS", _gps_exif(scene), "meme"),
         Case("name with ../", jpeg, "meme", name="../../etc/passwd.jpg"),
         Case("name with spaces and Unicode", jpeg, "meme", name="my phöto 🙂 ünïcode.jpg"),
         Case("name 1,000 characters long", jpeg, "meme", name="a" * 996 + ".jpg"),
         Case("wrong content type", jpeg, "meme", content_type="text/plain"),
-        Case("over the size limit", b"\xff\xd8\xff" + b"\x00" * 21_000_000, "failed", says="bytes"),
+        Case("over the size limit", b"\xff\xd8\xff" + b"\x00" * 21_000_000, "failed", says="limit"),
         Case("no face", jpeg, "meme"),
-        Case("PDF", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "failed", content_type="application/pdf"),
+        Case(
+            "PDF",
+            b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+            "failed",
+            content_type="application/pdf",
+            says="PDF",
+        ),
     ]
     tiny = _faces(photos, 1)
     if tiny is not None:
-        out.append(Case("a face smaller than 20 px", _encode(tiny.resize((12, 18)), "PNG"), "failed", "image/png"))
+        # A real face 12 px wide: too small to read, so the meme takes the no-face captions.
+        small = Image.new("RGB", (64, 64), (120, 130, 140))
+        small.paste(tiny.resize((12, 18)), (26, 23))
+        out.append(Case("a face smaller than 20 px", _encode(small, "PNG"), "meme", content_type="image/png"))
         small_in_big = Image.new("RGB", (1600, 1200), (120, 130, 140))
         small_in_big.paste(tiny.resize((13, 19)), (800, 600))
         out.append(Case("a face smaller than 20 px in a big photo", _encode(small_in_big, "JPEG"), "meme"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,15 @@ def test_bad_uploads_raise_input_errors(engine: Engine) -> None:
         small.make(bytes(2000))
     with pytest.raises(ValueError, match="format"):
         engine.make(b"", format="gif")
+
+
+def test_one_engine_serves_several_threads_at_once(
+    photos_dir: Path, detector: FaceDetector, ensemble: Ensemble, settings: Settings
+) -> None:
+    """The functions-framework server runs requests in threads; the models must not be shared mid-invoke."""
+    engine = Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
+    photos = [(photos_dir / n).read_bytes() for n in ("obama-480p.jpg", "two_people.jpg", "biden.jpg")] * 4
+    alone = [engine.make(p).metadata()["faces"] for p in photos]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda p: engine.make(p).metadata()["faces"], photos))
+    assert together == alone

@@ -87,7 +87,9 @@ def test_buckets_are_private_uniform_and_expire_their_objects(synthesized):
     assert "${var.meme_retention_days}" in ages
     cors = buckets["input"]["cors"]
     assert len(cors) == 1 and cors[0]["method"] == ["PUT"]
-    assert "google_cloudfunctions2_function.api.url" in cors[0]["origin"]
+    # The page's origin: the run.app address (no path), never the cloudfunctions.net URL with one.
+    assert "google_cloudfunctions2_function.api.service_config[0].uri" in cors[0]["origin"]
+    assert "api.url" not in cors[0]["origin"]
     assert "cors" not in buckets["output"]
 
 
@@ -105,13 +107,18 @@ def test_source_objects_are_named_by_content_hash(synthesized):
 def test_identities_have_only_what_they_need(synthesized):
     everything = json.dumps(synthesized["resource"])
     assert "roles/editor" not in everything and "roles/owner" not in everything
-    project_roles = {(m["role"], m["member"]) for m in resources(synthesized, "google_project_iam_member").values()}
-    assert {role for role, _ in project_roles} == {
+    project_grants = resources(synthesized, "google_project_iam_member").values()
+    assert {m["role"] for m in project_grants} == {
         "roles/eventarc.eventReceiver",
         "roles/logging.logWriter",
         "roles/artifactregistry.writer",
         "roles/pubsub.publisher",
+        "roles/storage.objectViewer",
     }
+    (viewer,) = [m for m in project_grants if m["role"] == "roles/storage.objectViewer"]
+    # Project-wide object reads only under a condition: Cloud Functions' own source buckets.
+    assert viewer["member"] == ref("google_service_account", "sa-build", "member")
+    assert "gcf-v2-sources-" in viewer["condition"]["expression"]
     bucket_roles = {
         (m["bucket"], m["role"], m["member"])
         for m in resources(synthesized, "google_storage_bucket_iam_member").values()
@@ -155,6 +162,9 @@ def test_apis_variables_and_outputs(synthesized):
     for name in ("project", "region", "name_prefix", "max_upload_bytes", "meme_retention_days"):
         assert variables[name].get("validation"), f"{name} has no validation"
     assert set(synthesized["output"]) >= {"page_url", "input_bucket", "output_bucket", "events_topic"}
+    assert synthesized["output"]["page_url"]["value"] == ref(
+        "google_cloudfunctions2_function", "api", "service_config[0].uri"
+    )
 
 
 def test_archives_change_name_only_when_their_content_changes(tmp_path):

@@ -7,6 +7,7 @@ engine only wires them together and times them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,8 @@ from memegen.settings import Settings
 FORMATS = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-# The smallest picture side a meme is made of: below it there is no face to read nor room for text.
+# The smallest side of a meme, once its long side is capped at max_side: below it there is no
+# face to read nor room for a caption (a thumbnail, or a panorama a few pixels high).
 MIN_SIDE = 32
 
 
@@ -77,7 +79,12 @@ class Meme:
 
 
 class Engine:
-    """Loads nothing itself: the detector, ensemble and captions are passed in, loaded once."""
+    """Loads nothing itself: the detector, ensemble and captions are passed in, loaded once.
+
+    Safe to share between threads: a TFLite interpreter is not (its tensors are one buffer, and a
+    second thread's invoke fails or mixes two photos' faces), so the model stage runs one photo
+    at a time while reading, captioning and rendering run side by side.
+    """
 
     def __init__(
         self, *, detector: FaceDetector, ensemble: Ensemble, captions: CaptionBank, settings: Settings
@@ -86,6 +93,7 @@ class Engine:
         self.ensemble = ensemble
         self.captions = captions
         self.settings = settings
+        self._models = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -102,8 +110,11 @@ class Engine:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         # min_face is in upload pixels; the picture may have been decoded smaller.
         smallest = max(self.settings.min_face * scale, self.settings.min_face_fraction * min(rgb.shape[:2]))
-        faces = self.detector.detect(rgb, min_face=smallest)
-        return [(face, self.ensemble.classify(align_crop(gray, face, size=self.ensemble.crop_size))) for face in faces]
+        with self._models:
+            faces = self.detector.detect(rgb, min_face=smallest)
+            return [
+                (face, self.ensemble.classify(align_crop(gray, face, size=self.ensemble.crop_size))) for face in faces
+            ]
 
     def make(
         self,
@@ -118,7 +129,8 @@ class Engine:
 
         Raises ``UnsupportedImage`` or ``ImageTooLarge`` (both ``InputError``)
         for an upload that is not a readable image within the limits, or whose
-        picture is under ``MIN_SIDE`` pixels on a side.
+        meme would be under ``MIN_SIDE`` pixels on a side (a thumbnail, or a panorama
+        so long that capping it at ``max_side`` leaves a sliver).
         """
         if format.lower() not in FORMATS:
             raise ValueError(f"unknown output format {format!r}; choose one of {sorted(set(FORMATS))}")
@@ -136,12 +148,17 @@ class Engine:
             max_bytes=self.settings.max_bytes,
             max_pixels=self.settings.max_pixels,
             min_side=self.settings.max_side,
+            # Refused from the header, before a strip of 1,500,000 x 33 pixels is decoded.
+            max_aspect=self.settings.max_side / MIN_SIDE,
         )
         height, width = picture.rgb.shape[:2]
-        if min(height, width) < MIN_SIDE:
-            # Nothing to read and no room for a caption: a sliver or a thumbnail is no meme.
+        out_scale = min(1.0, self.settings.max_side / max(height, width))
+        if min(height, width) * out_scale < MIN_SIDE:
+            # Checked before detection too: a 1,500,000 x 33 strip would cost the detector
+            # thousands of tiles and gigabytes for a meme of 1600 x 0 pixels.
             raise UnsupportedImage(
-                f"the picture is {width}x{height} pixels: a meme needs at least {MIN_SIDE} on each side"
+                f"the picture is {width}x{height} pixels: too small or too thin for a meme,"
+                f" which needs at least {MIN_SIDE} pixels on each side at {self.settings.max_side} px long"
             )
         lap("read")
         found = self.read_faces(picture.rgb, scale=picture.scale)
@@ -174,8 +191,6 @@ class Engine:
             )
             for face, scores in found
         ]
-        height, width = picture.rgb.shape[:2]
-        out_scale = min(1.0, self.settings.max_side / max(height, width))
         return Meme(
             image=image,
             content_type=FORMATS[format.lower()],

@@ -118,6 +118,7 @@ def read_image(
     max_bytes: int = 20_000_000,
     max_pixels: int = 50_000_000,
     min_side: int | None = None,
+    max_aspect: float | None = None,
 ) -> Picture:
     """Decode an uploaded image into an upright 8-bit RGB ``Picture``.
 
@@ -129,6 +130,8 @@ def read_image(
     pixel data is decoded. With ``min_side``, a JPEG is decoded at the smallest DCT
     scale whose long side is still at least ``min_side`` pixels (``scale`` says
     which); other formats, and JPEGs too small to shrink, are decoded at full size.
+    With ``max_aspect``, an image whose long side is more than that many times its
+    short side is refused from its header too (``UnsupportedImage``, "too thin").
 
     Raises ``ImageTooLarge`` when over a limit, and ``UnsupportedImage`` with a
     one-line reason for anything else it cannot or will not read: an empty file,
@@ -157,16 +160,21 @@ def read_image(
         # Image.open reads the header only: an error here is a damaged header.
         raise UnsupportedImage(_damaged_reason(exc, _magic_format(head))) from exc
     with image:
-        return _decode(image, max_pixels=max_pixels, min_side=min_side)
+        return _decode(image, max_pixels=max_pixels, min_side=min_side, max_aspect=max_aspect)
 
 
-def _decode(image: Image.Image, *, max_pixels: int, min_side: int | None) -> Picture:
+def _decode(image: Image.Image, *, max_pixels: int, min_side: int | None, max_aspect: float | None) -> Picture:
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     if fmt not in ACCEPTED_FORMATS:  # cannot happen with formats=..., kept as a guard
         raise UnsupportedImage(f"{fmt or 'this'} images are not supported: upload a {_ACCEPTED_TEXT}")
     width, height = image.size
     if width < 1 or height < 1:
         raise UnsupportedImage(f"degenerate image: {width}x{height} pixels")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        raise UnsupportedImage(
+            f"the image is {width}x{height} pixels: too thin for a meme"
+            f" (its sides differ more than {max_aspect:g} to 1)"
+        )
     # Image.open has read the header only; this is the last point before pixel
     # data is decoded, where a bomb costs nothing to refuse.
     if width * height > max_pixels:
