@@ -129,7 +129,8 @@ from memegen.errors import InputError
 from memegen.settings import Settings
 from tests.corpus import cases
 engine = Engine.from_settings(Settings.from_env())
-engine.make(next(c for c in cases(None) if c.kind == "no face").data)  # warm: the first meme allocates what every meme reuses
+# Warm: the first meme allocates what every later meme reuses.
+engine.make(next(c for c in cases(None) if c.kind == "no face").data)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for case in cases(Path(sys.argv[1]) if Path(sys.argv[1]).is_dir() else None):
     with contextlib.suppress(InputError):

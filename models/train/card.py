@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         "best four of those by validation accuracy; a GPU trial's seconds are with eight trials sharing the",
         "GPU). Four, not more: a build with eight scored lower in the combination's population-balanced",
         "cross-validation (51.0% against 53.2%, measured before flip averaging), and each costs 0.4 ms a face.",
+        "The LFW, JAFFE and IMFDB members are those of the earlier CPU build, exported again (`--keep`);",
+        "the LFW member's `init` is that build's CPU-trained FER2013 member, not the GPU-trained ones.",
         "All trials:",
         "",
         "| population | size | width | lr | balance | dropout | blur aug. | init | MACs | val accuracy | seconds |",
@@ -241,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             f" | {_pct(g['jaffe'])}% | {_pct(g['imfdb'])}% | {_pct(g['mean'])}% |"
             for share, g in fer_blur["grid"].items()
         ),
+        "",
+        "The FER2013 members' int8 calibration used the spectrum-matched blur (0.057 of the face), chosen",
+        "before this step; they run with the chosen one.",
         "",
         "Every member reads a face and its mirror image and averages the two (`flip` in `ensemble.json`):",
         "training flips faces at random, so both are faces it knows; it costs a second run of each member.",
