@@ -30,8 +30,8 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt
 	touch $@
 
 INFRA_VENV := .venv-infra
-# cdktn runs its constructs in Node.js; Node 20 works and the notice about it is noise here.
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# cdktn runs its constructs in Node.js (jsii); Node 20 works, and jsii's end-of-life banner for it is noise here.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 $(INFRA_VENV)/.stamp: requirements-infra.txt
 	$(PYTHON_SYSTEM) -m venv $(INFRA_VENV)
