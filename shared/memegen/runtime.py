@@ -34,9 +34,14 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def load_interpreter(model: bytes, *, threads: int = 1) -> Interpreter:
-    """An interpreter for model bytes, tensors allocated (raises ValueError or RuntimeError if invalid)."""
+def load_interpreter(model: bytes, *, threads: int = 1, shape: tuple[int, ...] | None = None) -> Interpreter:
+    """An interpreter for model bytes, tensors allocated (raises ValueError or RuntimeError if invalid).
+
+    ``shape`` resizes the first input before the tensors are allocated.
+    """
     with _native_stderr_silenced():
         interpreter = Interpreter(model_content=model, num_threads=threads)
+        if shape is not None:
+            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], list(shape))
         interpreter.allocate_tensors()
     return interpreter
