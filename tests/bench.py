@@ -64,16 +64,23 @@ def jpeg(image: np.ndarray, size: tuple[int, int]) -> bytes:
     return cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
+# Peak memory is the child's own VmHWM: getrusage's ru_maxrss would also count the
+# parent's resident memory at the moment it spawned the child (Linux carries it over exec).
 _CHILD = """
-import resource, sys, time
+import sys, time
 started = time.perf_counter()
 from memegen.engine import Engine
 from memegen.settings import Settings
 engine = Engine.from_settings(Settings.from_env())
 cold = time.perf_counter() - started
-rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+rss_loaded = peak_kb()
 engine.make(open(sys.argv[1], "rb").read())
-print(cold, rss_loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(cold, rss_loaded, peak_kb())
 """
 
 
