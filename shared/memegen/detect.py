@@ -40,8 +40,9 @@ _NET_STRIDE = 32  # the network halves its input five times: a whole level is pa
 # activations); a larger one is cut into tiles.
 _MAX_LEVEL_PIXELS = 576 * 768
 # Interpreters kept for whole-level shapes besides the 192 px one: a level's shape follows the
-# photo's aspect ratio, so a few serve most photos (each costs 15-30 ms to build).
-_SHAPES_KEPT = 3
+# photo's aspect ratio, so a few serve most photos (each costs 15-30 ms to build). No photo runs
+# more levels whole than this, so that its own levels never evict each other.
+_SHAPES_KEPT = 4
 # A face is found reliably from this many model pixels wide (measured: BlazeFace
 # scores real faces of 14 px at 0.77 or more); each pyramid level
 # covers faces from this size up to _TILE_OVERLAP, the next coarser level the rest.
@@ -213,18 +214,23 @@ def plan_windows(width: int, height: int, *, min_face: float, whole_levels: bool
 
     With ``whole_levels``, a level of at most ``_MAX_LEVEL_PIXELS`` (rounded up to the network's
     stride) is one window instead of its overlapping tiles: no tile edge cuts a face there, and
-    no pixel is looked at twice.
+    no pixel is looked at twice. At most ``_SHAPES_KEPT`` levels run whole, so that one photo never
+    needs more whole-level interpreters than the detector keeps.
     """
     tiles = plan_tiles(width, height, min_face=min_face)
+    sides = list(dict.fromkeys(tile.side for tile in tiles))
+    sizes = _level_sizes(width, height, sorted(sides))
     windows: list[_Window] = []
-    for side in dict.fromkeys(tile.side for tile in tiles):
+    whole = 0
+    for side in sides:
         level = [tile for tile in tiles if tile.side == side]
-        scale = _INPUT / side
-        level_w, level_h = _level_size(width, height, scale)
+        level_w, level_h = sizes[side]
         padded_w, padded_h = _round_up(level_w, _NET_STRIDE), _round_up(level_h, _NET_STRIDE)
-        if whole_levels and len(level) > 1 and padded_w * padded_h <= _MAX_LEVEL_PIXELS:
+        if whole_levels and len(level) > 1 and padded_w * padded_h <= _MAX_LEVEL_PIXELS and whole < _SHAPES_KEPT:
             windows.append(_Window(side, 0, 0, padded_w, padded_h))
+            whole += 1
         else:
+            scale = _INPUT / side
             windows += [_Window(side, round(t.x * scale), round(t.y * scale), _INPUT, _INPUT) for t in level]
     return windows
 
@@ -233,13 +239,16 @@ def _round_up(value: int, step: int) -> int:
     return max(step, -(-value // step) * step)
 
 
-def _level_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """The size ``_scaled`` gives an image of ``width`` x ``height`` resized by ``scale``."""
-    if scale < 0.5:
-        factor = min(int(1 / scale), height, width)
-        if factor >= 2:
-            width, height, scale = width // factor, height // factor, scale * factor
-    return max(1, round(width * scale)), max(1, round(height * scale))
+def _level_sizes(width: int, height: int, sides: list[float]) -> dict[float, tuple[int, int]]:
+    """The (width, height) of every level ``_pyramid`` makes for these tile sides, finest first."""
+    sizes: dict[float, tuple[int, int]] = {}
+    source_scale = 1.0
+    for side in sides:
+        scale = _INPUT / side
+        width, height = _scaled_size(width, height, scale / source_scale)[1]
+        source_scale = scale
+        sizes[side] = (width, height)
+    return sizes
 
 
 def _resized_model(model: bytes, *, height: int, width: int) -> bytes:
@@ -433,13 +442,20 @@ def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
     image's far edges, which keeps every coordinate exact.
     """
     height, width = image.shape[:2]
-    factor = min(int(1 / scale), height, width) if scale < 0.5 else 1
+    factor, (new_width, new_height) = _scaled_size(width, height, scale)
     if factor >= 2:
         height, width = height // factor * factor, width // factor * factor
         image = cv2.resize(image[:height, :width], (width // factor, height // factor), interpolation=cv2.INTER_AREA)
         scale *= factor
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _scaled_size(width: int, height: int, scale: float) -> tuple[int, tuple[int, int]]:
+    """The whole factor ``_scaled`` shrinks by first (1: none), and the (width, height) it gives."""
+    factor = min(int(1 / scale), height, width) if scale < 0.5 else 1
+    if factor >= 2:
+        width, height, scale = width // factor, height // factor, scale * factor
+    return factor, (max(1, round(width * scale)), max(1, round(height * scale)))
 
 
 def _cut(level: np.ndarray, window: _Window) -> np.ndarray:
@@ -477,7 +493,9 @@ def align_crop(
     zoom = size / side
     # Only the region the rotated square can reach (its circumscribed square, with a
     # little to spare for the interpolation) is resized or turned grey, not the photo.
-    reach = side * 0.75  # > half the diagonal, sqrt(2) / 2
+    # > half the diagonal, sqrt(2) / 2; the warp alone also needs a pixel past the corners, the
+    # shrink below keeps the region its training crops were cut with.
+    reach = side * 0.75 if zoom < 0.5 else side * 0.75 + 2
     height, width = image.shape[:2]
     x0, y0 = max(0, math.floor(cx - reach)), max(0, math.floor(cy - reach))
     x1, y1 = min(width, math.ceil(cx + reach)), min(height, math.ceil(cy + reach))
