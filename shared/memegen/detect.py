@@ -279,11 +279,13 @@ def _resized_model(model: bytes, *, height: int, width: int) -> bytes:
 
 
 class _Net:
-    """One interpreter of the detector, for one input shape."""
+    """One interpreter of the detector, for one input shape, with that shape's anchor centres."""
 
     def __init__(self, interpreter: Interpreter) -> None:
         self._interpreter = interpreter
-        self._input = interpreter.get_input_details()[0]["index"]
+        inp = interpreter.get_input_details()[0]
+        self._input = inp["index"]
+        self.anchors = _anchors(int(inp["shape"][1]), int(inp["shape"][2]))
         outputs = sorted(interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
         self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
 
@@ -326,7 +328,6 @@ class FaceDetector:
         # Whole-level networks by input shape, least recently used first.
         self._levels: OrderedDict[tuple[int, int], _Net] = OrderedDict()
         self._whole_levels = whole_levels and _schema is not None
-        self._anchor_grids: dict[tuple[int, int], np.ndarray] = {}
         self.min_score = min_score
         self.min_face = min_face
         self.max_faces = max_faces
@@ -353,12 +354,6 @@ class FaceDetector:
         self._levels[(height, width)] = net
         return net
 
-    def _anchor_grid(self, height: int, width: int) -> np.ndarray:
-        grid = self._anchor_grids.get((height, width))
-        if grid is None:
-            grid = self._anchor_grids[(height, width)] = _anchors(height, width)
-        return grid
-
     def detect(self, image: np.ndarray, *, min_face: float | None = None) -> list[Face]:
         """Find the faces in an RGB (or grayscale) uint8 image, best first.
 
@@ -376,11 +371,12 @@ class FaceDetector:
         all_boxes, all_keypoints, all_scores = [], [], []
         for window in windows:
             # The windows of one level are cut from one resized copy of the image.
-            raw, logits = self._net(window.height, window.width).run(_cut(levels[window.side], window))
+            net = self._net(window.height, window.width)
+            raw, logits = net.run(_cut(levels[window.side], window))
             hits = np.nonzero(logits >= min_logit)[0]
             if len(hits) == 0:
                 continue
-            anchors = self._anchor_grid(window.height, window.width)[hits]
+            anchors = net.anchors[hits]
             raw = raw[hits]
             # Model pixels of this window -> source pixels.
             scale = window.scale
