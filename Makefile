@@ -96,9 +96,11 @@ evaluate: models ## Evaluate the ensemble on a folder-per-class set: make evalua
 	$(PY) -m memegen evaluate $(DIR)
 
 .PHONY: train
-train: models ## Retrain every member and the ensemble from DATASETS (hours on a CPU)
-	$(PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
-	$(PY) -m models.train.build --data models/work/faces.npz
+train: models ## Retrain every member and the ensemble from DATASETS (hours on a CPU; resumes from models/work/)
+	test -f models/work/faces.npz || $(PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
+	$(PY) -m models.train.fer --data models/work/faces.npz --out models/work/fer --parallel
+	$(PY) -m models.train.build --data models/work/faces.npz --states models/work/fer/*.pt \
+		--trials 2 --search-epochs 3 --epochs 12 --small-epochs 30
 	$(PY) -m models.train.card --data models/work/faces.npz
 
 .PHONY: golden

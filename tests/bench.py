@@ -153,10 +153,10 @@ def main() -> int:
     rgb = cv2.cvtColor(cv2.resize(full, (1600, 1200), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     faces = engine.detector.detect(rgb)
-    crop = align_crop(gray, faces[0], size=engine.ensemble.crop_size) if faces else gray[:64, :64].copy()
+    crop = align_crop(gray, faces[0], size=engine.ensemble.crop.size) if faces else gray[:64, :64].copy()
     group = group_photo(rgb, faces[0]) if faces else rgb
     ensemble = median_ms(lambda: engine.ensemble.classify(crop), repeat=300)
-    crop_ms = median_ms(lambda: align_crop(gray, faces[0], size=64) if faces else 0, repeat=200)
+    crop_ms = median_ms(lambda: align_crop(gray, faces[0], size=engine.ensemble.crop.size) if faces else 0, repeat=200)
     lines += [
         "## Per face",
         "",

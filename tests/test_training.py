@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +33,69 @@ def tiny_datasets(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The steps of ``make train``, each for an epoch or two: crops, FER2013 members, the rest, the card."""
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
-    from models.train import build, prepare
+    from models.train import build, card, fer, prepare
 
     data = tmp_path / "faces.npz"
     with caplog.at_level(logging.INFO):
         assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1"]) == 0
     assert "1 unreadable and skipped" in caplog.text
+    states = tmp_path / "fer"
+    assert fer.main(["--data", str(data), "--out", str(states), "--epochs", "1"]) == 0
+    assert sorted(p.name for p in states.glob("*.pt")) == ["fer_a.pt", "fer_b.pt"]
     out = tmp_path / "models"
+    out.mkdir()
+    (out / "stale.tflite").write_bytes(b"a member of an earlier build")
     args = ["--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--trials", "1"]
     args += ["--search-epochs", "1", "--epochs", "1", "--small-epochs", "2", "--threads", "2"]
-    assert build.main(args) == 0
+    assert build.main([*args, "--states", *map(str, sorted(states.glob("*.pt")))]) == 0
     ensemble = Ensemble.from_dir(out)
-    assert [m.name for m in ensemble.members] == ["fer2013", "lfw", "jaffe", "imfdb"]
+    names = [m.name for m in ensemble.members]
+    assert names[:2] == ["fer2013", "fer2013_2"]
+    assert sorted(p.name for p in out.glob("*.tflite")) == sorted(f"{n}.tflite" for n in names)
+    assert ensemble.crop.size == 48  # the crop prepare cut, written by the build
     record = json.loads((out / "training.json").read_text())
     assert set(record["search"]) == {"fer2013", "lfw", "jaffe", "imfdb"}
     assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
+    assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
+    assert card.main(["--data", str(data), "--models", str(out)]) == 0
+    assert "Ensemble accuracy on `fer2013/public_test`" in (out / "README.md").read_text()
+
+
+def test_fer_members_resume_from_their_checkpoint(tiny_datasets: Path, tmp_path: Path) -> None:
+    """A member killed after its first epoch goes on from its checkpoint, not from the start."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import torch
+
+    from models.train import prepare
+
+    data = tmp_path / "faces.npz"
+    assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1", "--limit", "8"]) == 0
+    out = tmp_path / "fer"
+    command = [sys.executable, "-m", "models.train.fer", "--data", str(data), "--out", str(out)]
+    command += ["--epochs", "4", "--only", "fer_a", "--threads", "1"]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "fer_a.ckpt").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    assert not (out / "fer_a.pt").exists(), "killed before it finished"
+    done = torch.load(out / "fer_a.ckpt", weights_only=False)["epoch"] + 1
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert f"resumed from {out / 'fer_a.ckpt'} at epoch {done}" in second.stderr
+    history = torch.load(out / "fer_a.pt", weights_only=False)["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
 
 
 def test_missing_dataset_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from models.train import prepare
+    from models.train import fer, prepare
 
     assert prepare.main(["--datasets", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected DIR/<label>/<image>" in err[0]
+    assert fer.main(["--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "fer")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "models.train.prepare" in err[0]

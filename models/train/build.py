@@ -36,35 +36,31 @@ from models.train.train import TEST, TRAIN, VAL, Split, load_split, metrics, pre
 
 log = logging.getLogger("build")
 POPULATIONS = ("fer2013", "lfw", "jaffe", "imfdb")
-CROP_SIZE = 64
-# FER2013's training faces are blurred (a Gaussian of about 0.057 of the face
-# width, measured by matching their power spectrum to LFW's sharp faces; see
-# the model card). Its member sees every face blurred the same way.
-FER_BLUR = 0.057
 POPULATION_INFO = {
-    "fer2013": "FER2013 train (in the wild, 48x48, blurred); split 90/10 at random; public_test kept for the report",
+    "fer2013": "FER2013 train (in the wild, 48x48, sharp); split 90/10 at random; public_test kept for the report",
     "lfw": "LFW with muxspace expression labels (famous people); 15% of identities held out",
     "jaffe": "JAFFE (Japanese women, posed); 3 of 10 subjects held out",
     "imfdb": "IMFDB (Indian film actors); 2 of 8 actors held out",
 }
 
 
+FER_WITH_OTHERS = (
+    "FER2013 train (in the wild, 48x48, sharp), 90% at random, with the LFW, JAFFE and IMFDB train splits"
+    " (their validation people held out); public_test kept for the report"
+)
+
+
 def _space(population: str) -> dict[str, list[Any]]:
     space: dict[str, list[Any]] = {
-        "size": [32, 40, 48],
+        "size": [40, 48],
         "width": [24, 32],
         "lr": [1e-3, 2e-3, 4e-3],
         "balance": [0.3, 0.6, 1.0],
         "dropout": [0.2, 0.4],
     }
     if population != "fer2013":
-        space["blur"] = [0.0, 1.5]
         space["init"] = ["fer2013", "scratch"]
     return space
-
-
-def input_blur(population: str, size: int) -> float:
-    return round(FER_BLUR * size, 3) if population == "fer2013" else 0.0
 
 
 def _subset(split: Split, share: float, seed: int) -> Split:
@@ -93,7 +89,8 @@ def search(
         choice = {k: rng.choice(v) for k, v in space.items()}
         start = choice.pop("init", "scratch")
         if start == "fer2013" and init is not None:
-            choice["width"] = init["config"].width
+            # The FER2013 member's weights fit only its own architecture.
+            choice.update(width=init["config"].width, stages=init["config"].stages)
         key = json.dumps([choice, start], sort_keys=True)
         if key in seen:
             continue
@@ -165,12 +162,15 @@ def export_member(
     out_dir: Path,
     work: Path,
     seed: int,
+    datasets: str | None = None,
 ) -> dict[str, Any]:
-    """Export a trained member to float and int8 TFLite, check the conversion, and score both."""
+    """Export a trained member to float and int8 TFLite, check the conversion, and score both.
+
+    ``datasets`` says what it learnt from, when that is more than its population's train split.
+    """
     train_set = load_split(data, population, TRAIN, config.size)
     val_set = load_split(data, population, VAL, config.size)
     net = net.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
-    blur = input_blur(population, config.size)
     float_model = to_float_tflite(net, size=config.size)
     converted = tflite_predict(float_model, val_set.x[:200])
     expected = predict(net, val_set.x[:200])
@@ -179,16 +179,9 @@ def export_member(
             f"{name}: the TFLite conversion differs from PyTorch by {np.abs(converted - expected).max()}"
         )
     calibration = train_set.x[np.random.default_rng(seed).permutation(len(train_set.x))[:400]]
-    if blur > 0:
-        # Calibrate on what the member sees at run time: sharp faces blurred.
-        sharp = load_split(data, "lfw", TRAIN, config.size).x[:400]
-        calibration = np.concatenate(
-            [calibration[:200], np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in sharp[:200]])]
-        )
     int8_model = to_int8_tflite(net, calibration)
     (out_dir / f"{name}.tflite").write_bytes(int8_model)
     (work / f"{name}.float.tflite").write_bytes(float_model)
-    # Validation faces come as the population has them (FER2013's already blurred).
     val_float = tflite_predict(float_model, val_set.x)
     val_int8 = tflite_predict(int8_model, val_set.x)
     entry: dict[str, Any] = {
@@ -199,10 +192,9 @@ def export_member(
         "float_bytes": len(float_model),
         "input_size": config.size,
         "input": "grayscale face crop, uint8 0..255, resized (INTER_AREA) from the crop",
-        "input_blur": blur,
         "flip": True,
         "population": population,
-        "datasets": POPULATION_INFO[population],
+        "datasets": datasets or POPULATION_INFO[population],
         "config": config.to_dict(),
         "init": init,
         "macs": macs(config),
@@ -274,63 +266,71 @@ def combine(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return mixed / mixed.sum(1, keepdims=True)
 
 
-def member_outputs(
-    models: dict[str, bytes], entries: list[dict[str, Any]], faces: np.ndarray, *, blurred: bool
-) -> np.ndarray:
-    """(n, members, 7) int8 member probabilities for 64x64 crops; ``blurred`` faces skip the input blur."""
+def member_outputs(models: dict[str, bytes], entries: list[dict[str, Any]], faces: np.ndarray) -> np.ndarray:
+    """(n, members, 7) int8 member probabilities for face crops, through the run-time code path."""
     outputs = []
     for entry in entries:
         size = entry["input_size"]
         resized = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
-        blur = 0.0 if blurred else entry["input_blur"]
-        outputs.append(tflite_predict(models[entry["file"]], resized, input_blur=blur, flip=entry["flip"]))
+        outputs.append(tflite_predict(models[entry["file"]], resized, flip=entry["flip"]))
     return np.stack(outputs, 1)
 
 
-def _gpu_members(paths: list[Path], count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The ``count`` best FER2013 members trained by ``models.train.gpu``, and that search's trials."""
+def _trained_fer_members(paths: list[Path], count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``count`` best FER2013 members trained by ``models.train.fer`` (or ``.gpu``), and their search's trials."""
     members = sorted((torch.load(path, weights_only=False) for path in paths), key=lambda m: -m["val_accuracy"])
     trials: list[dict[str, Any]] = []
     for folder in sorted({path.parent for path in paths}):
         record = json.loads((folder / "search.json").read_text())
-        trials += [{**t, "init": "scratch", "where": "gpu"} for t in record["trials"]]
+        trials += [{**t, "init": "scratch"} for t in record["trials"]]
     return members[:count], trials
 
 
-def choose_fer_blur(
-    models: dict[str, bytes], entries: list[dict[str, Any]], data: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """The input blur of the FER2013 members, chosen on sharp held-out faces.
+def cross_validated(
+    probs: np.ndarray,
+    members: list[int],
+    y: np.ndarray,
+    origin: np.ndarray,
+    sample_weight: np.ndarray,
+    folds: np.ndarray,
+) -> float:
+    """Population-balanced accuracy of the log-loss-weighted combination of ``members``, two-fold."""
+    held_out = np.zeros((len(y), len(LABELS)))
+    for fold in (0, 1):
+        train_fold = folds != fold
+        w = fit_weights("logloss", probs[train_fold][:, members], y[train_fold], sample_weight[train_fold])
+        held_out[folds == fold] = combine(w, probs[folds == fold][:, members])
+    return _balanced_accuracy(y, held_out, origin)
 
-    FER2013's training faces are blurred; the members blur a sharp face before
-    reading it. The spectrum match gives the starting point (``FER_BLUR``); the
-    amount is then chosen by the FER2013 members' accuracy on the other
-    populations' validation faces (sharp, people never trained on), averaged
-    over the three populations. ``public_test`` plays no part.
+
+def prune_population_members(
+    probs: np.ndarray,
+    y: np.ndarray,
+    origin: np.ndarray,
+    sample_weight: np.ndarray,
+    folds: np.ndarray,
+    populations: list[str],
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """The members worth their cost: a LFW, JAFFE or IMFDB member stays only where it earns its weight.
+
+    Each in turn is left out; when the cross-validated, population-balanced accuracy of the
+    combination without it is at least as high, it goes (one member less to run for the same
+    accuracy). FER2013 members always stay. Validation splits only.
     """
-    fer = [e for e in entries if e["population"] == "fer2013"]
-    sharp = {
-        p: (data[f"{p}_x"][data[f"{p}_split"] == VAL], data[f"{p}_y"][data[f"{p}_split"] == VAL])
-        for p in POPULATIONS[1:]
-    }
-    grid: dict[str, dict[str, float]] = {}
-    for share in (0.045, 0.05, 0.057, 0.065, 0.075, 0.085):
-        scores = {}
-        for population, (faces, labels) in sharp.items():
-            probs = sum(
-                member_outputs(models, [{**e, "input_blur": round(share * e["input_size"], 3)}], faces, blurred=False)[
-                    :, 0
-                ]
-                for e in fer
-            )
-            scores[population] = float(np.mean(np.argmax(probs, 1) == labels))
-        scores["mean"] = float(np.mean(list(scores.values())))
-        grid[str(share)] = scores
-        log.info("FER2013 input blur %.3f of the face: %s", share, json.dumps(scores))
-    best = max(grid, key=lambda k: grid[k]["mean"])
-    for entry in fer:
-        entry["input_blur"] = round(float(best) * entry["input_size"], 3)
-    return {"chosen": float(best), "grid": grid}
+    kept = list(range(len(populations)))
+    steps: list[dict[str, Any]] = []
+    for index, population in enumerate(populations):
+        if population == "fer2013":
+            continue
+        with_it = cross_validated(probs, kept, y, origin, sample_weight, folds)
+        without = [k for k in kept if k != index]
+        without_it = cross_validated(probs, without, y, origin, sample_weight, folds)
+        dropped = without_it >= with_it
+        steps.append({"member": index, "with": with_it, "without": without_it, "kept": not dropped})
+        log.info("member %d (%s): balanced %.4f with it, %.4f without", index, population, with_it, without_it)
+        if dropped:
+            kept = without
+    return kept, steps
 
 
 def greedy_fer_members(
@@ -353,12 +353,7 @@ def greedy_fer_members(
     pool = [i for i, p in enumerate(populations) if p == "fer2013"]
 
     def score(members: list[int]) -> float:
-        held_out = np.zeros((len(y), len(LABELS)))
-        for fold in (0, 1):
-            train_fold = folds != fold
-            w = fit_weights("logloss", probs[train_fold][:, members], y[train_fold], sample_weight[train_fold])
-            held_out[folds == fold] = combine(w, probs[folds == fold][:, members])
-        return _balanced_accuracy(y, held_out, origin)
+        return cross_validated(probs, members, y, origin, sample_weight, folds)
 
     chosen: list[int] = []
     steps: list[dict[str, Any]] = []
@@ -416,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="*",
         default=[],
-        help="FER2013 members trained on a GPU (models.train.gpu run's fer_N.pt): replace the FER2013 search",
+        help="FER2013 members trained by models.train.fer (NAME.pt) or on a GPU (models.train.gpu's fer_N.pt):"
+        " replace the FER2013 search",
     )
     parser.add_argument("--fer-members", type=int, default=4, help="how many of --states to keep, best first")
     parser.add_argument(
@@ -451,15 +447,25 @@ def main(argv: list[str] | None = None) -> int:
     fer_init: dict[str, Any] | None = None
     plan = [(p, p, 0) for p in POPULATIONS]
     if args.states:
-        gpu_members, trials = _gpu_members(args.states, len(args.states) if args.greedy else args.fer_members)
+        fer_members, trials = _trained_fer_members(args.states, len(args.states) if args.greedy else args.fer_members)
         record["search"]["fer2013"] = trials
-        names = ["fer2013"] + [f"fer2013_{rank + 1}" for rank in range(1, len(gpu_members))]
-        for name, member in zip(names, gpu_members, strict=True):
+        names = ["fer2013"] + [f"fer2013_{rank + 1}" for rank in range(1, len(fer_members))]
+        for name, member in zip(names, fer_members, strict=True):
             config = Config(**member["config"])
+            more = member.get("data") == "all"
             entries.append(
-                export(name, "fer2013", config, member["state"], history=member["history"], init="scratch", seed=0)
+                export(
+                    name,
+                    "fer2013",
+                    config,
+                    member["state"],
+                    history=member["history"],
+                    init="scratch",
+                    seed=0,
+                    datasets=FER_WITH_OTHERS if more else None,
+                )
             )
-        fer_init = {"state": gpu_members[0]["state"], "config": Config(**gpu_members[0]["config"])}
+        fer_init = {"state": fer_members[0]["state"], "config": Config(**fer_members[0]["config"])}
         plan = plan[1:]
     else:
         plan += [(f"fer2013_{rank + 1}", "fer2013", rank) for rank in range(1, args.extra_fer + 1)]
@@ -502,12 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         entries.append(entry)
 
     models = {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
-    fer_blur = choose_fer_blur(models, entries, data)
     x, y, origin = _pooled_validation(data)
-    blurred = origin == POPULATIONS.index("fer2013")
-    probs = np.zeros((len(y), len(entries), len(LABELS)), dtype=np.float32)
-    probs[blurred] = member_outputs(models, entries, x[blurred], blurred=True)
-    probs[~blurred] = member_outputs(models, entries, x[~blurred], blurred=False)
+    probs = member_outputs(models, entries, x)
     sample_weight = _population_weights(origin)
     folds = np.random.default_rng(args.seed).permutation(len(y)) % 2
     if args.greedy:
@@ -530,6 +532,10 @@ def main(argv: list[str] | None = None) -> int:
             entry["file"] = f"{entry['name']}.tflite"
             (args.out / entry["file"]).write_bytes(model_bytes)
         models = {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
+    keep, pruning = prune_population_members(probs, y, origin, sample_weight, folds, [e["population"] for e in entries])
+    record["pruning"] = [{**step, "member": entries[step["member"]]["name"]} for step in pruning]
+    entries, probs = [entries[i] for i in keep], probs[:, keep]
+    models = {e["file"]: models[e["file"]] for e in entries}
     comparison = {}
     for method in ("average", "precision", "logloss"):
         held_out = np.zeros_like(probs[:, 0])
@@ -550,23 +556,21 @@ def main(argv: list[str] | None = None) -> int:
 
     test = {p: data[f"{p}_x"][data[f"{p}_split"] == TEST] for p in ("fer2013",)}
     test_y = data["fer2013_y"][data["fer2013_split"] == TEST].astype(np.int64)
-    test_probs = member_outputs(models, entries, test["fer2013"], blurred=False)
+    test_probs = member_outputs(models, entries, test["fer2013"])
     report: dict[str, Any] = {
         "public_test": {
             "ensemble": _score(test_y, combine(weights, test_probs)),
             "members": {e["name"]: _score(test_y, test_probs[:, i]) for i, e in enumerate(entries)},
         },
         "combination": {"chosen": method, "cross_validated": comparison},
-        "fer_blur": fer_blur,
         "greedy": record.get("greedy", []),
+        "pruning": record["pruning"],
     }
     # Float members on public_test, for the float vs int8 column of the card.
     for entry in entries:
         size = entry["input_size"]
         net = _load_net(Config(**entry["config"]), entry["state"])
         faces = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in test["fer2013"]])
-        if entry["input_blur"]:
-            faces = np.stack([cv2.GaussianBlur(f, (0, 0), entry["input_blur"]) for f in faces])
         # As the int8 member reads a face: with its mirror image, when it flips.
         probs = predict(net, faces)
         if entry["flip"]:
@@ -576,7 +580,13 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = {
         "labels": list(LABELS),
-        "crop": {"size": CROP_SIZE, "scale": CROP_SCALE, "shift": CROP_SHIFT, "color": "grayscale"},
+        # The crop prepare cut the faces with: its side is the arrays' own.
+        "crop": {
+            "size": int(data["fer2013_x"].shape[1]),
+            "scale": CROP_SCALE,
+            "shift": CROP_SHIFT,
+            "color": "grayscale",
+        },
         "members": [{k: v for k, v in e.items() if k not in ("history", "val", "public_test_float")} for e in entries],
         "weights": weights.round(5).tolist(),
         "combination": method,
@@ -586,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     (args.out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    # Member files of earlier builds, and members left out, go: the folder holds what the manifest names.
+    for stale in set(args.out.glob("*.tflite")) - {args.out / e["file"] for e in entries}:
+        stale.unlink()
     record["members"] = entries
     record["report"] = report
     record_path.write_text(json.dumps(record, indent=1))

@@ -59,7 +59,7 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
         return path.read_bytes()
 
 
-def tflite_predict(model: bytes, faces: np.ndarray, *, input_blur: float = 0.0, flip: bool = False) -> np.ndarray:
+def tflite_predict(model: bytes, faces: np.ndarray, *, flip: bool = False) -> np.ndarray:
     """Probabilities of a TFLite member for uint8 faces, through the run-time code path."""
-    member = Member("candidate", model, size=faces.shape[1], input_blur=input_blur, flip=flip)
+    member = Member("candidate", model, size=faces.shape[1], flip=flip)
     return np.stack([member.predict(face) for face in faces]) if len(faces) else np.zeros((0, 7), np.float32)

@@ -4,9 +4,9 @@ FER2013 is the population where capacity and epochs pay; a CPU affords a few
 small trials, a GPU affords a real search. Two steps:
 
     # here: pack FER2013's train and validation faces at the members' input side
-    python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/fer32.npz
+    python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/fer48.npz
     # on the GPU machine (needs only torch, numpy, opencv): search, then train the best
-    python -m models.train.gpu run --data models/work/gpu/fer32.npz --out OUT --budget-s 420
+    python -m models.train.gpu run --data models/work/gpu/fer48.npz --out OUT --budget-s 420
 
 ``run`` trains ``--trials`` random configurations for ``--search-epochs`` each,
 several at once (small networks leave a GPU mostly idle), then trains the
@@ -36,14 +36,14 @@ from models.train.net import Config, macs
 from models.train.train import TRAIN, VAL, Split, load_split, train
 
 log = logging.getLogger("gpu")
-SIZE = 32
+SIZE = 48
 SPACE: dict[str, list[Any]] = {
-    "width": [32, 40, 48],
-    "stages": [3],
+    "width": [32, 48, 64],
+    "stages": [3, 4],
     "lr": [1e-3, 2e-3, 4e-3],
     "balance": [0.2, 0.4, 0.6],
     "dropout": [0.2, 0.3, 0.5],
-    "weight_decay": [5e-4, 2e-3],
+    "weight_decay": [0.01, 0.05],
     "label_smoothing": [0.0, 0.1],
 }
 
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="pack FER2013 train and validation faces for the GPU machine")
     p.add_argument("--data", type=Path, default=Path("models/work/faces.npz"))
-    p.add_argument("--out", type=Path, default=Path("models/work/gpu/fer32.npz"))
+    p.add_argument("--out", type=Path, default=Path("models/work/gpu/fer48.npz"))
     r = sub.add_parser("run", help="search and train on the GPU")
-    r.add_argument("--data", type=Path, default=Path("models/work/gpu/fer32.npz"))
+    r.add_argument("--data", type=Path, default=Path("models/work/gpu/fer48.npz"))
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--trials", type=int, default=16)
     r.add_argument("--search-epochs", type=int, default=25)

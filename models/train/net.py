@@ -14,16 +14,16 @@ from torch.nn import functional as F
 class Config:
     """One point of the search space: architecture, input and training settings."""
 
-    size: int = 32  # input side, pixels
+    size: int = 48  # input side, pixels
     width: int = 32  # channels of the first stage; each stage doubles them
-    stages: int = 3  # stages of two 3x3 convolutions, each after a stride-2 step
+    stages: int = 4  # stages of two 3x3 convolutions, each after a stride-2 step
     dropout: float = 0.3
     lr: float = 3e-3
     weight_decay: float = 5e-4
     epochs: int = 30
     balance: float = 0.5  # class sampling weight is count**-balance: 0 keeps, 1 equalises
     label_smoothing: float = 0.1
-    blur: float = 0.0  # random Gaussian blur augmentation, max sigma in input pixels
+    erase: float = 0.5  # share of the faces that get a random rectangle erased
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -82,14 +82,6 @@ def macs(config: Config) -> int:
         total += 9 * side * side * (cin * cout + 2 * cout * cout)
         cin = cout
     return total + cin * 7
-
-
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-(xs**2) / (2 * sigma**2))
-    k = k / k.sum()
-    return (k[:, None] * k[None, :])[None, None]
 
 
 class Deployed(nn.Module):

@@ -1,6 +1,6 @@
 """Cut every dataset image to the face crop the models see, and split it.
 
-Writes one compressed ``.npz`` (uint8 64x64 grayscale faces, labels, splits) that
+Writes one compressed ``.npz`` (uint8 grayscale faces, ``--size`` square, labels, splits) that
 training reads, so the detector runs once per image, not once per epoch.
 Splits are subject-disjoint where the file names carry the person: a person is
 in train or in validation, never both. FER2013 has no identities: its train
@@ -25,7 +25,8 @@ from memegen.datasets import Sample, face_of, list_samples, read_gray
 from memegen.detect import FaceDetector
 from memegen.errors import DatasetError
 
-SIZE = 64
+# FER2013's own resolution: its faces are kept pixel for pixel, and a photo's crop is cut at it.
+SIZE = 48
 TRAIN, VAL, TEST = 0, 1, 2
 POPULATIONS = ("fer2013", "lfw", "jaffe", "imfdb")
 # Share of identities (or of images, for FER2013) held out for validation.
@@ -40,12 +41,12 @@ def _init(detector_dir: str) -> None:
     _detector = FaceDetector.from_dir(Path(detector_dir))
 
 
-def _crop(path: Path) -> tuple[np.ndarray | None, bool]:
+def _crop(path: Path, size: int) -> tuple[np.ndarray | None, bool]:
     assert _detector is not None
     gray = read_gray(path)
     if gray is None:
         return None, False
-    return face_of(gray, _detector, size=SIZE)
+    return face_of(gray, _detector, size=size)
 
 
 def _rank(key: str) -> float:
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("models/work/faces.npz"))
     parser.add_argument("--limit", type=int, default=0, help="images per population (0: all), for smoke runs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--size", type=int, default=SIZE, help="side of the face crops, pixels")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             splits = [split_of(population, s, identities) for s in train] + [TEST] * len(test)
             samples = train + test
             started = time.time()
-            crops = list(pool.map(_crop, [s.path for s in samples], chunksize=64))
+            crops = list(pool.map(_crop, [s.path for s in samples], [args.size] * len(samples), chunksize=64))
             keep = [i for i, (crop, _) in enumerate(crops) if crop is not None]
             skipped = len(samples) - len(keep)
             found = sum(found for _, found in crops)

@@ -2,8 +2,10 @@
 
 Reads the arrays ``prepare`` wrote. Classes are balanced by sampling each epoch
 with weights ``count**-balance`` (oversampling rare classes, undersampling
-common ones), and every batch is augmented: flips, small rotations, shifts and
-zooms, brightness and contrast, and, for sharp populations, a random blur.
+common ones), and every batch is augmented: flips, rotations, shifts and
+zooms (a random crop with padding), brightness and contrast, and random erasing.
+On a CPU with bfloat16 support (AMX or AVX-512 BF16) the forward and backward
+passes run in bfloat16 autocast, about twice as fast; the weights stay float32.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch.nn import functional as F
 
 from memegen.labels import LABELS
 from memegen.metrics import score
-from models.train.net import Config, ExpressionNet, gaussian_kernel
+from models.train.net import Config, ExpressionNet
 
 log = logging.getLogger("train")
 TRAIN, VAL, TEST = 0, 1, 2
@@ -58,10 +60,12 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
     }
 
 
-def augment(x: torch.Tensor, *, blur: float, generator: torch.Generator) -> torch.Tensor:
-    """Random flips, rotations, shifts, zooms, blur, brightness and contrast of a [-1, 1] batch.
+def augment(x: torch.Tensor, *, erase: float, generator: torch.Generator) -> torch.Tensor:
+    """Random flips, rotations, shifts, zooms, brightness, contrast and erasing of a [-1, 1] batch.
 
-    The random numbers come from ``generator``, on the batch's device.
+    The random numbers come from ``generator``, on the batch's device. ``erase``
+    is the share of faces that get one random rectangle (2 to 20% of the face)
+    filled with noise, so that no single region (a mouth, an eyebrow) decides alone.
     """
     n, device = x.shape[0], x.device
 
@@ -71,31 +75,50 @@ def augment(x: torch.Tensor, *, blur: float, generator: torch.Generator) -> torc
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return rand(n) * (hi - lo) + lo
 
-    angle = uniform(-12, 12) * math.pi / 180
-    zoom = uniform(0.88, 1.12)
+    angle = uniform(-15, 15) * math.pi / 180
+    zoom = uniform(0.85, 1.15)
     flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [
-            torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1),
-            torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1),
+            torch.stack([cos * flip, -sin, uniform(-0.12, 0.12)], 1),
+            torch.stack([sin * flip, cos, uniform(-0.12, 0.12)], 1),
         ],
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    if blur > 0:
-        # Half the batch blurred, by one random sigma per batch (conv needs one kernel).
-        sigma = float(rand(1)) * blur
-        if sigma > 0.3:
-            chosen = rand(n) < 0.5
-            kernel = gaussian_kernel(sigma).to(device)
-            blurred = F.conv2d(x, kernel, padding=kernel.shape[-1] // 2)
-            x = torch.where(chosen[:, None, None, None], blurred, x)
-    contrast = uniform(0.7, 1.3)[:, None, None, None]
-    brightness = uniform(-0.25, 0.25)[:, None, None, None]
+    x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    contrast = uniform(0.6, 1.4)[:, None, None, None]
+    brightness = uniform(-0.3, 0.3)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean + brightness).clamp(-1, 1)
+    x = ((x - mean) * contrast + mean + brightness).clamp(-1, 1)
+    if erase > 0:
+        side = x.shape[-1]
+        area = uniform(0.02, 0.2)
+        aspect = torch.exp(uniform(-1.0, 1.0))
+        h = (torch.sqrt(area * aspect) * side).clamp(1, side)
+        w = (torch.sqrt(area / aspect) * side).clamp(1, side)
+        top = rand(n) * (side - h)
+        left = rand(n) * (side - w)
+        coords = torch.arange(side, device=device, dtype=x.dtype)
+        rows = (coords[None] >= top[:, None]) & (coords[None] < (top + h)[:, None])
+        cols = (coords[None] >= left[:, None]) & (coords[None] < (left + w)[:, None])
+        chosen = (rand(n) < erase)[:, None, None]
+        mask = (rows[:, :, None] & cols[:, None, :] & chosen)[:, None]
+        noise = torch.rand(x.shape, generator=generator, device=device) * 2 - 1
+        x = torch.where(mask, noise, x)
+    return x
+
+
+def bf16_autocast_pays(device: str) -> bool:
+    """Whether bfloat16 autocast speeds training up here: a GPU, or a CPU with AMX or AVX-512 BF16."""
+    if device != "cpu":
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def to_tensor(faces: np.ndarray) -> torch.Tensor:
@@ -177,6 +200,7 @@ def train(
     x_all = to_tensor(train_set.x).to(device)
     y_all = torch.from_numpy(train_set.y).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    bf16 = bf16_autocast_pays(device)
     for epoch in range(start_epoch, epochs):
         started = time.time()
         net.train()
@@ -184,8 +208,12 @@ def train(
         total = 0.0
         for step in range(steps):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            x = augment(x_all[idx], blur=config.blur, generator=generator).contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(net(x), y_all[idx])
+            x = augment(x_all[idx], erase=config.erase, generator=generator).contiguous(
+                memory_format=torch.channels_last
+            )
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            loss = loss_fn(logits.float(), y_all[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

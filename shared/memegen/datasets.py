@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from memegen.detect import FILLS_IMAGE, FaceDetector, align_crop
+from memegen.detect import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, FaceDetector, align_crop
 from memegen.errors import DatasetError
 from memegen.labels import LABELS
 
@@ -73,17 +73,25 @@ def read_gray(path: Path) -> np.ndarray | None:
     return image
 
 
-def face_of(gray: np.ndarray, detector: FaceDetector, *, size: int) -> tuple[np.ndarray, bool]:
+def face_of(
+    gray: np.ndarray,
+    detector: FaceDetector,
+    *,
+    size: int,
+    scale: float = CROP_SCALE,
+    shift: float = CROP_SHIFT,
+) -> tuple[np.ndarray, bool]:
     """The face a model should see in a dataset image, and whether a face was found.
 
     An image whose face fills it (a tight crop, as FER2013 and LFW are) is used
     whole; otherwise the detector's best face is cut out with ``align_crop``, the
-    same cut the meme engine makes. An image with no face found is used whole.
+    same cut the meme engine makes (``size``, ``scale`` and ``shift`` as the
+    ensemble's manifest gives them). An image with no face found is used whole.
     """
     faces = detector.detect(gray)
     height, width = gray.shape
     if faces and faces[0].w < FILLS_IMAGE * width:
-        return align_crop(gray, faces[0], size=size), True
+        return align_crop(gray, faces[0], size=size, scale=scale, shift=shift), True
     interpolation = cv2.INTER_AREA if max(height, width) > size else cv2.INTER_LINEAR
     side = min(height, width)
     y0, x0 = (height - side) // 2, (width - side) // 2

@@ -117,10 +117,16 @@ class Engine:
         """Detect every face of an upright RGB image and read its expression."""
         # min_face is in upload pixels; the picture may have been decoded smaller.
         smallest = max(self.settings.min_face * scale, self.settings.min_face_fraction * min(rgb.shape[:2]))
+        crop = self.ensemble.crop
         with self._models:
             faces = self.detector.detect(rgb, min_face=smallest)
             return [
-                (face, self.ensemble.classify(align_crop(rgb, face, size=self.ensemble.crop_size, gray=True)))
+                (
+                    face,
+                    self.ensemble.classify(
+                        align_crop(rgb, face, size=crop.size, scale=crop.scale, shift=crop.shift, gray=True)
+                    ),
+                )
                 for face in faces
             ]
 

@@ -20,6 +20,33 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass(frozen=True)
+class Crop:
+    """How a face is cut for the members (the manifest's ``crop``): what ``align_crop`` takes.
+
+    ``size`` is the square's side in pixels, ``scale`` its side over the detector's box
+    width, ``shift`` how far its centre sits below the box centre, in box heights.
+    """
+
+    size: int
+    scale: float
+    shift: float
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any]) -> Crop:
+        """The crop of a manifest's ``crop`` entry; ``ModelError`` for one that cannot work."""
+        try:
+            crop = cls(int(entry["size"]), float(entry["scale"]), float(entry["shift"]))
+            color = entry.get("color", "grayscale")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"the manifest's crop {entry!r} needs a size, a scale and a shift") from exc
+        if not (16 <= crop.size <= 512 and 0.5 <= crop.scale <= 4 and -1 <= crop.shift <= 1 and color == "grayscale"):
+            raise ModelError(
+                f"the manifest's crop {entry!r} cannot work: size 16..512 px, scale 0.5..4, shift -1..1, grayscale"
+            )
+        return crop
+
+
+@dataclass(frozen=True)
 class Scores:
     """The probability of each label in ``LABELS`` order, for one face."""
 
@@ -37,9 +64,7 @@ class Scores:
 class Member:
     """One int8 TFLite classifier: a grayscale face in, seven logits out (softmax here)."""
 
-    def __init__(
-        self, name: str, model: bytes, *, size: int, input_blur: float = 0.0, flip: bool = False, threads: int = 1
-    ) -> None:
+    def __init__(self, name: str, model: bytes, *, size: int, flip: bool = False, threads: int = 1) -> None:
         try:
             self._interpreter = load_interpreter(model, threads=threads)
         except (ValueError, RuntimeError) as exc:
@@ -51,25 +76,18 @@ class Member:
                 f"member {name}: input {list(inp['shape'])} / output {list(out['shape'])} "
                 f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
             )
-        self.name, self.size, self.input_blur, self.flip = name, size, input_blur, flip
+        self.name, self.size, self.flip = name, size, flip
         self._input, self._output = inp["index"], out["index"]
         self._in_dtype = inp["dtype"]
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
         self._in_shape = inp["shape"]
 
-    def predict(self, face: np.ndarray, *, already_blurred: bool = False) -> np.ndarray:
-        """Probabilities for one uint8 grayscale face of any size.
-
-        ``already_blurred`` skips the input blur, for faces that carry it
-        already (FER2013's own training and validation faces).
-        """
+    def predict(self, face: np.ndarray) -> np.ndarray:
+        """Probabilities for one uint8 grayscale face of any size (resized to the member's input)."""
         if face.shape != (self.size, self.size):
             interpolation = cv2.INTER_AREA if face.shape[0] > self.size else cv2.INTER_LINEAR
             face = cv2.resize(face, (self.size, self.size), interpolation=interpolation)
-        if self.input_blur > 0 and not already_blurred:
-            # A member trained on blurred faces sees sharp ones blurred the same way.
-            face = cv2.GaussianBlur(face, (0, 0), self.input_blur)
         if self.flip:
             # The face and its mirror image: an expression reads the same both ways, and the
             # average of the two is steadier than either (measured in the model card).
@@ -121,7 +139,6 @@ class Ensemble:
                     entry["name"],
                     data,
                     size=int(entry["input_size"]),
-                    input_blur=float(entry.get("input_blur", 0.0)),
                     flip=bool(entry.get("flip", False)),
                     threads=threads,
                 )
@@ -129,7 +146,7 @@ class Ensemble:
         self.weights = np.asarray(manifest["weights"], dtype=np.float32)
         if self.weights.shape != (len(self.members), len(LABELS)):
             raise ModelError(f"ensemble weights have shape {self.weights.shape}, expected {(len(self.members), 7)}")
-        self.crop_size = int(manifest["crop"]["size"])
+        self.crop = Crop.from_manifest(manifest.get("crop", {}))
         self.manifest = manifest
         self.version = sha256(json.dumps(manifest, sort_keys=True).encode())[:12]
 
@@ -153,6 +170,6 @@ class Ensemble:
         return mixed / np.maximum(mixed.sum(axis=-1, keepdims=True), 1e-12)
 
     def classify(self, face: np.ndarray) -> Scores:
-        """The label probabilities for one uint8 grayscale face crop (``crop_size`` square)."""
+        """The label probabilities for one uint8 grayscale face crop (``crop.size`` square)."""
         probs = self.combine(self.member_probabilities(face))
         return Scores(tuple(float(p) for p in probs))

@@ -55,7 +55,8 @@ def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> 
         if gray is None:
             skipped.append(str(sample.path))
             continue
-        face, was_found = face_of(gray, detector, size=ensemble.crop_size)
+        crop = ensemble.crop
+        face, was_found = face_of(gray, detector, size=crop.size, scale=crop.scale, shift=crop.shift)
         found += was_found
         truth.append(sample.label)
         predicted.append(LABELS.index(ensemble.classify(face).label))
