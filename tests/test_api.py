@@ -235,6 +235,8 @@ def test_an_upload_becomes_a_meme(
     assert int(query["X-Goog-Expires"]) == settings.url_ttl_seconds <= 900
     signed = query["X-Goog-SignedHeaders"].split(";")
     assert {"content-type", "x-goog-content-length-range", "x-goog-meta-memegen-top"} <= set(signed)
+    # An empty upload is refused by Cloud Storage itself: nothing to make a meme of.
+    assert upload["upload_headers"]["x-goog-content-length-range"] == f"1,{settings.max_bytes}"
     assert urlsplit(upload["upload_url"]).path == f"/{settings.input_bucket}/{settings.upload_prefix}{upload_id}"
 
     photo = a_jpeg()

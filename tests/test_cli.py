@@ -50,3 +50,15 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.stderr
         assert str(args[1]) in lines[0]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_status_2(photos_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("in the way")
+    for args in (
+        ("make", str(photos_dir / "obama-240p.jpg"), "-o", str(tmp_path / "missing" / "meme.jpg")),
+        ("make", str(photos_dir), "-o", str(tmp_path / "a-file" / "out")),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert "Traceback" not in result.stderr and "cannot" in lines[-1] and len(lines) == 1, result.stderr

@@ -150,6 +150,21 @@ def test_a_too_old_event_is_dropped(
     assert output_names(empty_buckets, settings) == []
 
 
+def test_an_empty_upload_is_recorded_as_failed(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+    engine: Engine,
+) -> None:
+    """An upload of 0 bytes ends failed, as every upload ends done or failed, never pending."""
+    blob = upload(empty_buckets, settings.input_bucket, "uploads/empty.jpg", b"")
+    outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
+    assert outcome.result is Result.FAILED and "empty" in outcome.reason
+    record = store.latest_record(upload_id("uploads/empty.jpg"))
+    assert record == {"status": "failed", "id": upload_id("uploads/empty.jpg"), "error": outcome.reason}
+    assert handle_upload(finalized(blob), store=store, engine=engine, settings=settings).result is Result.DUPLICATE
+
+
 @pytest.mark.parametrize(
     ("bucket", "name", "data", "changes"),
     [
@@ -157,10 +172,9 @@ def test_a_too_old_event_is_dropped(
         ("elsewhere", "uploads/a.jpg", b"x", {}),
         ("input", "photos/a.jpg", b"x", {}),
         ("input", "uploads/folder/", b"", {}),
-        ("input", "uploads/empty.jpg", b"", {}),
         ("input", "uploads/a.jpg", b"x", {"generation": None}),
     ],
-    ids=["output-bucket", "another-bucket", "outside-prefix", "folder-marker", "zero-bytes", "malformed"],
+    ids=["output-bucket", "another-bucket", "outside-prefix", "folder-marker", "malformed"],
 )
 def test_events_that_are_not_uploads_are_skipped(
     empty_buckets: storage.Client,  # noqa: F811

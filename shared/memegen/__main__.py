@@ -19,7 +19,7 @@ from memegen.datasets import IMAGE_SUFFIXES
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
 from memegen.ensemble import Ensemble
-from memegen.errors import InputError, MemeGenError
+from memegen.errors import InputError, MemeGenError, OutputError
 from memegen.evaluate import evaluate, plot_confusion
 from memegen.settings import Settings
 
@@ -68,7 +68,11 @@ def _make_one(engine: Engine, source: Path, output: Path, args: argparse.Namespa
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}") from exc
     meme = engine.make(data, top=args.top, bottom=args.bottom, format=args.format, boxes=args.boxes)
-    output.write_bytes(meme.image)
+    try:
+        output.write_bytes(meme.image)
+    except OSError as exc:
+        # Not the photo's fault, and every later write would fail the same way: stop.
+        raise OutputError(f"cannot write {output}: {exc.strerror}") from exc
     return {**meme.metadata(), "output": str(output)}
 
 
@@ -88,7 +92,10 @@ def _make(args: argparse.Namespace, settings: Settings) -> int:
     if args.output is None:
         print("memegen: making memes of a folder needs -o OUTDIR", file=sys.stderr)
         return USAGE_ERROR
-    args.output.mkdir(parents=True, exist_ok=True)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make the folder {args.output}: {exc.strerror}") from exc
     photos = sorted(p for p in args.source.iterdir() if p.is_file() and not p.name.startswith("."))
     done, failed, started = 0, 0, time.perf_counter()
     for index, photo in enumerate(photos, 1):

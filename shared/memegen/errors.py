@@ -25,3 +25,7 @@ class UnsupportedImage(InputError):
 
 class ImageTooLarge(InputError):
     """The image is over the byte or pixel limit (a decompression bomb, say)."""
+
+
+class OutputError(MemeGenError):
+    """A result cannot be written where it was asked to go (a full disk, a missing folder)."""

@@ -61,6 +61,14 @@ class Settings:
             raise SettingsError("threads, max_side, max_bytes and max_pixels must be positive")
         if not 0 < self.url_ttl_seconds <= 900:
             raise SettingsError("url_ttl_seconds must be between 1 and 900 (signed URLs live 15 minutes at most)")
+        # NaN fails every comparison, so each bound is written to refuse it.
+        if not (0 <= self.min_face < 100_000 and 0 <= self.min_face_fraction <= 1):
+            raise SettingsError("min_face must be 0 or more pixels and min_face_fraction between 0 and 1")
+        if not (self.min_face >= 1 or self.min_face_fraction > 0):
+            # The detector's pyramid would go on halving the smallest face it looks for, for ever.
+            raise SettingsError("min_face (1 px or more) or min_face_fraction (above 0) must bound the smallest face")
+        if self.max_event_age_seconds < 1:
+            raise SettingsError("max_event_age_seconds must be 1 or more")
 
     @classmethod
     def env_names(cls) -> list[str]:

@@ -190,13 +190,14 @@ class Store:
         """A server-chosen upload id and a V4 signed PUT URL for ``{upload_prefix}{id}`` in the input bucket.
 
         The URL lives ``settings.url_ttl_seconds``; the returned headers are all signed, so the
-        upload must carry exactly them: its content type, the size range (up to
+        upload must carry exactly them: its content type, the size range (1 byte to
         ``settings.max_bytes``) and the captions, if any.
         """
         new_id = uuid.uuid4().hex
         headers = {
             "Content-Type": content_type,
-            "x-goog-content-length-range": f"0,{self._settings.max_bytes}",
+            # From 1 byte: an empty upload has nothing to make a meme of.
+            "x-goog-content-length-range": f"1,{self._settings.max_bytes}",
         }
         for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)):
             if value:

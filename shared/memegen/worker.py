@@ -72,8 +72,6 @@ def handle_upload(
         return _skip(event, f"outside {settings.upload_prefix!r}", upload)
     if upload.name.endswith("/"):
         return _skip(event, "a folder marker", upload)
-    if upload.size == 0:
-        return _skip(event, "an empty object", upload)
     if age is not None and age > settings.max_event_age_seconds:
         log("WARNING", "event dropped: too old", event_id=event["id"], upload_id=upload.id, age_seconds=round(age))
         return Outcome(Result.TOO_OLD, f"{round(age)} s old", upload.id)
@@ -92,6 +90,9 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
     if store.result_exists(upload):
         log("INFO", "duplicate event: already done", **fields)
         return Outcome(Result.DUPLICATE, "already done", upload.id)
+    if upload.size == 0:
+        # Every upload ends done or failed: an empty one too, or its page would wait for ever.
+        return _refuse(upload, "the upload is empty", store=store, fields=fields)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     try:
@@ -105,10 +106,7 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         return Outcome(Result.SKIPPED, str(exc), upload.id)
     except InputError as exc:
         # Retrying cannot fix the user's file: say so in its record and return.
-        reason = str(exc) or type(exc).__name__
-        recorded = store.write_failure(upload, reason=reason)
-        log("NOTICE", "upload refused", error=reason, error_type=type(exc).__name__, recorded=recorded, **fields)
-        return Outcome(Result.FAILED, reason, upload.id)
+        return _refuse(upload, str(exc) or type(exc).__name__, store=store, fields=fields, kind=type(exc).__name__)
     clock = time.perf_counter()
     written = store.write_meme(upload, image=meme.image, content_type=meme.content_type, metadata=meme.metadata())
     timings["upload"] = _ms(clock)
@@ -119,6 +117,13 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         return Outcome(Result.DUPLICATE, "another delivery finished first", upload.id)
     log("INFO", "meme made", faces=len(meme.faces), caption_bank=meme.caption.bank, timings_ms=timings, **fields)
     return Outcome(Result.MADE, "", upload.id)
+
+
+def _refuse(upload: Upload, reason: str, *, store: Store, fields: dict[str, Any], kind: str = "InputError") -> Outcome:
+    """Record a permanent failure of the upload (once per generation) and acknowledge the event."""
+    recorded = store.write_failure(upload, reason=reason)
+    log("NOTICE", "upload refused", error=reason, error_type=kind, recorded=recorded, **fields)
+    return Outcome(Result.FAILED, reason, upload.id)
 
 
 def _payload(event: CloudEvent) -> Mapping[str, Any]:
