@@ -44,7 +44,13 @@ def put_upload(client: storage.Client, settings: Settings, name: str, data: byte
 def an_upload(generation: int = 7) -> Upload:
     name = f"uploads/{uuid.uuid4().hex}"
     return Upload(
-        name=name, generation=generation, size=3, content_type="image/jpeg", id=upload_id(name), top=None, bottom=None
+        name=name,
+        generation=generation,
+        size=3,
+        content_type="image/jpeg",
+        id=upload_id(name, prefix="uploads/"),
+        top=None,
+        bottom=None,
     )
 
 
@@ -54,11 +60,14 @@ def output_json(client: storage.Client, settings: Settings, name: str) -> Any:
 
 def test_upload_ids_never_carry_a_user_chosen_name() -> None:
     server_id = uuid.uuid4().hex
-    assert upload_id(f"uploads/{server_id}") == server_id
+    assert upload_id(f"uploads/{server_id}", prefix="uploads/") == server_id
     for name in ("uploads/My Holiday.jpg", "uploads/../../etc/passwd", f"uploads/{server_id.upper()}", "uploads/x/"):
-        chosen = upload_id(name)
-        assert re.fullmatch(r"[0-9a-f]{32}", chosen) and chosen == upload_id(name)
-    assert upload_id("uploads/a.jpg") != upload_id("uploads/b.jpg")
+        chosen = upload_id(name, prefix="uploads/")
+        assert re.fullmatch(r"[0-9a-f]{32}", chosen) and chosen == upload_id(name, prefix="uploads/")
+    assert upload_id("uploads/a.jpg", prefix="uploads/") != upload_id("uploads/b.jpg", prefix="uploads/")
+    # Deeper down, a hex name is a user's name like any other: it must not share the API upload's records.
+    assert upload_id(f"uploads/a/{server_id}", prefix="uploads/") != server_id
+    assert upload_id(f"elsewhere/{server_id}", prefix="uploads/") != server_id
 
 
 def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:  # noqa: F811
@@ -71,7 +80,7 @@ def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: 
         generation=blob.generation,
         size=len(data),
         content_type="image/jpeg",
-        id=upload_id("uploads/cat.jpg"),
+        id=upload_id("uploads/cat.jpg", prefix="uploads/"),
         top="été 100%",
         bottom=None,
     )
@@ -212,7 +221,7 @@ def test_signed_upload_urls_are_short_lived_and_sign_the_limits(settings: Settin
         "x-goog-content-length-range",
         "x-goog-meta-memegen-top",
     }
-    assert signed.headers["x-goog-content-length-range"] == f"0,{settings.max_bytes}"
+    assert signed.headers["x-goog-content-length-range"] == f"1,{settings.max_bytes}"
     assert signed.headers["Content-Type"] == "image/png"
 
 

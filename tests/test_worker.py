@@ -89,13 +89,13 @@ def test_a_photo_becomes_one_meme_and_its_record(
     )
     event = finalized(blob)
     outcome = handle_upload(event, store=store, engine=engine, settings=settings)
-    assert outcome.result is Result.MADE and outcome.upload_id == upload_id(name)
+    assert outcome.result is Result.MADE and outcome.upload_id == upload_id(name, prefix="uploads/")
     meme, record = (
         f"memes/{outcome.upload_id}/{blob.generation}.jpg",
         f"records/{outcome.upload_id}/{blob.generation}.json",
     )
     assert output_names(empty_buckets, settings) == [meme, record]
-    saved = store.latest_record(upload_id(name))
+    saved = store.latest_record(upload_id(name, prefix="uploads/"))
     assert saved is not None and saved["status"] == "done" and saved["meme"] == meme
     assert len(saved["faces"]) == 1 and saved["caption"]["top"] == "hello!"
     assert empty_buckets.bucket(settings.output_bucket).blob(meme).download_as_bytes()[:2] == b"\xff\xd8"
@@ -118,8 +118,12 @@ def test_a_file_that_is_not_an_image_is_recorded_as_failed(
     blob = upload(empty_buckets, settings.input_bucket, "uploads/holiday.jpg", b"just some text, honestly\n" * 10)
     outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
     assert outcome.result is Result.FAILED and outcome.reason
-    record = store.latest_record(upload_id("uploads/holiday.jpg"))
-    assert record == {"status": "failed", "id": upload_id("uploads/holiday.jpg"), "error": outcome.reason}
+    record = store.latest_record(upload_id("uploads/holiday.jpg", prefix="uploads/"))
+    assert record == {
+        "status": "failed",
+        "id": upload_id("uploads/holiday.jpg", prefix="uploads/"),
+        "error": outcome.reason,
+    }
     assert output_names(empty_buckets, settings) == [f"records/{outcome.upload_id}/{blob.generation}.json"]
     assert handle_upload(finalized(blob), store=store, engine=engine, settings=settings).result is Result.DUPLICATE
 
@@ -160,8 +164,12 @@ def test_an_empty_upload_is_recorded_as_failed(
     blob = upload(empty_buckets, settings.input_bucket, "uploads/empty.jpg", b"")
     outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
     assert outcome.result is Result.FAILED and "empty" in outcome.reason
-    record = store.latest_record(upload_id("uploads/empty.jpg"))
-    assert record == {"status": "failed", "id": upload_id("uploads/empty.jpg"), "error": outcome.reason}
+    record = store.latest_record(upload_id("uploads/empty.jpg", prefix="uploads/"))
+    assert record == {
+        "status": "failed",
+        "id": upload_id("uploads/empty.jpg", prefix="uploads/"),
+        "error": outcome.reason,
+    }
     assert handle_upload(finalized(blob), store=store, engine=engine, settings=settings).result is Result.DUPLICATE
 
 

@@ -56,13 +56,14 @@ class SigningUnavailable(MemeGenError):
     """Neither a signing service account nor signing credentials were configured."""
 
 
-def upload_id(name: str) -> str:
+def upload_id(name: str, *, prefix: str) -> str:
     """The upload's id, 32 lowercase hex digits, safe in any output object name.
 
-    An API upload's last path segment already is one (a server-chosen uuid4); any other name is
-    hashed, so that no user-chosen text reaches an output path.
+    An API upload, ``{prefix}{id}``, carries one already (a server-chosen uuid4); any other name
+    is hashed, so that no user-chosen text reaches an output path, and ``{prefix}a/{id}`` is not
+    taken for the API upload ``{prefix}{id}``.
     """
-    last = name.rsplit("/", 1)[-1]
+    last = name[len(prefix) :] if name.startswith(prefix) else ""
     if _ID.fullmatch(last):
         return last
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
@@ -88,8 +89,10 @@ class Upload:
     bottom: str | None
 
     @classmethod
-    def from_resource(cls, resource: Mapping[str, Any]) -> Upload:
+    def from_resource(cls, resource: Mapping[str, Any], *, prefix: str) -> Upload:
         """Read a Cloud Storage object resource: a JSON API object, or an event's StorageObjectData.
+
+        ``prefix`` is where uploads go (``Settings.upload_prefix``): it tells an API upload's id.
 
         Raises ``KeyError`` or ``ValueError`` when the name or generation is missing or malformed.
         """
@@ -103,7 +106,7 @@ class Upload:
             # The JSON API writes int64 fields as strings.
             size=int(resource.get("size") or 0),
             content_type=str(resource.get("contentType") or ""),
-            id=upload_id(name),
+            id=upload_id(name, prefix=prefix),
             top=_caption(metadata, TOP_KEY),
             bottom=_caption(metadata, BOTTOM_KEY),
         )
@@ -174,7 +177,7 @@ class Store:
             generation=generation,
             size=blob.size or 0,
             content_type=blob.content_type or "",
-            id=upload_id(name),
+            id=upload_id(name, prefix=self._settings.upload_prefix),
             top=_caption(blob.metadata, TOP_KEY),
             bottom=_caption(blob.metadata, BOTTOM_KEY),
         )

@@ -61,7 +61,7 @@ def handle_upload(
         return _skip(event, f"event type {event['type']}")
     try:
         resource = _payload(event)
-        upload = Upload.from_resource(resource)
+        upload = Upload.from_resource(resource, prefix=settings.upload_prefix)
         age = _age_seconds(event, now or datetime.now(UTC))
     except (KeyError, TypeError, ValueError) as exc:
         return _skip(event, f"not a storage object event: {exc!r}")
