@@ -154,6 +154,24 @@ def test_a_too_old_event_is_dropped(
     assert output_names(empty_buckets, settings) == []
 
 
+def test_unsigned_caption_metadata_meets_the_same_limits(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    """Object metadata set by hand, past the signed URL's checks, is checked again before rendering."""
+    photo = (photos_dir / "obama-240p.jpg").read_bytes()
+    for name, top in (("uploads/long.jpg", "A" * 3000), ("uploads/lines.jpg", "one%0Atwo%07")):
+        blob = upload(empty_buckets, settings.input_bucket, name, photo, **{"memegen-top": top})
+        outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
+        assert outcome.result is Result.FAILED, outcome
+        assert "top" in outcome.reason and ("limit" in outcome.reason or "control" in outcome.reason)
+        record = store.latest_record(upload_id(name, prefix="uploads/"))
+        assert record is not None and record["status"] == "failed"
+
+
 def test_an_empty_upload_is_recorded_as_failed(
     empty_buckets: storage.Client,  # noqa: F811
     settings: Settings,

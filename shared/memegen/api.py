@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +22,7 @@ import flask
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
+from memegen.captions import MAX_CAPTION, CaptionRefused, own_caption
 from memegen.errors import InputError
 from memegen.logs import log
 from memegen.settings import Settings
@@ -32,14 +32,11 @@ CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bm
 # Photos straight off an iPhone: the reader cannot decode them, so the message says what to do instead.
 _CONVERT_FIRST = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
 UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
-MAX_CAPTION = 120
 # The upload request is a few short strings: anything bigger is a mistake or abuse.
 MAX_BODY_BYTES = 4096
 UPLOADS_PATH = "/v1/uploads"
 MEMES_PATH = "/v1/memes/"
 _ID = re.compile(r"[0-9a-f]{32}")
-# Cc: C0/C1 controls (newline and tab included); Zl/Zp: the Unicode line and paragraph separators.
-_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 _TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 _TEMPLATE_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 _CONFIG_MARK = "{{CONFIG}}"
@@ -248,12 +245,10 @@ def _caption(value: object, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise RequestError(f"{name} must be a string")
-    text = value.strip()
-    if len(text) > MAX_CAPTION:
-        raise RequestError(f"{name} is {len(text)} characters long; the limit is {MAX_CAPTION}")
-    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
-        raise RequestError(f"{name} must not contain control characters (newlines and tabs included)")
-    return text or None
+    try:
+        return own_caption(value, name=name)
+    except CaptionRefused as exc:
+        raise RequestError(str(exc)) from exc
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

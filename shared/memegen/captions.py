@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memegen.errors import MemeGenError
+from memegen.errors import InputError, MemeGenError
 from memegen.labels import LABELS
 
 CAPTIONS_FILE = Path(__file__).resolve().with_name("captions.json")
@@ -37,6 +38,31 @@ _PLACEHOLDERS = ("{odd}", "{rest}")
 _SECTIONS = frozenset({"labels", "groups", "adjectives", NO_FACE})
 
 Pair = tuple[str, str]
+
+# A person's own caption: at most this many characters a line.
+MAX_CAPTION = 120
+# Cc: C0/C1 controls (newline and tab included); Zl/Zp: the Unicode line and paragraph separators.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+class CaptionRefused(InputError):
+    """A person's own caption is too long or holds control characters."""
+
+
+def own_caption(value: str | None, *, name: str) -> str | None:
+    """A person's own caption line, stripped, or None for none; ``CaptionRefused`` past the limits.
+
+    The api checks what it signs, and the engine checks again whatever reaches it, so that
+    text from anywhere else (unsigned object metadata, the command line) meets the same limits.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if len(text) > MAX_CAPTION:
+        raise CaptionRefused(f"{name} is {len(text)} characters long; the limit is {MAX_CAPTION}")
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
+        raise CaptionRefused(f"{name} must not contain control characters (newlines and tabs included)")
+    return text or None
 
 
 class CaptionBankError(MemeGenError):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from memegen.captions import Caption, CaptionBank, choose_caption
+from memegen.captions import Caption, CaptionBank, choose_caption, own_caption
 from memegen.detect import Face, FaceDetector, align_crop
 from memegen.ensemble import Ensemble, Scores
 from memegen.errors import UnsupportedImage
@@ -141,13 +141,15 @@ class Engine:
     ) -> Meme:
         """Turn an upload into a meme.
 
-        Raises ``UnsupportedImage`` or ``ImageTooLarge`` (both ``InputError``)
+        Raises ``CaptionRefused`` for a caption of over ``MAX_CAPTION`` characters or with
+        control characters, and ``UnsupportedImage`` or ``ImageTooLarge`` (all ``InputError``)
         for an upload that is not a readable image within the limits, or whose
         meme would be under ``MIN_SIDE`` pixels on a side (a thumbnail, or a panorama
         so long that capping it at ``max_side`` leaves a sliver).
         """
         if format.lower() not in FORMATS:
             raise ValueError(f"unknown output format {format!r}; choose one of {sorted(set(FORMATS))}")
+        top, bottom = own_caption(top, name="top"), own_caption(bottom, name="bottom")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
