@@ -417,7 +417,13 @@ class MemeGenStack(TerraformStack):
                 StorageBucketCors(
                     origin=Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value])),
                     method=["PUT"],
-                    response_header=["Content-Type", "x-goog-content-length-range", "x-goog-meta-*"],
+                    # Every header the signed upload URL carries (memegen.storage.Store.new_upload).
+                    response_header=[
+                        "Content-Type",
+                        "x-goog-content-length-range",
+                        "x-goog-if-generation-match",
+                        "x-goog-meta-*",
+                    ],
                     max_age_seconds=3600,
                 )
             ]

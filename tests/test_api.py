@@ -241,6 +241,9 @@ def test_an_upload_becomes_a_meme(
 
     photo = a_jpeg()
     put_photo(upload, photo)
+    # The URL uploads once: used again within its lifetime, it cannot replace the photo.
+    again = requests.put(upload["upload_url"], data=a_jpeg(), headers=upload["upload_headers"], timeout=10)
+    assert again.status_code == 412, again.text
     blob = input_bucket.get_blob(f"{settings.upload_prefix}{upload_id}")
     assert blob is not None and blob.content_type == "image/jpeg"
     # Read before the download, which resets the blob's properties from the response headers.

@@ -219,9 +219,11 @@ def test_signed_upload_urls_are_short_lived_and_sign_the_limits(settings: Settin
         "content-type",
         "host",
         "x-goog-content-length-range",
+        "x-goog-if-generation-match",
         "x-goog-meta-memegen-top",
     }
     assert signed.headers["x-goog-content-length-range"] == f"1,{settings.max_bytes}"
+    assert signed.headers["x-goog-if-generation-match"] == "0"
     assert signed.headers["Content-Type"] == "image/png"
 
 
@@ -234,6 +236,8 @@ def test_a_signed_upload_must_carry_its_headers_and_size(
     signed = small.new_upload(content_type="image/jpeg")
     too_big = requests.put(signed.url, data=b"x" * 101, headers=signed.headers, timeout=10)
     assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
+    empty = requests.put(signed.url, data=b"", headers=signed.headers, timeout=10)
+    assert empty.status_code == 400 and "EntityTooSmall" in empty.text
     unsigned = {key: value for key, value in signed.headers.items() if key != "x-goog-content-length-range"}
     assert requests.put(signed.url, data=b"x", headers=unsigned, timeout=10).status_code == 403
     assert not list(empty_buckets.list_blobs(settings.input_bucket))

@@ -87,6 +87,10 @@ def test_buckets_are_private_uniform_and_expire_their_objects(synthesized):
     assert "${var.meme_retention_days}" in ages
     cors = buckets["input"]["cors"]
     assert len(cors) == 1 and cors[0]["method"] == ["PUT"]
+    # The browser may send every header the upload URL signs, the once-only precondition included.
+    assert {"Content-Type", "x-goog-content-length-range", "x-goog-if-generation-match", "x-goog-meta-*"} <= set(
+        cors[0]["response_header"]
+    )
     # The page's origin: the run.app address (no path), never the cloudfunctions.net URL with one.
     assert "google_cloudfunctions2_function.api.service_config[0].uri" in cors[0]["origin"]
     assert "api.url" not in cors[0]["origin"]

@@ -194,13 +194,16 @@ class Store:
 
         The URL lives ``settings.url_ttl_seconds``; the returned headers are all signed, so the
         upload must carry exactly them: its content type, the size range (1 byte to
-        ``settings.max_bytes``) and the captions, if any.
+        ``settings.max_bytes``), the precondition that no object is there yet, and the captions.
         """
         new_id = uuid.uuid4().hex
         headers = {
             "Content-Type": content_type,
             # From 1 byte: an empty upload has nothing to make a meme of.
             "x-goog-content-length-range": f"1,{self._settings.max_bytes}",
+            # Signed, so the URL uploads once: used again within its lifetime, it is refused (412)
+            # instead of replacing the photo and its meme.
+            "x-goog-if-generation-match": "0",
         }
         for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)):
             if value:
