@@ -288,3 +288,20 @@ def test_the_plain_emulator_still_lacks_what_local_emulator_adds(raw_emulator: s
     assert requests.put(url, data=b"x", headers={"x-goog-meta-k": "v"}, timeout=10).status_code == 200
     assert bucket.get_blob("b").metadata is None  # x-goog-meta-* dropped
     assert requests.options(url, timeout=10).status_code == 501  # no CORS preflight
+
+
+def test_a_retried_write_is_its_own_not_a_duplicate(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+) -> None:
+    """The client retries a write whose response was lost: the retry meets its own object (412)."""
+    name = f"records/{uuid.uuid4().hex}/1.json"
+    assert store._create(name, b"{}", content_type="application/json", token="first-attempt")
+    # The same write again (same token), as the client's retry sends it: still ours.
+    assert store._create(name, b"{}", content_type="application/json", token="first-attempt")
+    # Another delivery's write (another token): a duplicate.
+    assert not store._create(name, b"{}", content_type="application/json", token="another-delivery")
+    assert not store._create(name, b"{}", content_type="application/json")
+    blob = empty_buckets.bucket(settings.output_bucket).get_blob(name)
+    assert blob is not None and blob.metadata == {"memegen-writer": "first-attempt"}

@@ -38,6 +38,8 @@ MEME_PREFIX = "memes/"
 RECORD_PREFIX = "records/"
 TOP_KEY = "memegen-top"
 BOTTOM_KEY = "memegen-bottom"
+# Object metadata on outputs: which write made the object (a random token per write).
+WRITER_KEY = "memegen-writer"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 # The client retries transient errors itself for this long, then raises so that the platform
@@ -271,12 +273,21 @@ class Store:
 
     # Internals.
 
-    def _create(self, name: str, data: bytes, *, content_type: str) -> bool:
+    def _create(self, name: str, data: bytes, *, content_type: str, token: str | None = None) -> bool:
+        """Write ``name`` only if absent; True if this call wrote it.
+
+        The client retries a write whose response was lost, and the retry then meets its own
+        object (412). Each call tags its object with a fresh token (``token`` for tests), so a
+        412 over an object carrying our token is our write, not another delivery's.
+        """
+        token = token or uuid.uuid4().hex
         blob = self._output.blob(name)
+        blob.metadata = {WRITER_KEY: token}
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=0, retry=self._retry)
         except PreconditionFailed:
-            return False
+            existing = self._output.get_blob(name, retry=self._retry)
+            return existing is not None and (existing.metadata or {}).get(WRITER_KEY) == token
         return True
 
     def _sign(self, blob: storage.Blob, *, method: str, headers: dict[str, str] | None = None) -> str:
