@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -268,3 +269,63 @@ def test_an_unreachable_storage_server_raises_for_a_retry(
         handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
     assert datetime.now() - started < timedelta(seconds=10)
     assert '"severity": "ERROR"' in capsys.readouterr().out
+
+
+class _FaultyEngine(Engine):
+    """The real engine, with one fault put in: ``make`` raises ``error``."""
+
+    error: Exception = ZeroDivisionError("a bug")
+
+    def make(self, data: bytes, **options: Any) -> Any:
+        raise self.error
+
+
+def _faulty(engine: Engine, error: Exception) -> Engine:
+    faulty = _FaultyEngine(
+        detector=engine.detector, ensemble=engine.ensemble, captions=engine.captions, settings=engine.settings
+    )
+    faulty.error = error
+    return faulty
+
+
+def test_a_bug_is_recorded_as_an_internal_error_and_acknowledged(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+    engine: Engine,
+    photos_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A poison event is not redelivered for a day: logged with its traceback, recorded, acknowledged."""
+    blob = upload(
+        empty_buckets, settings.input_bucket, "uploads/poison.jpg", (photos_dir / "obama-240p.jpg").read_bytes()
+    )
+    outcome = handle_upload(
+        finalized(blob), store=store, engine=_faulty(engine, ZeroDivisionError("boom")), settings=settings
+    )
+    assert outcome.result is Result.FAILED and outcome.reason == "internal error"
+    record = store.latest_record(upload_id("uploads/poison.jpg", prefix="uploads/"))
+    assert record is not None and record["status"] == "failed" and record["error"] == "internal error"
+    line = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if "internal error" in line)
+    assert line["severity"] == "ERROR" and "ZeroDivisionError: boom" in line["traceback"]
+
+
+def test_a_transient_error_is_retried_within_the_window_then_recorded(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    blob = upload(
+        empty_buckets, settings.input_bucket, "uploads/flaky.jpg", (photos_dir / "obama-240p.jpg").read_bytes()
+    )
+    flaky = _faulty(engine, ConnectionResetError("the network blinked"))
+    with pytest.raises(ConnectionResetError):
+        handle_upload(finalized(blob), store=store, engine=flaky, settings=settings)
+    assert store.latest_record(upload_id("uploads/flaky.jpg", prefix="uploads/")) is None
+    late = blob.time_created + timedelta(seconds=settings.retry_window_seconds + 1)
+    outcome = handle_upload(finalized(blob), store=store, engine=flaky, settings=settings, now=late)
+    assert outcome.result is Result.FAILED and "unavailable" in outcome.reason
+    record = store.latest_record(upload_id("uploads/flaky.jpg", prefix="uploads/"))
+    assert record is not None and record["status"] == "failed"

@@ -52,6 +52,9 @@ class Settings:
     upload_prefix: str = "uploads/"
     url_ttl_seconds: int = 900
     max_event_age_seconds: int = 86_400
+    # A transient error is raised for the platform to retry while the event is younger than
+    # this; past it the upload is recorded as failed, so that no page waits for ever.
+    retry_window_seconds: int = 3_600
     # The service account that signs URLs through the IAM signBlob API in the
     # cloud; empty where the credentials carry a private key (local runs).
     signing_service_account: str = ""
@@ -69,6 +72,8 @@ class Settings:
             raise SettingsError("min_face (1 px or more) or min_face_fraction (above 0) must bound the smallest face")
         if self.max_event_age_seconds < 1:
             raise SettingsError("max_event_age_seconds must be 1 or more")
+        if not 0 < self.retry_window_seconds <= self.max_event_age_seconds:
+            raise SettingsError("retry_window_seconds must be between 1 and max_event_age_seconds")
 
     @classmethod
     def env_names(cls) -> list[str]:

@@ -1,8 +1,16 @@
 """The library side of the ``on_upload`` function: one storage event in, one meme and record out.
 
 Eventarc delivers each event at least once and retries a delivery that raises. So every step is
-idempotent (outputs are named by upload id and generation and written only if absent), a
-permanent problem is recorded and returned from normally, and only a transient one raises.
+idempotent (outputs are named by upload id and generation and written only if absent), and one
+error policy decides what raises:
+
+- permanent (the user's file, an empty upload): recorded as failed, the event acknowledged;
+- transient (storage unavailable): raised for a retry while the event is younger than
+  ``settings.retry_window_seconds``, then recorded as failed and acknowledged;
+- a bug (anything else): logged with its traceback, recorded as ``internal error``, acknowledged,
+  so that a poison event is not redelivered for a day.
+
+Every upload so ends ``done`` or ``failed``.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +35,10 @@ from memegen.settings import Settings
 from memegen.storage import Store, Upload, UploadGone
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+# Errors worth a retry: the storage service or the network, not the upload or the code.
+TRANSIENT = (GoogleAPIError, requests.RequestException, OSError)
+INTERNAL_ERROR = "internal error"
+RETRIES_EXHAUSTED = "the storage service was unavailable for too long; please upload the photo again"
 
 
 class Result(enum.StrEnum):
@@ -79,10 +92,17 @@ def handle_upload(
     fields: dict[str, Any] = {"event_id": event["id"], "upload_id": upload.id, "generation": str(upload.generation)}
     try:
         return _make(upload, store=store, engine=engine, fields=fields)
-    except (GoogleAPIError, requests.RequestException, OSError) as exc:
-        # Raised again for the platform to retry; logged first so that the line names the upload.
-        log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
-        raise
+    except TRANSIENT as exc:
+        if age is None or age < settings.retry_window_seconds:
+            # Raised again for the platform to retry; logged first so that the line names the upload.
+            log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
+            raise
+        log("ERROR", "transient error past the retry window: recorded as failed", error=repr(exc), **fields)
+        return _refuse(upload, RETRIES_EXHAUSTED, store=store, fields=fields, kind=type(exc).__name__)
+    except Exception as exc:
+        # A bug: retrying would fail the same way for a day. Its traceback goes to the log, not the record.
+        log("ERROR", "internal error", error=repr(exc), traceback=traceback.format_exc(), **fields)
+        return _refuse(upload, INTERNAL_ERROR, store=store, fields=fields, kind=type(exc).__name__)
 
 
 def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any]) -> Outcome:
