@@ -293,6 +293,23 @@ def test_a_failed_meme_says_why(
     assert body == {"status": "failed", "id": upload["id"], "error": "no face found in the photo"}
 
 
+@pytest.mark.parametrize("record", [b"{not json", b'{"status": "done", "id": "x"}', b"[]"])
+def test_a_corrupt_record_is_a_json_500_with_the_security_headers(
+    client: FlaskClient,
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    record: bytes,
+) -> None:
+    meme_id = uuid.uuid4().hex
+    blob = empty_buckets.bucket(settings.output_bucket).blob(f"records/{meme_id}/1.json")
+    blob.upload_from_string(record, content_type="application/json")
+    response = client.get(f"/v1/memes/{meme_id}")
+    assert response.status_code == 500 and json_of(response) == {"error": "internal error"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Traceback" in capsys.readouterr().out  # in the log, not the response
+
+
 def test_an_unknown_id_is_not_found(client: FlaskClient) -> None:
     response = client.get(f"/v1/memes/{uuid.uuid4().hex}")
     assert response.status_code == 404 and "error" in json_of(response)
@@ -350,6 +367,8 @@ def test_a_malformed_id_never_reaches_storage(app: flask.Flask, settings: Settin
         (json.dumps({"content_type": "image/jpeg", "bottom": "bell\x07"}).encode(), 400, "control"),
         (json.dumps({"content_type": "image/jpeg", "top": "a\u2028b"}).encode(), 400, "control"),
         (json.dumps({"content_type": "image/jpeg", "top": "x" * 5000}).encode(), 413, "over 4096 bytes"),
+        (b"[" * 2000, 400, "nested too deeply"),
+        (b'{"a":[' * 600, 400, "nested too deeply"),
     ],
 )
 def test_bad_upload_requests_are_refused(client: FlaskClient, body: bytes, status: int, says: str) -> None:

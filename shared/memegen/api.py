@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import json
+import traceback
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -123,6 +124,11 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
         response.headers["Retry-After"] = "5"
     except SigningUnavailable as exc:
         response, reason = _json({"error": "the service cannot sign URLs (misconfigured)"}, status=500), str(exc)
+    except Exception as exc:
+        # A bug (or a corrupt record): JSON with the security headers like every answer, and its
+        # traceback in the log, never in the response.
+        log("ERROR", "internal error", path=request.path, error=repr(exc), traceback=traceback.format_exc())
+        response, reason = _json({"error": "internal error"}, status=500), repr(exc)
     _log_outcome(request, response, upload_id=upload_id, reason=reason)
     return response
 
@@ -138,6 +144,9 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
         data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # json's parser recurses once per nesting level: 1,000 "[" exhaust the stack.
+        raise RequestError("the body is not valid JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise RequestError("the body must be a JSON object")
     unknown = sorted(set(data) - UPLOAD_FIELDS)
