@@ -11,8 +11,8 @@ import base64
 import functools
 import hashlib
 import json
-import traceback
 import re
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
