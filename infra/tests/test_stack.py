@@ -19,7 +19,7 @@ from cdktn import Testing as CdkTesting
 
 from infra.main import archives
 from infra.package import ROOT
-from infra.stack import APIS, MemeGenStack
+from infra.stack import APIS, MemeGenStack, Sizing
 
 sys.path.insert(0, str(ROOT / "shared"))  # memegen.settings alone: plain Python, no dependencies
 from memegen.settings import Settings
@@ -56,6 +56,11 @@ def test_the_upload_trigger_fires_on_upload_for_new_objects_in_the_input_bucket_
     assert service["max_instance_count"] == "${var.on_upload_max_instances}"
     assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     assert service["service_account_email"] == ref("google_service_account", "sa-on-upload", "email")
+
+
+def test_the_storage_client_gives_up_before_the_api_is_cut_off():
+    """Its retries end in time for the api to answer 503 before the platform's timeout ends the request."""
+    assert Settings().storage_retry_seconds * 2 <= Sizing().api_timeout_s
 
 
 def test_functions_read_only_settings_the_library_knows(synthesized):

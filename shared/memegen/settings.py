@@ -52,6 +52,9 @@ class Settings:
     upload_prefix: str = "uploads/"
     url_ttl_seconds: int = 900
     max_event_age_seconds: int = 86_400
+    # The storage client retries a transient error itself for this long, then raises: well inside
+    # both functions' timeouts (the api's is 30 s), so that the api can still answer 503 in time.
+    storage_retry_seconds: float = 10.0
     # A transient error is raised for the platform to retry while the event is younger than
     # this; past it the upload is recorded as failed, so that no page waits for ever.
     retry_window_seconds: int = 3_600
@@ -70,6 +73,8 @@ class Settings:
         if not (self.min_face >= 1 or self.min_face_fraction > 0):
             # The detector's pyramid would go on halving the smallest face it looks for, for ever.
             raise SettingsError("min_face (1 px or more) or min_face_fraction (above 0) must bound the smallest face")
+        if not 0 < self.storage_retry_seconds <= 60:
+            raise SettingsError("storage_retry_seconds must be above 0 and at most 60")
         if self.max_event_age_seconds < 1:
             raise SettingsError("max_event_age_seconds must be 1 or more")
         if not 0 < self.retry_window_seconds <= self.max_event_age_seconds:

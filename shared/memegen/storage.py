@@ -42,9 +42,6 @@ BOTTOM_KEY = "memegen-bottom"
 WRITER_KEY = "memegen-writer"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
-# The client retries transient errors itself for this long, then raises so that the platform
-# retries the event: well inside a function's timeout, unlike the client's default of 120 s.
-STORAGE_RETRY = DEFAULT_RETRY.with_timeout(30.0)
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _RECORD_NAME = re.compile(r"(\d+)\.json")
@@ -141,7 +138,8 @@ class Store:
     """Reads uploads and writes memes and records; signs the URLs the browser uses.
 
     Transient storage errors (``google.api_core.exceptions.ServiceUnavailable``, connection
-    errors) are retried by the client for ``retry``'s timeout and then raised.
+    errors) are retried by the client for ``retry``'s timeout (by default
+    ``settings.storage_retry_seconds``) and then raised.
     """
 
     def __init__(
@@ -150,12 +148,12 @@ class Store:
         settings: Settings,
         *,
         signing_credentials: Credentials | None = None,
-        retry: Retry | None = STORAGE_RETRY,
+        retry: Retry | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
         self._signing_credentials = signing_credentials
-        self._retry = retry
+        self._retry = retry or DEFAULT_RETRY.with_timeout(settings.storage_retry_seconds)
         self._input = client.bucket(settings.input_bucket)
         self._output = client.bucket(settings.output_bucket)
         self._token_lock = threading.Lock()
