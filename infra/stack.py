@@ -359,6 +359,8 @@ class MemeGenStack(TerraformStack):
             "MEMEGEN_UPLOAD_PREFIX": UPLOAD_PREFIX,
             "MEMEGEN_MAX_BYTES": Fn.tostring(self.max_bytes.number_value),
             "MEMEGEN_URL_TTL_SECONDS": "900",
+            # The page tells people how long a meme is kept: the output bucket's lifecycle rule.
+            "MEMEGEN_MEME_RETENTION_DAYS": Fn.tostring(self.retention_days.number_value),
             "MEMEGEN_MAX_EVENT_AGE_SECONDS": "86400",
             "MEMEGEN_THREADS": "1",
         }

@@ -179,6 +179,11 @@ def test_the_page_is_served_with_its_security_headers(client: FlaskClient, setti
     config = json.loads(block[1])
     assert config["maxBytes"] == settings.max_bytes and "image/jpeg" in config["contentTypes"]
     assert "image/heic" not in config["contentTypes"]
+    # The page says how long a link shows the meme and how long the meme is kept: the settings' figures.
+    assert (config["urlTtlSeconds"], config["retentionDays"]) == (
+        settings.url_ttl_seconds,
+        settings.meme_retention_days,
+    )
     # Nothing from anywhere else: no external script, style, font or image.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
 
@@ -270,8 +275,10 @@ def test_an_upload_becomes_a_meme(
     done = client.get(upload["status_url"])
     assert done.status_code == 200 and done.headers["Cache-Control"] == "no-store"
     body = json_of(done)
-    assert set(body) == {"status", "id", "meme_url", "faces", "caption"}
-    assert body["status"] == "done" and body["faces"] == faces and body["caption"] == caption
+    # What the meme shows and no more: anyone with the link can read the id in it.
+    assert set(body) == {"status", "id", "meme_url", "caption"}
+    assert body["status"] == "done" and body["caption"] == {"top": caption["top"], "bottom": caption["bottom"]}
+    assert "box" not in done.get_data(as_text=True) and "scores" not in done.get_data(as_text=True)
     query = verify_v4(body["meme_url"], method="GET", headers={}, public_key=public_key)
     assert query["X-Goog-SignedHeaders"] == "host" and int(query["X-Goog-Expires"]) <= 900
     assert urlsplit(body["meme_url"]).path.startswith(f"/{settings.output_bucket}/memes/{upload_id}/")

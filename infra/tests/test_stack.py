@@ -70,6 +70,7 @@ def test_functions_read_only_settings_the_library_knows(synthesized):
         assert set(env) <= known, f"{name}: {set(env) - known}"
         assert env["MEMEGEN_UPLOAD_PREFIX"] == Settings().upload_prefix
         assert int(env["MEMEGEN_URL_TTL_SECONDS"]) <= 900
+        assert env["MEMEGEN_MEME_RETENTION_DAYS"] == "${tostring(var.meme_retention_days)}"
         assert env["MEMEGEN_INPUT_BUCKET"] == "${var.name_prefix}-${var.project}-input"
         assert "google_storage_bucket.input" not in json.dumps(function["service_config"])  # no cycle via CORS
     api_env = resources(synthesized, "google_cloudfunctions2_function")["api"]["service_config"][

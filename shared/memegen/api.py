@@ -169,7 +169,7 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
 
 def page_response(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
     """The upload page with its security headers; revalidated cheaply through its ETag."""
-    page = _page(settings.max_bytes, settings.url_ttl_seconds)
+    page = _page(settings.max_bytes, settings.url_ttl_seconds, settings.meme_retention_days)
     response = flask.Response(page.html, status=200, mimetype="text/html")
     response.headers["Content-Security-Policy"] = page.csp(_storage_origin(store))
     # Short-lived: a new deployment (new limits, new script) should reach people within minutes.
@@ -208,12 +208,14 @@ def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
             raise NotFound("no such meme: unknown id, or the photo was never uploaded")
         body = {"status": "pending", "id": upload_id}
     elif record.get("status") == "done":
+        # What the meme itself shows, and no more: anyone who was sent its link can read the
+        # id in it. Face boxes and scores stay in the record, for the event's integrators.
+        caption = record.get("caption") or {}
         body = {
             "status": "done",
             "id": upload_id,
             "meme_url": store.signed_meme_url(record["meme"]),
-            "faces": record.get("faces", []),
-            "caption": record.get("caption"),
+            "caption": {"top": caption.get("top", ""), "bottom": caption.get("bottom", "")},
         }
     elif record.get("status") == "failed":
         body = {"status": "failed", "id": upload_id, "error": record.get("error") or "the meme could not be made"}
@@ -330,7 +332,7 @@ class _Page:
 
 
 @functools.cache
-def _page(max_bytes: int, url_ttl_seconds: int) -> _Page:
+def _page(max_bytes: int, url_ttl_seconds: int, retention_days: int) -> _Page:
     # Built once per settings: the page is the same for everyone, so its script and style
     # are allowed by hash (no per-response nonce) and the response can be cached and revalidated.
     template = resources.files("memegen").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -340,6 +342,7 @@ def _page(max_bytes: int, url_ttl_seconds: int) -> _Page:
         "maxCaption": MAX_CAPTION,
         "uploadsUrl": UPLOADS_PATH,
         "urlTtlSeconds": url_ttl_seconds,
+        "retentionDays": retention_days,
     }
     # A JSON data block is never executed, so it needs no hash; "<" is escaped so it cannot end the block.
     html = template.replace(_CONFIG_MARK, json.dumps(config).replace("<", "\\u003c"))

@@ -51,6 +51,8 @@ class Settings:
     output_bucket: str = "memegen-output"
     upload_prefix: str = "uploads/"
     url_ttl_seconds: int = 900
+    # How long the output bucket keeps a meme and its record (its lifecycle rule): the page says so.
+    meme_retention_days: int = 30
     max_event_age_seconds: int = 86_400
     # The storage client retries a transient error itself for this long, then raises: well inside
     # both functions' timeouts (the api's is 30 s), so that the api can still answer 503 in time.
@@ -73,6 +75,8 @@ class Settings:
         if not (self.min_face >= 1 or self.min_face_fraction > 0):
             # The detector's pyramid would go on halving the smallest face it looks for, for ever.
             raise SettingsError("min_face (1 px or more) or min_face_fraction (above 0) must bound the smallest face")
+        if not 1 <= self.meme_retention_days <= 3650:
+            raise SettingsError("meme_retention_days must be between 1 and 3650")
         if not 0 < self.storage_retry_seconds <= 60:
             raise SettingsError("storage_retry_seconds must be above 0 and at most 60")
         if self.max_event_age_seconds < 1:
