@@ -64,10 +64,14 @@ $(CHROMIUM):
 browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
 
 .PHONY: test
-test: models browser $(INFRA_VENV)/.stamp ## Run the whole test suite (the browser test's screenshot: build/screenshots/)
+test: check models browser $(INFRA_VENV)/.stamp ## Lint, type-check and run the whole test suite (the browser test's screenshot: build/screenshots/)
 	$(PY) -m pytest -q
 	# pytest 8 there (see requirements-infra.txt): the warning filters name a pytest 9 class.
 	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -o "filterwarnings=ignore::DeprecationWarning" infra/tests
+
+.PHONY: test-fast
+test-fast: models ## The suite without the slow tests (training, stack, browser, load, faults): about a minute
+	$(PY) -m pytest -q -m "not slow"
 
 .PHONY: fuzz
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]

@@ -23,9 +23,12 @@ from tests.stack import ROOT, running_stack
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "build" / "screenshots"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it: apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it: apt-get install chromium)"
+    ),
+]
 
 
 def test_a_person_uploads_a_photo_on_a_phone_and_gets_the_meme(

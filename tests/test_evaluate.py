@@ -66,6 +66,7 @@ def test_missing_folder_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_public_test_accuracy_holds_what_the_card_states(
     datasets_dir: Path, ensemble: Ensemble, detector: FaceDetector
 ) -> None:

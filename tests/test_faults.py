@@ -37,6 +37,8 @@ from memegen.settings import Settings
 from tests.stack import ROOT
 from tests.storage_server import free_port, wait_until_serving
 
+pytestmark = pytest.mark.slow
+
 PHOTOS = ("obama-480p.jpg", "two_people.jpg", "biden.jpg")
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.load import run
+
+pytestmark = pytest.mark.slow
 
 
 def test_24_uploads_8_at_a_time_give_exactly_24_memes(photos_dir: Path) -> None:

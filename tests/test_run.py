@@ -15,6 +15,8 @@ from google.cloud import storage
 from memegen.settings import Settings
 from tests.stack import running_stack
 
+pytestmark = pytest.mark.slow
+
 PROC = Path("/proc")
 
 

@@ -15,6 +15,8 @@ import pytest
 from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
