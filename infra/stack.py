@@ -430,6 +430,18 @@ class MemeGenStack(TerraformStack):
                 )
             ]
         )
+        # The page fetches the finished meme once (to show, download and share the same bytes):
+        # a cross-origin GET of a signed URL, which the browser lets the page read only with this.
+        self.output_bucket.put_cors(
+            [
+                StorageBucketCors(
+                    origin=Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value])),
+                    method=["GET", "HEAD"],
+                    response_header=["Content-Type"],
+                    max_age_seconds=3600,
+                )
+            ]
+        )
 
     def _on_upload_function(self) -> None:
         s = self.sizing

@@ -14,15 +14,19 @@ module adds exactly those, by wrapping the emulator's own handlers, and nothing 
    is enforced (400 EntityTooLarge / EntityTooSmall), a header named in ``X-Goog-SignedHeaders``
    but missing from the request is refused (403 SignatureDoesNotMatch) and so is an expired URL
    (400 ExpiredToken). The signature itself is NOT verified, nor are the signed header values.
-4. CORS. There is no OPTIONS handler, so a browser cannot PUT to a signed URL from the page (a
-   different origin). Here preflights are answered and every response allows any origin, standing
-   in for the input bucket's CORS configuration.
+4. CORS. There is no OPTIONS handler and no CORS header. Here each bucket has the CORS rules
+   the stack gives it in the cloud (``--cors BUCKET METHODS ORIGIN``: the input bucket takes PUTs
+   from the page's origin, the output bucket GETs): a preflight or a request from an origin,
+   with a method or a header no rule allows gets no ``Access-Control-Allow-Origin``, as Cloud
+   Storage answers it, so the browser test fails where the cloud page would. A bucket without
+   rules answers no browser at all, as in Cloud Storage.
 5. Object names. Cloud Storage takes any UTF-8 name up to 1,024 bytes, ``../`` included; the
    emulator keeps each object at a path of its file store named after the object and refuses a
    name with a ``..`` segment (a 500 that clients retry). Here each object's bytes sit under one
    flat, quoted key, so every name Cloud Storage takes is taken.
 
-``python -m local.emulator --port 9023 --bucket memegen-input --bucket memegen-output``
+``python -m local.emulator --port 9023 --bucket memegen-input --bucket memegen-output
+--cors memegen-input PUT http://127.0.0.1:8080 --cors memegen-output GET,HEAD http://127.0.0.1:8080``
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from gcp_storage_emulator import server
@@ -201,18 +206,66 @@ def _patch_handlers() -> None:
     _patched = True
 
 
+@dataclass(frozen=True)
+class CorsRule:
+    """One CORS rule of a bucket, as the stack sets it: origins, methods, request headers allowed."""
+
+    origins: frozenset[str]
+    methods: frozenset[str]
+    headers: tuple[str, ...] = (
+        "content-type",
+        "x-goog-content-length-range",
+        "x-goog-if-generation-match",
+        "x-goog-meta-*",
+    )
+
+    def allows(self, origin: str, method: str, headers: Iterable[str] = ()) -> bool:
+        if origin not in self.origins or method.upper() not in self.methods:
+            return False
+        return all(any(_header_matches(h.strip().lower(), allowed) for allowed in self.headers) for h in headers if h)
+
+
+def _header_matches(header: str, allowed: str) -> bool:
+    return header.startswith(allowed[:-1]) if allowed.endswith("*") else header == allowed
+
+
+def _bucket_of(path: str) -> str:
+    """The bucket a request is about: JSON API paths name it after ``/b/``, XML API paths first."""
+    parts = [unquote(p) for p in urlsplit(path).path.split("/") if p]
+    if "b" in parts[:4] and parts.index("b") + 1 < len(parts):
+        return parts[parts.index("b") + 1]
+    return parts[0] if parts else ""
+
+
 class _RequestHandler(server.RequestHandler):  # type: ignore[misc]
+    cors: Mapping[str, tuple[CorsRule, ...]] = {}
+
+    def _rules(self) -> tuple[CorsRule, ...]:
+        return self.cors.get(_bucket_of(self.path), ())
+
     def do_OPTIONS(self) -> None:
-        self.send_response(HTTPStatus.NO_CONTENT)
-        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, PATCH, DELETE")
-        self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", "*"))
-        self.send_header("Access-Control-Max-Age", "3600")
+        origin = self.headers.get("Origin", "")
+        method = self.headers.get("Access-Control-Request-Method", "")
+        wanted = self.headers.get("Access-Control-Request-Headers", "").split(",")
+        if any(rule.allows(origin, method, wanted) for rule in self._rules()):
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+            self.send_header("Access-Control-Allow-Methods", method.upper())
+            self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", ""))
+            self.send_header("Access-Control-Max-Age", "3600")
+        else:
+            # As Cloud Storage answers a preflight no rule allows: no CORS header, so the browser refuses.
+            self.send_response(HTTPStatus.FORBIDDEN)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
     def end_headers(self) -> None:
-        self.send_header("Access-Control-Allow-Origin", "*")
-        self.send_header("Access-Control-Expose-Headers", "ETag, x-goog-generation")
+        origin = self.headers.get("Origin")
+        if origin and self.command != "OPTIONS" and any(rule.allows(origin, self.command) for rule in self._rules()):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Access-Control-Expose-Headers", "ETag, x-goog-generation")
+            self.send_header("Vary", "Origin")
         super().end_headers()
 
 
@@ -223,8 +276,17 @@ class _FlatKeyStorage(Storage):  # type: ignore[misc]
         return f"{bucket_name}/{quote(file_name, safe='')}"
 
 
-def make_server(*, host: str, port: int, bucket_names: Iterable[str], data_dir: Path | None = None) -> HTTPServer:
+def make_server(
+    *,
+    host: str,
+    port: int,
+    bucket_names: Iterable[str],
+    data_dir: Path | None = None,
+    cors: Mapping[str, tuple[CorsRule, ...]] | None = None,
+) -> HTTPServer:
     """An emulator bound to ``host:port`` (0: any free port), with those buckets made.
+
+    ``cors`` gives each bucket its CORS rules; a bucket without any answers no browser.
 
     In memory, or with ``data_dir`` on disk, where a server started again finds every object
     of the one before it (for tests that stop the storage server and start it again).
@@ -236,7 +298,8 @@ def make_server(*, host: str, port: int, bucket_names: Iterable[str], data_dir: 
     storage = _FlatKeyStorage(use_memory_fs=data_dir is None, data_dir=str(data_dir.resolve()) if data_dir else None)
     for name in bucket_names:
         buckets.create_bucket(name, storage)
-    return HTTPServer((host, port), partial(_RequestHandler, storage))
+    handler = type("RequestHandler", (_RequestHandler,), {"cors": dict(cors or {})})
+    return HTTPServer((host, port), partial(handler, storage))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -249,10 +312,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bucket", action="append", default=[], help="a bucket to make (repeat)")
     parser.add_argument("--data-dir", type=Path, help="keep the objects on disk here (default: in memory)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--cors",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("BUCKET", "METHODS", "ORIGIN"),
+        help="a CORS rule: browsers at ORIGIN may use METHODS (comma-separated) on BUCKET (repeat)",
+    )
     args = parser.parse_args(argv)
+    cors: dict[str, tuple[CorsRule, ...]] = {}
+    for bucket, methods, origin in args.cors:
+        rule = CorsRule(origins=frozenset({origin}), methods=frozenset(m.strip().upper() for m in methods.split(",")))
+        cors[bucket] = (*cors.get(bucket, ()), rule)
     # The emulator logs a warning for every JSON response it builds: noise, unless asked for.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="storage: %(message)s")
-    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir)
+    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir, cors=cors)
     print(f"storage emulator on http://{args.host}:{httpd.server_port}", flush=True)
     # SIGTERM stops it between two requests, so that a write in progress (of the objects and of
     # the index of a --data-dir) always completes: shutdown() waits for the serving loop.

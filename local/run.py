@@ -179,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = stop_on_signals()
     try:
         bucket_args = [f"--bucket={settings.input_bucket}", f"--bucket={settings.output_bucket}"]
+        # The buckets' CORS rules of the cloud stack, for the page's origin: the browser PUTs
+        # photos to the input bucket and fetches memes from the output bucket.
+        page_origin = f"http://{HOST}:{api_port}"
+        bucket_args += ["--cors", settings.input_bucket, "PUT", page_origin]
+        bucket_args += ["--cors", settings.output_bucket, "GET,HEAD", page_origin]
         storage = stack.start(
             "storage emulator",
             [sys.executable, "-m", "local.emulator", f"--host={HOST}", f"--port={storage_port}", *bucket_args],

@@ -58,6 +58,9 @@ def test_a_person_uploads_a_photo_on_a_phone_and_gets_the_meme(
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "upload-page.png"), full_page=True)
             assert page.is_visible("#download") and page.is_visible("#share")
+            # Fetched through the output bucket's CORS rule, not the fallback <img src> that a
+            # bucket without one leaves (Download and Share would then lose the bytes).
+            assert page.evaluate("() => document.getElementById('meme').src").startswith("blob:")
             assert not errors, errors
         finally:
             browser.close()

@@ -72,7 +72,8 @@ def test_functions_read_only_settings_the_library_knows(synthesized):
         assert int(env["MEMEGEN_URL_TTL_SECONDS"]) <= 900
         assert env["MEMEGEN_MEME_RETENTION_DAYS"] == "${tostring(var.meme_retention_days)}"
         assert env["MEMEGEN_INPUT_BUCKET"] == "${var.name_prefix}-${var.project}-input"
-        assert "google_storage_bucket.input" not in json.dumps(function["service_config"])  # no cycle via CORS
+        for bucket in ("input", "output"):  # no cycle through either bucket's CORS rule
+            assert f"google_storage_bucket.{bucket}" not in json.dumps(function["service_config"])
     api_env = resources(synthesized, "google_cloudfunctions2_function")["api"]["service_config"][
         "environment_variables"
     ]
@@ -100,7 +101,10 @@ def test_buckets_are_private_uniform_and_expire_their_objects(synthesized):
     # The page's origin: the run.app address (no path), never the cloudfunctions.net URL with one.
     assert "google_cloudfunctions2_function.api.service_config[0].uri" in cors[0]["origin"]
     assert "api.url" not in cors[0]["origin"]
-    assert "cors" not in buckets["output"]
+    # The page reads the meme it shows, downloads and shares: GETs only, from the same origins.
+    output_cors = buckets["output"]["cors"]
+    assert len(output_cors) == 1 and output_cors[0]["method"] == ["GET", "HEAD"]
+    assert output_cors[0]["origin"] == cors[0]["origin"]
 
 
 def test_source_objects_are_named_by_content_hash(synthesized):
