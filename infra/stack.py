@@ -326,11 +326,12 @@ class MemeGenStack(TerraformStack):
             "on-upload-reads-input": (self.input_bucket, "roles/storage.objectViewer", self.on_upload_sa),
             "on-upload-reads-output": (self.output_bucket, "roles/storage.objectViewer", self.on_upload_sa),
             "on-upload-writes-output": (self.output_bucket, "roles/storage.objectCreator", self.on_upload_sa),
-            # The signed PUT acts as the api's identity, so the api may create uploads (not delete them)
-            # and see whether one arrived.
+            # The signed PUT acts as the api's identity, so the api may create uploads, but neither
+            # list nor read them: it learns an upload's state from the records in the output bucket,
+            # where it writes the "pending" record of each upload URL it issues.
             "api-creates-uploads": (self.input_bucket, "roles/storage.objectCreator", self.api_sa),
-            "api-reads-uploads": (self.input_bucket, "roles/storage.objectViewer", self.api_sa),
             "api-reads-output": (self.output_bucket, "roles/storage.objectViewer", self.api_sa),
+            "api-writes-records": (self.output_bucket, "roles/storage.objectCreator", self.api_sa),
             "build-reads-source": (self.source_bucket, "roles/storage.objectViewer", self.build_sa),
         }
         for key, (bucket, role, sa) in access.items():

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -320,9 +321,24 @@ def test_a_corrupt_record_is_a_json_500_with_the_security_headers(
 def test_an_unknown_id_is_not_found(client: FlaskClient) -> None:
     response = client.get(f"/v1/memes/{uuid.uuid4().hex}")
     assert response.status_code == 404 and "error" in json_of(response)
-    # Issued but never uploaded: nothing to wait for either.
+
+
+def test_an_issued_upload_is_pending_until_it_can_no_longer_arrive(
+    client: FlaskClient,
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+) -> None:
+    """The api answers from the output bucket alone: it never reads people's photos."""
     upload = new_upload(client)
-    assert client.get(upload["status_url"]).status_code == 404
+    assert json_of(client.get(upload["status_url"])) == {"status": "pending", "id": upload["id"]}
+    # The same issued record, its URL long expired and every retry of a photo's event over.
+    long_ago = int(time.time()) - settings.url_ttl_seconds - settings.retry_window_seconds - 3600
+    stale = uuid.uuid4().hex
+    record = {"status": "pending", "id": stale, "expires": long_ago}
+    blob = empty_buckets.bucket(settings.output_bucket).blob(f"records/{stale}/0.json")
+    blob.upload_from_string(json.dumps(record), content_type="application/json")
+    body = json_of(client.get(f"/v1/memes/{stale}"))
+    assert body["status"] == "failed" and "never arrived" in body["error"]
 
 
 class Untouchable:

@@ -209,14 +209,15 @@ def test_a_frozen_storage_server_loses_nothing(parts: Parts, bridge: Bridge, pho
     blobs = upload_photos(parts, photos_dir, 10)
     wait_for_first_meme(parts)
     parts.emulators[-1].send_signal(signal.SIGSTOP)
-    frozen_at = time.monotonic()
     time.sleep(10)
+    thawed_at = datetime.now(UTC)
     parts.emulators[-1].send_signal(signal.SIGCONT)
     wait_for_records(parts, 10, timeout=120)
     assert_one_meme_each(parts, blobs)
-    # Some memes were finished after the thaw: the freeze held work in the making.
+    # Some records were written after the thaw: the freeze held work in the making (the storage
+    # server stamps each object with its own clock, this machine's).
     finished = [b.time_created for b in parts.client.list_blobs(parts.settings.output_bucket, prefix="records/")]
-    assert len(finished) == 10 and time.monotonic() - frozen_at >= 10
+    assert len(finished) == 10 and any(created > thawed_at for created in finished), (thawed_at, finished)
 
 
 def test_a_function_killed_mid_batch_completes_on_redelivery(

@@ -144,8 +144,8 @@ def test_identities_have_only_what_they_need(synthesized):
         (bucket["output"], "roles/storage.objectViewer", sa["on-upload"]),
         (bucket["output"], "roles/storage.objectCreator", sa["on-upload"]),
         (bucket["input"], "roles/storage.objectCreator", sa["api"]),
-        (bucket["input"], "roles/storage.objectViewer", sa["api"]),
         (bucket["output"], "roles/storage.objectViewer", sa["api"]),
+        (bucket["output"], "roles/storage.objectCreator", sa["api"]),
         (bucket["source"], "roles/storage.objectViewer", sa["build"]),
     }
     (token_creator,) = resources(synthesized, "google_service_account_iam_member").values()

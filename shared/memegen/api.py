@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import re
+import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ _ID = re.compile(r"[0-9a-f]{32}")
 _TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 _TEMPLATE_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 _CONFIG_MARK = "{{CONFIG}}"
+# The on_upload function's timeout, with a minute to spare: its last retry may still be at work.
+_WORKER_GRACE_SECONDS = 180
 _LOG_PATH_CHARS = 200
 
 
@@ -109,7 +112,7 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             if not _ID.fullmatch(candidate):
                 raise NotFound("no such meme")
             upload_id = candidate
-            response = _meme_status(upload_id, store=store)
+            response = _meme_status(upload_id, store=store, settings=settings)
         else:
             raise NotFound("no such route")
     except RequestError as exc:
@@ -199,15 +202,12 @@ def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Respon
     return response, signed.id
 
 
-def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
+def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.Response:
     record = store.latest_record(upload_id)
     body: dict[str, Any]
     if record is None:
-        # No record yet: pending if the photo arrived (the worker is on it), unknown if it never did.
-        if not store.upload_exists(upload_id):
-            raise NotFound("no such meme: unknown id, or the photo was never uploaded")
-        body = {"status": "pending", "id": upload_id}
-    elif record.get("status") == "done":
+        raise NotFound("no such meme")
+    if record.get("status") == "done":
         # What the meme itself shows, and no more: anyone who was sent its link can read the
         # id in it. Face boxes and scores stay in the record, for the event's integrators.
         caption = record.get("caption") or {}
@@ -219,13 +219,29 @@ def _meme_status(upload_id: str, *, store: Store) -> flask.Response:
         }
     elif record.get("status") == "failed":
         body = {"status": "failed", "id": upload_id, "error": record.get("error") or "the meme could not be made"}
+    elif _never_arrived(record, settings):
+        body = {"status": "failed", "id": upload_id, "error": "the photo never arrived: upload it again"}
     else:
-        # A status this version does not know (a newer worker's "processing", say): still on its way.
+        # Issued and not done yet, or a status this version does not know (a newer worker's
+        # "processing", say): still on its way.
         body = {"status": "pending", "id": upload_id}
     response = _json(body, status=200)
     # Each answer is a snapshot (and a done one carries a signed URL): never cache it anywhere.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _never_arrived(record: dict[str, Any], settings: Settings) -> bool:
+    """Whether an upload's issued record is all there will ever be.
+
+    A photo can arrive until its URL expires; its event is retried for ``retry_window_seconds``
+    after that, and the worker then records it either way (a few minutes of work to spare).
+    Past all that, a lone issued record means the photo never came.
+    """
+    expires = record.get("expires")
+    if not isinstance(expires, int | float):
+        return False
+    return time.time() > expires + settings.retry_window_seconds + _WORKER_GRACE_SECONDS
 
 
 @functools.lru_cache(maxsize=4)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ MEME_PREFIX = "memes/"
 RECORD_PREFIX = "records/"
 TOP_KEY = "memegen-top"
 BOTTOM_KEY = "memegen-bottom"
+# The generation in the name of the record written when an upload URL is issued: below any real one.
+ISSUED_GENERATION = 0
 # Object metadata on outputs: which write made the object (a random token per write).
 WRITER_KEY = "memegen-writer"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
@@ -210,13 +213,13 @@ class Store:
                 headers[f"x-goog-meta-{key}"] = quote(value, safe="")
         blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
         url = self._sign(blob, method="PUT", headers=headers)
+        # The issued record: the api answers "pending" from it, so that it never needs to read
+        # the input bucket (people's photos). Any record of a real upload has a higher generation.
+        issued = {"status": "pending", "id": new_id, "expires": int(time.time()) + self._settings.url_ttl_seconds}
+        self._create(
+            f"{RECORD_PREFIX}{new_id}/{ISSUED_GENERATION}.json", _json(issued), content_type="application/json"
+        )
         return SignedUpload(id=new_id, url=url, headers=headers)
-
-    def upload_exists(self, upload_id: str) -> bool:
-        """Whether the API upload ``{upload_prefix}{upload_id}`` is in the input bucket (False for a malformed id)."""
-        if not _ID.fullmatch(upload_id):
-            return False
-        return bool(self._input.blob(f"{self._settings.upload_prefix}{upload_id}").exists(retry=self._retry))
 
     # Memes and records.
 
