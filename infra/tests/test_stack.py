@@ -217,3 +217,11 @@ def test_every_skipped_check_says_why():
     assert skips
     for i in skips:
         assert lines[i - 1].strip().startswith("#"), f"{lines[i].strip()} has no reason above it"
+
+
+def test_storage_data_access_is_audited_unless_turned_off(synthesized):
+    """Who read or wrote which object: the record bucket usage logs would keep (CKV_GCP_62 skipped for it)."""
+    (audit,) = resources(synthesized, "google_project_iam_audit_config").values()
+    assert audit["service"] == "storage.googleapis.com"
+    assert {c["log_type"] for c in audit["audit_log_config"]} == {"DATA_READ", "DATA_WRITE"}
+    assert audit["count"] == "${var.storage_audit_logs ? 1 : 0}"
