@@ -38,6 +38,16 @@ STOP_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``HOST:port`` now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1."""
     with socket.socket() as sock:
@@ -165,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_port, on_upload_port, storage_port = (
         port or free_port() for port in (args.api_port, args.on_upload_port, args.storage_port)
     )
+    taken = [port for port in (api_port, on_upload_port, storage_port) if not port_is_free(port)]
+    if taken:
+        # Checked before anything starts: otherwise another server on the port (a second
+        # `make run`, say) would answer the readiness checks and pass for this stack.
+        print(f"cannot start: port {taken[0]} on {HOST} is taken (another MemeGen running?)", file=sys.stderr)
+        return 1
     if not args.key.exists():
         write_key(args.key)
         print(f"made a development signing key: {args.key}", flush=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +16,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from memegen.settings import Settings
-from tests.stack import running_stack
+from tests.stack import ROOT, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +75,23 @@ def test_the_stack_makes_a_meme_and_stops_cleanly(settings: Settings, photos_dir
     assert stack.status == 0, "".join(stack.output)
     assert "stopped" in stack.output[-1]
     assert not [pid for pid in children if running(pid)], "left running after Ctrl-C"
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A second `make run` must not pass the first one's page off as its own."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "local.run", f"--api-port={port}", f"--key={tmp_path / 'key.json'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "taken" in result.stderr
+    assert "MemeGen is running" not in result.stdout
+    assert time.monotonic() - started < 30  # refused at once: nothing was started and waited for
