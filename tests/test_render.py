@@ -24,8 +24,13 @@ HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden"
 FAILURE_DIR = HERE / "_failures"  # git-ignored
 REGENERATE = os.environ.get("MEMEGEN_REGENERATE_GOLDEN") == "1"
-# Mean absolute difference on 0..255: a few changed glyph edges, not a moved caption.
-GOLDEN_TOLERANCE = 2.0
+# Compared region by region (16 px tiles), so that a small change anywhere fails: a pixel counts
+# as changed when a channel moved by more than GOLDEN_PIXEL (antialiasing of another FreeType moves
+# glyph edges by less), and a tile fails when over GOLDEN_TILE_SHARE of its pixels changed. A face
+# mark's 3 px outline is about a fifth of the tiles it crosses, a glyph stroke more.
+GOLDEN_TILE = 16
+GOLDEN_PIXEL = 64
+GOLDEN_TILE_SHARE = 0.05
 
 GREY = (128, 128, 128)
 LONG_CAPTION = " ".join(
@@ -356,16 +361,53 @@ def test_matches_the_golden_image(name: str) -> None:
         return
     assert golden.is_file(), f"{golden} is missing: regenerate with MEMEGEN_REGENERATE_GOLDEN=1"
     expected = decode(golden.read_bytes())
-    difference = (
-        float(np.abs(actual.astype(np.int16) - expected.astype(np.int16)).mean())
-        if actual.shape == expected.shape
-        else float("inf")
-    )
-    if difference >= GOLDEN_TOLERANCE:
+    worst = worst_tile(actual, expected)
+    if worst is not None:
         FAILURE_DIR.mkdir(exist_ok=True)
         Image.fromarray(actual).save(FAILURE_DIR / f"{name}.png")
         pytest.fail(
-            f"{name}: mean absolute difference {difference:.2f} >= {GOLDEN_TOLERANCE} "
-            f"(shape {actual.shape} vs {expected.shape}); the image drawn is in {FAILURE_DIR / name}.png. "
+            f"{name}: {worst}; the image drawn is in {FAILURE_DIR / name}.png. "
             "If the change is intended, regenerate with MEMEGEN_REGENERATE_GOLDEN=1 and review the diff."
         )
+
+
+def worst_tile(actual: np.ndarray, expected: np.ndarray) -> str | None:
+    """Where ``actual`` differs from ``expected`` past the tolerance, in words, or None where it does not."""
+    if actual.shape != expected.shape:
+        return f"shape {actual.shape} instead of {expected.shape}"
+    changed = (np.abs(actual.astype(np.int16) - expected.astype(np.int16)).max(axis=2) > GOLDEN_PIXEL).astype(float)
+    height, width = changed.shape
+    rows, cols = -(-height // GOLDEN_TILE), -(-width // GOLDEN_TILE)
+    padded = np.zeros((rows * GOLDEN_TILE, cols * GOLDEN_TILE))
+    padded[:height, :width] = changed
+    shares = padded.reshape(rows, GOLDEN_TILE, cols, GOLDEN_TILE).mean(axis=(1, 3))
+    row, col = np.unravel_index(int(np.argmax(shares)), shares.shape)
+    if shares[row, col] <= GOLDEN_TILE_SHARE:
+        return None
+    return (
+        f"{shares[row, col]:.0%} of the pixels changed in the {GOLDEN_TILE} px tile at x={col * GOLDEN_TILE},"
+        f" y={row * GOLDEN_TILE} (tolerance {GOLDEN_TILE_SHARE:.0%}); {int((shares > GOLDEN_TILE_SHARE).sum())} tiles"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"top": ""},  # the top caption gone
+        {"marks": [Mark((150, 110, 70, 80), "sad 93%")]},  # another label
+        {"marks": []},  # the face mark gone
+        {"marks": [Mark((152, 110, 70, 80), "happy 93%")]},  # the mark moved by 2 px
+    ],
+    ids=["no-top-caption", "other-label", "no-mark", "mark-moved"],
+)
+def test_the_golden_comparison_sees_small_changes(change: dict[str, object]) -> None:
+    """The tolerance lets antialiasing through, not a missing caption, label or mark."""
+    options: dict[str, object] = {
+        "top": LONG_CAPTION[:140],
+        "bottom": "",
+        "marks": [Mark((150, 110, 70, 80), "happy 93%")],
+        **change,
+    }
+    changed = decode(render(checkerboard(320, 240), format="png", **options))  # type: ignore[arg-type]
+    expected = decode((GOLDEN_DIR / "checkerboard.png").read_bytes())
+    assert worst_tile(changed, expected) is not None
