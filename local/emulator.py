@@ -13,7 +13,10 @@ module adds exactly those, by wrapping the emulator's own handlers, and nothing 
    ``x-goog-content-length-range`` is not enforced. Here custom metadata is kept, the size range
    is enforced (400 EntityTooLarge / EntityTooSmall), a header named in ``X-Goog-SignedHeaders``
    but missing from the request is refused (403 SignatureDoesNotMatch) and so is an expired URL
-   (400 ExpiredToken). The signature itself is NOT verified, nor are the signed header values.
+   (400 ExpiredToken). With ``--verify-key KEY.json`` (the key the URLs are signed with), every
+   request by bucket and object path (the signed URLs' form) must carry a valid V4 signature
+   over its method, path, query and signed header values, as Cloud Storage checks it (403
+   SignatureDoesNotMatch, or AccessDenied for an unsigned one); without it, none is verified.
 4. CORS. There is no OPTIONS handler and no CORS header. Here each bucket has the CORS rules
    the stack gives it in the cloud (``--cors BUCKET METHODS ORIGIN``: the input bucket takes PUTs
    from the page's origin, the output bucket GETs): a preflight or a request from an origin,
@@ -33,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import logging
 import signal
 import threading
@@ -44,9 +49,12 @@ from http import HTTPStatus
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from gcp_storage_emulator import server
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import buckets, objects
@@ -142,6 +150,62 @@ def _signed_put_problem(query: dict[str, list[str]], headers: Any, size: int) ->
     return None
 
 
+def _rfc3986(text: str) -> str:
+    return quote(text, safe="-_.~")
+
+
+def signature_problem(
+    *, method: str, target: str, headers: Mapping[str, str], public_key: rsa.RSAPublicKey
+) -> tuple[HTTPStatus, str, str] | None:
+    """Why a request by path (``target``: its path and query as sent) fails Cloud Storage's V4 check, or None.
+
+    The canonical request is rebuilt from what arrived: the method, the path, every query
+    parameter but the signature, and the values of the headers the URL says it signed
+    (https://cloud.google.com/storage/docs/authentication/canonical-requests).
+    """
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if "X-Goog-Signature" not in query:
+        return HTTPStatus.FORBIDDEN, "AccessDenied", "Anonymous caller does not have access: sign the URL"
+    try:
+        signature = bytes.fromhex(query.pop("X-Goog-Signature"))
+        names = query["X-Goog-SignedHeaders"].split(";")
+        sent = {name.lower(): " ".join(value.split()) for name, value in headers.items()}
+        canonical_headers = "".join(f"{name}:{sent.get(name, '')}\n" for name in names)
+        canonical_query = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in sorted(query.items()))
+        canonical = "\n".join(
+            [method, parts.path, canonical_query, canonical_headers, query["X-Goog-SignedHeaders"], "UNSIGNED-PAYLOAD"]
+        )
+        scope = query["X-Goog-Credential"].split("/", 1)[1]
+        string_to_sign = "\n".join(
+            [query["X-Goog-Algorithm"], query["X-Goog-Date"], scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        public_key.verify(signature, string_to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
+    except (KeyError, ValueError, IndexError, InvalidSignature):
+        return HTTPStatus.FORBIDDEN, "SignatureDoesNotMatch", "The request signature we calculated does not match"
+    start = datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    if datetime.now(UTC) > start + timedelta(seconds=int(query["X-Goog-Expires"])):
+        return HTTPStatus.BAD_REQUEST, "ExpiredToken", "the signed URL has expired"
+    return None
+
+
+def _signed(handler: Handler) -> Handler:
+    """A request by bucket and object path (a signed URL's): its V4 signature checked first, when a key is set."""
+
+    def signed(request: Any, response: Any, storage: Any) -> None:
+        http = request._request_handler
+        if http.verify_key is not None:
+            problem = signature_problem(
+                method=http.command, target=http.path, headers=http.headers, public_key=http.verify_key
+            )
+            if problem is not None:
+                _xml_error(response, *problem)
+                return
+        handler(request, response, storage)
+
+    return signed
+
+
 def _xml_upload(request: Any, response: Any, storage: Any) -> None:
     """XML API PUT (signed URL uploads) with custom metadata, size range, signed headers and preconditions."""
     # The emulator's Request lists no headers; its HTTP handler's message does.
@@ -200,9 +264,13 @@ def _patch_handlers() -> None:
         objects.get: _pinned(objects.get),
         objects.download: _pinned(objects.download),
     }
-    for _, handlers in server.HANDLERS:
+    for regex, handlers in server.HANDLERS:
+        # The route by bucket and object path: signed URLs (the JSON API routes start with /b/,
+        # /storage, /upload or /download, and its clients authenticate another way).
+        by_path = regex.startswith("^/(?P<bucket_name>")
         for method, handler in handlers.items():
-            handlers[method] = replacements.get(handler, handler)
+            replaced = replacements.get(handler, handler)
+            handlers[method] = _signed(replaced) if by_path else replaced
     _patched = True
 
 
@@ -239,6 +307,7 @@ def _bucket_of(path: str) -> str:
 
 class _RequestHandler(server.RequestHandler):  # type: ignore[misc]
     cors: Mapping[str, tuple[CorsRule, ...]] = {}
+    verify_key: rsa.RSAPublicKey | None = None
 
     def _rules(self) -> tuple[CorsRule, ...]:
         return self.cors.get(_bucket_of(self.path), ())
@@ -283,10 +352,12 @@ def make_server(
     bucket_names: Iterable[str],
     data_dir: Path | None = None,
     cors: Mapping[str, tuple[CorsRule, ...]] | None = None,
+    verify_key: rsa.RSAPublicKey | None = None,
 ) -> HTTPServer:
     """An emulator bound to ``host:port`` (0: any free port), with those buckets made.
 
     ``cors`` gives each bucket its CORS rules; a bucket without any answers no browser.
+    ``verify_key``: the public key signed URLs must be signed with (None: no check).
 
     In memory, or with ``data_dir`` on disk, where a server started again finds every object
     of the one before it (for tests that stop the storage server and start it again).
@@ -298,8 +369,17 @@ def make_server(
     storage = _FlatKeyStorage(use_memory_fs=data_dir is None, data_dir=str(data_dir.resolve()) if data_dir else None)
     for name in bucket_names:
         buckets.create_bucket(name, storage)
-    handler = type("RequestHandler", (_RequestHandler,), {"cors": dict(cors or {})})
+    handler = type("RequestHandler", (_RequestHandler,), {"cors": dict(cors or {}), "verify_key": verify_key})
     return HTTPServer((host, port), partial(handler, storage))
+
+
+def public_key_of(key_file: Path) -> rsa.RSAPublicKey:
+    """The public half of a service-account key file's private key."""
+    info = json.loads(key_file.read_text())
+    private = serialization.load_pem_private_key(info["private_key"].encode("ascii"), password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ValueError(f"{key_file}: not an RSA key")
+    return private.public_key()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -320,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar=("BUCKET", "METHODS", "ORIGIN"),
         help="a CORS rule: browsers at ORIGIN may use METHODS (comma-separated) on BUCKET (repeat)",
     )
+    parser.add_argument(
+        "--verify-key", type=Path, metavar="KEY.json", help="check signed URLs against this service-account key"
+    )
     args = parser.parse_args(argv)
     cors: dict[str, tuple[CorsRule, ...]] = {}
     for bucket, methods, origin in args.cors:
@@ -327,7 +410,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cors[bucket] = (*cors.get(bucket, ()), rule)
     # The emulator logs a warning for every JSON response it builds: noise, unless asked for.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="storage: %(message)s")
-    httpd = make_server(host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir, cors=cors)
+    key = public_key_of(args.verify_key) if args.verify_key else None
+    httpd = make_server(
+        host=args.host, port=args.port, bucket_names=args.bucket, data_dir=args.data_dir, cors=cors, verify_key=key
+    )
     print(f"storage emulator on http://{args.host}:{httpd.server_port}", flush=True)
     # SIGTERM stops it between two requests, so that a write in progress (of the objects and of
     # the index of a --data-dir) always completes: shutdown() waits for the serving loop.

@@ -200,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         page_origin = f"http://{HOST}:{api_port}"
         bucket_args += ["--cors", settings.input_bucket, "PUT", page_origin]
         bucket_args += ["--cors", settings.output_bucket, "GET,HEAD", page_origin]
+        # Signed URLs are checked against the development key the api signs with, as Cloud Storage checks them.
+        bucket_args += ["--verify-key", str(args.key.resolve())]
         storage = stack.start(
             "storage emulator",
             [sys.executable, "-m", "local.emulator", f"--host={HOST}", f"--port={storage_port}", *bucket_args],

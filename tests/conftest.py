@@ -11,6 +11,10 @@ from memegen.detect import FaceDetector
 from memegen.ensemble import MANIFEST, Ensemble
 from memegen.settings import Settings
 
+# The real storage server's fixtures, for every test module (storage_client and empty_buckets
+# need the session's signing key too).
+from tests.storage_server import empty_buckets, signing_key_file, storage_client  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -5,7 +5,8 @@ Import the fixtures a test module uses::
     from tests.storage_server import empty_buckets, storage_client  # noqa: F401
 
 ``storage_client`` (session): a ``google.cloud.storage.Client`` (project "test", anonymous
-credentials) talking to the emulator, with the settings' input and output buckets made;
+credentials) talking to the emulator, with the settings' input and output buckets made, which
+checks signed URLs against ``signing_key_file`` (session: a development key);
 STORAGE_EMULATOR_HOST points at it for the whole session. ``empty_buckets``: the same client,
 both buckets emptied first.
 """
@@ -24,6 +25,7 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from local.devkey import write_key
 from memegen.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +53,18 @@ def wait_until_serving(url: str, *, process: subprocess.Popen[bytes], timeout: f
 
 
 @pytest.fixture(scope="session")
-def storage_client(settings: Settings) -> Iterator[storage.Client]:
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The development key of the session: URLs are signed with it, and the storage server checks them."""
+    path = tmp_path_factory.mktemp("signing") / "dev-key.json"
+    write_key(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def storage_client(settings: Settings, signing_key_file: Path) -> Iterator[storage.Client]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "local.emulator", "--port", str(port)]
+    command = [sys.executable, "-m", "local.emulator", "--port", str(port), "--verify-key", str(signing_key_file)]
     command += ["--bucket", settings.input_bucket, "--bucket", settings.output_bucket]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:

@@ -32,11 +32,17 @@ from google.api_core.exceptions import ServiceUnavailable
 from google.cloud import storage
 from PIL import Image
 
-from local.devkey import DEV_EMAIL, write_key
+from local.devkey import DEV_EMAIL
 from memegen import api
+from memegen.captions import CaptionBank
+from memegen.detect import FaceDetector
+from memegen.engine import Engine
+from memegen.ensemble import Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store
-from tests.storage_server import empty_buckets, storage_client  # noqa: F401
+from memegen.worker import Result, handle_upload
+from tests.storage_server import empty_buckets, signing_key_file, storage_client  # noqa: F401
+from tests.test_worker import finalized
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "api" / "main.py"
@@ -47,10 +53,9 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("key") / "dev-key.json"
-    write_key(path)
-    return path
+def key_file(signing_key_file: Path) -> Path:  # noqa: F811
+    """The key the storage server checks signed URLs against."""
+    return signing_key_file
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +85,11 @@ def client(app: flask.Flask, empty_buckets: storage.Client) -> FlaskClient:  # n
 def store(empty_buckets: storage.Client, settings: Settings) -> Store:  # noqa: F811
     """The test's own Store, to write records the way the worker does."""
     return Store(empty_buckets, settings)
+
+
+@pytest.fixture(scope="module")
+def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
+    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
 
 
 @pytest.fixture
@@ -231,6 +241,8 @@ def test_an_upload_becomes_a_meme(
     input_bucket: storage.Bucket,
     settings: Settings,
     public_key: rsa.RSAPublicKey,
+    engine: Engine,
+    photos_dir: Path,
 ) -> None:
     upload = new_upload(client, top="été 100%", bottom="  so   spaced  ")
     upload_id = upload["id"]
@@ -245,7 +257,7 @@ def test_an_upload_becomes_a_meme(
     assert upload["upload_headers"]["x-goog-content-length-range"] == f"1,{settings.max_bytes}"
     assert urlsplit(upload["upload_url"]).path == f"/{settings.input_bucket}/{settings.upload_prefix}{upload_id}"
 
-    photo = a_jpeg()
+    photo = (photos_dir / "obama-240p.jpg").read_bytes()
     put_photo(upload, photo)
     # The URL uploads once: used again within its lifetime, it cannot replace the photo.
     again = requests.put(upload["upload_url"], data=a_jpeg(), headers=upload["upload_headers"], timeout=10)
@@ -264,27 +276,27 @@ def test_an_upload_becomes_a_meme(
     assert pending.status_code == 200 and pending.headers["Cache-Control"] == "no-store"
     assert json_of(pending) == {"status": "pending", "id": upload_id}
 
-    # The worker's part, through the Store as the worker calls it.
-    uploaded, _ = store.read_upload(blob.name, generation)
-    meme = a_jpeg(96, 72)
-    faces = [{"box": [4, 4, 20, 20], "label": "happy", "scores": {"happy": 0.9, "neutral": 0.1}}]
-    caption = {"top": "été 100%", "bottom": "so   spaced", "bank": "user"}
-    assert store.write_meme(
-        uploaded, image=meme, content_type="image/jpeg", metadata={"faces": faces, "caption": caption}
-    )
+    # The worker's part: the real on_upload handler, on the event Eventarc would send.
+    arrived = input_bucket.get_blob(blob.name)
+    assert arrived is not None and arrived.generation == generation
+    outcome = handle_upload(finalized(arrived), store=store, engine=engine, settings=settings)
+    assert outcome.result is Result.MADE and outcome.upload_id == upload_id, outcome
+    caption = {"top": "été 100%", "bottom": "so   spaced"}
 
     done = client.get(upload["status_url"])
     assert done.status_code == 200 and done.headers["Cache-Control"] == "no-store"
     body = json_of(done)
     # What the meme shows and no more: anyone with the link can read the id in it.
     assert set(body) == {"status", "id", "meme_url", "caption"}
-    assert body["status"] == "done" and body["caption"] == {"top": caption["top"], "bottom": caption["bottom"]}
+    assert body["status"] == "done" and body["caption"] == caption
     assert "box" not in done.get_data(as_text=True) and "scores" not in done.get_data(as_text=True)
     query = verify_v4(body["meme_url"], method="GET", headers={}, public_key=public_key)
     assert query["X-Goog-SignedHeaders"] == "host" and int(query["X-Goog-Expires"]) <= 900
     assert urlsplit(body["meme_url"]).path.startswith(f"/{settings.output_bucket}/memes/{upload_id}/")
     fetched = requests.get(body["meme_url"], timeout=10)
-    assert fetched.status_code == 200 and fetched.content == meme
+    (meme,) = input_bucket.client.list_blobs(settings.output_bucket, prefix=f"memes/{upload_id}/")
+    assert fetched.status_code == 200 and fetched.content == meme.download_as_bytes()
+    assert fetched.content[:2] == b"\xff\xd8"
 
 
 def test_a_failed_meme_says_why(

@@ -42,11 +42,20 @@ def test_the_corpus_has_at_least_30_kinds() -> None:
     assert len({case.kind for case in CASES}) >= 30
 
 
+def usable(case: Case) -> Case:
+    if case.skip:
+        pytest.skip(f"{case.kind}: {case.skip}")
+    return case
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 def test_the_engine_makes_a_meme_or_refuses_clearly(case: Case, engine: Engine) -> None:
+    usable(case)
     if case.expect == "meme":
         meme = engine.make(case.data)
         assert meme.image[:2] == b"\xff\xd8"
+        # The face count the README's table states for it.
+        assert len(meme.faces) == case.faces, f"{case.kind}: {len(meme.faces)} faces, expected {case.faces}"
         # Nothing the upload carried (EXIF, GPS, maker) reaches the meme or its record.
         assert b"Exif" not in meme.image[:4096] and b"SecretPhoneMaker" not in meme.image
         assert "SecretPhoneMaker" not in json.dumps(meme.metadata())
@@ -60,7 +69,8 @@ def test_the_engine_makes_a_meme_or_refuses_clearly(case: Case, engine: Engine) 
 def test_the_command_line_takes_the_whole_corpus_in_one_batch(tmp_path: Path) -> None:
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
-    for i, case in enumerate(CASES):
+    made_here = [case for case in CASES if not case.skip]
+    for i, case in enumerate(made_here):
         (source / f"{i:02d}.{'jpg' if case.content_type == 'image/jpeg' else 'bin'}").write_bytes(case.data)
     result = subprocess.run(
         [sys.executable, "-m", "memegen", "make", str(source), "-o", str(out)],
@@ -72,10 +82,10 @@ def test_the_command_line_takes_the_whole_corpus_in_one_batch(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     made = {p.name.split("-")[0] for p in out.iterdir()}
-    for i, case in enumerate(CASES):
+    for i, case in enumerate(made_here):
         assert (f"{i:02d}" in made) == (case.expect == "meme"), case.kind
-    memes = sum(case.expect == "meme" for case in CASES)
-    assert f"{memes} memes made, {len(CASES) - memes} files skipped" in result.stderr
+    memes = sum(case.expect == "meme" for case in made_here)
+    assert f"{memes} memes made, {len(made_here) - memes} files skipped" in result.stderr
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
@@ -85,13 +95,10 @@ def test_on_upload_records_a_meme_or_a_failure_once(
     empty_buckets: storage.Client,  # noqa: F811
     settings: Settings,
 ) -> None:
+    usable(case)
     store = Store(empty_buckets, settings)
     blob = empty_buckets.bucket(settings.input_bucket).blob(settings.upload_prefix + case.name)
-    if not case.data:
-        # An empty object is skipped outright (a folder marker or an aborted upload): no record.
-        blob.upload_from_string(b"", content_type=case.content_type)
-        assert handle_upload(finalized(blob), store=store, engine=engine, settings=settings).result == Result.SKIPPED
-        return
+    # An empty one too: every upload ends done or failed, never pending.
     blob.upload_from_string(case.data, content_type=case.content_type)
     event = finalized(blob)
     first = handle_upload(event, store=store, engine=engine, settings=settings)
@@ -141,6 +148,8 @@ def peak_kb():
 engine.make(next(c for c in cases(None) if c.kind == "no face").data)
 before = peak_kb()
 for case in cases(Path(sys.argv[1]) if Path(sys.argv[1]).is_dir() else None):
+    if case.skip:
+        continue
     with contextlib.suppress(InputError):
         engine.make(case.data)
 print(before, peak_kb())
@@ -155,6 +164,8 @@ def test_memory_stays_bounded_over_the_whole_corpus() -> None:
     assert result.returncode == 0, result.stderr
     before, after = (int(v) for v in result.stdout.split())
     grown_mb = (after - before) / 1024
-    # The bomb and the 1.5-gigapixel-wide strip are refused before any big allocation; the largest
-    # thing decoded is the 49.5 MP strip (grey, 1 byte a pixel), under 300 MB with its RGB copy.
-    assert grown_mb < 300, f"peak memory grew by {grown_mb:.0f} MB over the corpus"
+    # The bomb and the thin strips are refused from their headers, before any big allocation, and
+    # every picture is decoded at most max_side long. Measured: 25 MB of growth (2026-12-01, this
+    # corpus with the photos); the bound leaves 15 MB for another allocator or library version. One
+    # 12 MP photo decoded whole, as RGB, would take 36 MB more.
+    assert grown_mb < 40, f"peak memory grew by {grown_mb:.0f} MB over the corpus"

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,16 +19,17 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from local.devkey import DEV_EMAIL, new_key_info
+from local.devkey import DEV_EMAIL
 from memegen.errors import ImageTooLarge
 from memegen.settings import Settings
 from memegen.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
-from tests.storage_server import empty_buckets, free_port, storage_client  # noqa: F401
+from tests.storage_server import empty_buckets, free_port, signing_key_file, storage_client  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def signer() -> service_account.Credentials:
-    return service_account.Credentials.from_service_account_info(new_key_info())
+def signer(signing_key_file: Path) -> service_account.Credentials:  # noqa: F811
+    """The development key the storage server checks signed URLs against."""
+    return service_account.Credentials.from_service_account_file(str(signing_key_file))
 
 
 @pytest.fixture
@@ -307,3 +309,47 @@ def test_a_retried_write_is_its_own_not_a_duplicate(
     assert not store._create(name, b"{}", content_type="application/json")
     blob = empty_buckets.bucket(settings.output_bucket).get_blob(name)
     assert blob is not None and blob.metadata == {"memegen-writer": "first-attempt"}
+
+
+# The storage server's own checks of signed URLs (the product's, locally), besides the test's verifier.
+
+
+def test_the_storage_server_refuses_a_tampered_upload_url(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    store: Store,
+) -> None:
+    signed = store.new_upload(content_type="image/jpeg", top="hello")
+    url, headers = signed.url, signed.headers
+    signature = parse_qs(urlsplit(url).query)["X-Goog-Signature"][0]
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    attempts = {
+        "another signature": (url.replace(signature, flipped), headers),
+        "another object": (url.replace(signed.id, "f" * 32), headers),
+        "a bigger size range": (url, {**headers, "x-goog-content-length-range": "1,999999999999"}),
+        "another caption": (url, {**headers, "x-goog-meta-memegen-top": "rude"}),
+        "no signature": (url.split("?", 1)[0], headers),
+    }
+    for what, (target, sent) in attempts.items():
+        response = requests.put(target, data=b"\xff\xd8 a photo", headers=sent, timeout=10)
+        assert response.status_code == 403, (what, response.text)
+        assert "SignatureDoesNotMatch" in response.text or "AccessDenied" in response.text, what
+    assert not list(empty_buckets.list_blobs(settings.input_bucket))
+    assert requests.put(url, data=b"\xff\xd8 a photo", headers=headers, timeout=10).status_code == 200
+
+
+def test_the_storage_server_refuses_an_expired_or_changed_meme_url(
+    empty_buckets: storage.Client,  # noqa: F811
+    settings: Settings,
+    signer: service_account.Credentials,
+) -> None:
+    short = Store(empty_buckets, dataclasses.replace(settings, url_ttl_seconds=1), signing_credentials=signer)
+    upload = an_upload()
+    short.write_meme(upload, image=b"the meme", content_type="image/jpeg", metadata={})
+    url = short.signed_meme_url(f"{MEME_PREFIX}{upload.id}/7.jpg")
+    assert requests.get(url, timeout=10).content == b"the meme"
+    assert requests.get(url.replace("/7.jpg", "/8.jpg"), timeout=10).status_code == 403
+    assert requests.get(url.split("?", 1)[0], timeout=10).status_code == 403  # the bucket is private
+    time.sleep(2.1)
+    expired = requests.get(url, timeout=10)
+    assert expired.status_code == 400 and "ExpiredToken" in expired.text
