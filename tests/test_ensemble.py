@@ -134,3 +134,27 @@ def test_the_engine_cuts_faces_as_the_manifest_says(photos_dir: Path, detector: 
         ((_face, scores),) = engine.read_faces(rgb, scale=1.0)
         readings.append(scores.probabilities)
     assert readings[0] != readings[1]
+
+
+@pytest.mark.parametrize("views", [[[0.5, 0.0, 1.0]], [[0.0, 0.0, 3.0]], [], [[0.0, 0.0]], "wide"])
+def test_refuses_views_that_cannot_work(views: object) -> None:
+    manifest, files = _load()
+    manifest = copy.deepcopy(manifest)
+    manifest["members"][0]["views"] = views
+    with pytest.raises(ModelError, match="views"):
+        Ensemble(manifest, files)
+
+
+def test_each_member_reads_the_views_its_manifest_names() -> None:
+    """Views from the manifest, not from the code: another set gives other readings."""
+    manifest, files = _load()
+    face = np.random.default_rng(1).integers(0, 255, size=(48, 48), dtype=np.uint8)
+    readings = []
+    for views in ([[0.0, 0.0, 1.0]], [[0.0, 0.0, 1.0], [0.1, 0.0, 1.0], [0.0, 0.1, 0.9]]):
+        changed = copy.deepcopy(manifest)
+        for entry in changed["members"]:
+            entry["views"] = views
+        ensemble = Ensemble(changed, files)
+        assert all(m.views == tuple(tuple(v) for v in views) for m in ensemble.members)
+        readings.append(ensemble.classify(face).probabilities)
+    assert readings[0] != readings[1]

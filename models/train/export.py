@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memegen.ensemble import Member
+from memegen.ensemble import SINGLE_VIEW, Member, View
 from models.train.net import Deployed, ExpressionNet
 
 
@@ -59,7 +59,9 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
         return path.read_bytes()
 
 
-def tflite_predict(model: bytes, faces: np.ndarray, *, flip: bool = False) -> np.ndarray:
+def tflite_predict(
+    model: bytes, faces: np.ndarray, *, flip: bool = False, views: tuple[View, ...] = SINGLE_VIEW
+) -> np.ndarray:
     """Probabilities of a TFLite member for uint8 faces, through the run-time code path."""
-    member = Member("candidate", model, size=faces.shape[1], flip=flip)
+    member = Member("candidate", model, size=faces.shape[1], flip=flip, views=views)
     return np.stack([member.predict(face) for face in faces]) if len(faces) else np.zeros((0, 7), np.float32)

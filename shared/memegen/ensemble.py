@@ -61,10 +61,32 @@ class Scores:
         return {label: round(p, 4) for label, p in zip(LABELS, self.probabilities, strict=True)}
 
 
-class Member:
-    """One int8 TFLite classifier: a grayscale face in, seven logits out (softmax here)."""
+# A view of the face a member reads: shifted by (dx, dy) of its side and zoomed; (0, 0, 1) is the face as cut.
+View = tuple[float, float, float]
+SINGLE_VIEW: tuple[View, ...] = ((0.0, 0.0, 1.0),)
 
-    def __init__(self, name: str, model: bytes, *, size: int, flip: bool = False, threads: int = 1) -> None:
+
+class Member:
+    """One int8 TFLite classifier: a grayscale face in, seven logits out (softmax here).
+
+    It reads each of its ``views`` of the face (and, with ``flip``, their mirror images) and
+    averages the probabilities: the manifest says which, the build chose them on validation faces.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: bytes,
+        *,
+        size: int,
+        flip: bool = False,
+        views: tuple[View, ...] = SINGLE_VIEW,
+        threads: int = 1,
+    ) -> None:
+        if not views or any(len(v) != 3 or max(abs(v[0]), abs(v[1])) > 0.25 or not 0.5 <= v[2] <= 2 for v in views):
+            raise ModelError(
+                f"member {name}: views {views!r} must be (dx, dy, zoom) with |dx|, |dy| <= 0.25, zoom 0.5..2"
+            )
         try:
             self._interpreter = load_interpreter(model, threads=threads)
         except (ValueError, RuntimeError) as exc:
@@ -77,6 +99,7 @@ class Member:
                 f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
             )
         self.name, self.size, self.flip = name, size, flip
+        self.views = tuple(tuple(float(x) for x in v) for v in views)
         self._input, self._output = inp["index"], out["index"]
         self._in_dtype = inp["dtype"]
         self._in_scale, self._in_zero = inp["quantization"]
@@ -88,11 +111,15 @@ class Member:
         if face.shape != (self.size, self.size):
             interpolation = cv2.INTER_AREA if face.shape[0] > self.size else cv2.INTER_LINEAR
             face = cv2.resize(face, (self.size, self.size), interpolation=interpolation)
-        if self.flip:
-            # The face and its mirror image: an expression reads the same both ways, and the
-            # average of the two is steadier than either (measured in the model card).
-            return (self._run(face) + self._run(np.ascontiguousarray(face[:, ::-1]))) / 2
-        return self._run(face)
+        total = np.zeros(len(LABELS), dtype=np.float32)
+        for view in self.views:
+            seen = view_of(face, view)
+            total += self._run(seen)
+            if self.flip:
+                # And its mirror image: an expression reads the same both ways, and the average
+                # of the two is steadier than either (measured in the model card).
+                total += self._run(np.ascontiguousarray(seen[:, ::-1]))
+        return total / (len(self.views) * (2 if self.flip else 1))
 
     def _run(self, face: np.ndarray) -> np.ndarray:
         x = face.astype(np.float32)
@@ -107,6 +134,25 @@ class Member:
             y = (y - self._out_zero) * self._out_scale
         y = np.exp(y - y.max())
         return y / y.sum()
+
+
+def view_of(face: np.ndarray, view: View) -> np.ndarray:
+    """The square ``face`` shifted by (dx, dy) of its side and zoomed about its centre (edges replicated)."""
+    dx, dy, zoom = view
+    if (dx, dy, zoom) == (0.0, 0.0, 1.0):
+        return face
+    size = face.shape[0]
+    centre = (size - 1) / 2
+    matrix = np.array([[zoom, 0.0, centre * (1 - zoom) + dx * size], [0.0, zoom, centre * (1 - zoom) + dy * size]])
+    return cv2.warpAffine(face, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _views(entry: dict[str, Any]) -> tuple[View, ...]:
+    raw = entry.get("views", SINGLE_VIEW)
+    try:
+        return tuple((float(v[0]), float(v[1]), float(v[2])) for v in raw)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ModelError(f"member {entry.get('name')}: views {raw!r} are not (dx, dy, zoom) triples") from exc
 
 
 def sha256(data: bytes) -> str:
@@ -140,6 +186,7 @@ class Ensemble:
                     data,
                     size=int(entry["input_size"]),
                     flip=bool(entry.get("flip", False)),
+                    views=_views(entry),
                     threads=threads,
                 )
             )
