@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from memegen.detect import CROP_SCALE, CROP_SHIFT
-from memegen.ensemble import MANIFEST, SINGLE_VIEW, sha256, view_of
+from memegen.ensemble import MANIFEST, SINGLE_VIEW, Member, sha256, view_of
 from memegen.labels import LABELS
 from models.train.export import tflite_predict, to_float_tflite, to_int8_tflite
 from models.train.net import Config, ExpressionNet, macs
@@ -304,25 +304,50 @@ def choose_views(
     origin: np.ndarray,
     sample_weight: np.ndarray,
     folds: np.ndarray,
+    *,
+    budget_ms: float,
 ) -> dict[str, Any]:
     """Which views of a face the members read, by the combination's cross-validated score on validation faces.
 
     A set with more views must score 0.2 point higher than one with fewer: each view is
-    another run of every member. Sets the members' ``views``; returns the comparison.
+    another run of every member; and the whole ensemble, measured here on one thread, must
+    stay within ``budget_ms`` a face. Sets the members' ``views``; returns the comparison.
     """
+    face = x[0]
+    run_ms = sum(_run_ms(models[e["file"]], face, size=e["input_size"], flip=e["flip"]) for e in entries)
+    affordable = {name: views for name, views in VIEW_SETS.items() if run_ms * len(views) <= budget_ms}
+    log.info("one view of every member: %.2f ms; affordable view sets: %s", run_ms, ", ".join(affordable))
     scores: dict[str, float] = {}
-    for name, views in VIEW_SETS.items():
+    for name, views in affordable.items():
         probs = member_outputs(models, [{**e, "views": views} for e in entries], x)
         scores[name] = cross_validated(probs, list(range(len(entries))), y, origin, sample_weight, folds)
         log.info("views %s: population-balanced %.4f", name, scores[name])
-    by_cost = sorted(VIEW_SETS, key=lambda n: len(VIEW_SETS[n]))
+    by_cost = sorted(scores, key=lambda n: len(VIEW_SETS[n]))
     chosen = by_cost[0]
     for name in by_cost[1:]:
         if scores[name] >= scores[chosen] + 0.002:
             chosen = name
     for entry in entries:
         entry["views"] = VIEW_SETS[chosen]
-    return {"chosen": chosen, "balanced_accuracy": scores, "sets": VIEW_SETS}
+    return {
+        "chosen": chosen,
+        "balanced_accuracy": scores,
+        "sets": {name: VIEW_SETS[name] for name in scores},
+        "one_view_ms": run_ms,
+        "budget_ms": budget_ms,
+    }
+
+
+def _run_ms(model: bytes, face: np.ndarray, *, size: int, flip: bool, repeat: int = 50) -> float:
+    """Median milliseconds of one view of a member (with its mirror image), one thread."""
+    member = Member("timed", model, size=size, flip=flip, threads=1)
+    member.predict(face)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        member.predict(face)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
 
 
 def cross_validated(
@@ -467,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         help="members already trained (models/work/NAME.pt and their build.json entry) to export again, not retrain",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--budget-ms", type=float, default=8.0, help="the whole ensemble's time a face, one thread, for its views"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -550,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y, origin = _pooled_validation(data)
     sample_weight = _population_weights(origin)
     folds = np.random.default_rng(args.seed).permutation(len(y)) % 2
-    record["views"] = choose_views(models, entries, x, y, origin, sample_weight, folds)
+    record["views"] = choose_views(models, entries, x, y, origin, sample_weight, folds, budget_ms=args.budget_ms)
     probs = member_outputs(models, entries, x)
     if args.greedy:
         keep, steps = greedy_fer_members(

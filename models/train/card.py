@@ -137,7 +137,8 @@ def headline(manifest: dict[str, Any], measured: Measured) -> list[str]:
         "(weights and activations; int8 pixels in, int8 logits out, softmax in numpy), combined with one weight per",
         f"member per class (`{manifest['combination']}` weights, chosen by cross-validation, see below).",
         "Inputs are grayscale face crops cut by the BlazeFace detector in `shared/memegen/detect.py`",
-        f"(eyes levelled, {crop['scale']}x the detector's box, centre {crop['shift']} box heights down,"
+        f"(eyes levelled, {crop['scale']}x the detector's box, its centre moved {crop['shift']} box heights"
+        " downwards,"
         f" {crop['size']}x{crop['size']} px: FER2013's own resolution). `ensemble.json`'s `crop` is what",
         "inference cuts with, and the build writes it from the crops the members were trained on.",
         "",
@@ -296,7 +297,9 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
             "",
             "Each member reads the face in the same views, each with its mirror image (`views` in `ensemble.json`:",
             "(dx, dy, zoom), shifts as a share of the side), chosen the same way; a set with more views must",
-            "score 0.2 point more, since every view is another run of every member:",
+            "score 0.2 point more, since every view is another run of every member, and only sets whose",
+            f"cost fits {views['budget_ms']:g} ms a face are tried (one view of every member with its mirror image"
+            f" measured {views['one_view_ms']:.2f} ms by the build, one thread):",
             "",
             "| views | (dx, dy, zoom) | population-balanced, cross-validated |",
             "|---|---|---|",
