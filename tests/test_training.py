@@ -61,8 +61,13 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert set(record["search"]) == {"fer2013", "lfw", "jaffe", "imfdb"}
     assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
-    assert card.main(["--data", str(data), "--models", str(out)]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("- the ensemble: <!-- card:summary -->old<!-- /card:summary -->, and more\n")
+    assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0
     assert "Ensemble accuracy on `fer2013/public_test`" in (out / "README.md").read_text()
+    # The project README's sentence comes from the card's measurement, between its markers.
+    summary = readme.read_text()
+    assert "old" not in summary and "public test" in summary and summary.endswith("-->, and more\n")
 
 
 def test_fer_members_resume_from_their_checkpoint(tiny_datasets: Path, tmp_path: Path) -> None:
