@@ -47,6 +47,8 @@ def test_the_on_upload_archive_makes_a_meme_on_its_own(
         zipped.extractall(folder)
     assert "main.py" in names and "requirements.txt" in names and "models/ensemble.json" in names
     assert not [n for n in names if n.startswith(("tests/", "local/", "infra/")) or "__pycache__" in n]
+    # The ensemble travels in the archive: it stays under 30 MB (issue 11), members and detector included.
+    assert archive.path.stat().st_size < 30_000_000
     env = isolated_env(folder, empty_buckets.api_endpoint, settings)
 
     where = subprocess.run(
