@@ -99,7 +99,7 @@ class Member:
                 f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
             )
         self.name, self.size, self.flip = name, size, flip
-        self.views = tuple(tuple(float(x) for x in v) for v in views)
+        self.views: tuple[View, ...] = tuple((float(v[0]), float(v[1]), float(v[2])) for v in views)
         self._input, self._output = inp["index"], out["index"]
         self._in_dtype = inp["dtype"]
         self._in_scale, self._in_zero = inp["quantization"]
