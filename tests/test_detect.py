@@ -149,7 +149,13 @@ def test_whole_levels_find_what_tiles_find(photos_dir: Path, settings) -> None:
         image = read_rgb(photo)
         for min_face in (40.0, max(40.0, 0.05 * min(image.shape[:2]))):  # the detector's and the engine's
             whole, tiled = whole_levels.detect(image, min_face=min_face), tiles.detect(image, min_face=min_face)
-            assert len(whole) == len(tiled), (photo.name, min_face)
-            overlaps += [max(_iou(a, b) for b in tiled) for a in whole]
+            # Every face of the size asked for (10% over min_face, for the box's own error) is found both
+            # ways. Smaller ones are found where a level happens to reach them, which the two plans
+            # cover differently: group-team.jpg's 31 px faces at min_face 40 (three one way, two the other).
+            for found, other in ((whole, tiled), (tiled, whole)):
+                for face in (f for f in found if f.w >= 1.1 * min_face):
+                    best = max((_iou(face, g) for g in other), default=0.0)
+                    assert best > 0.5, (photo.name, min_face, face)
+                    overlaps.append(best)
     assert len(overlaps) >= len(photos)
     assert min(overlaps) > 0.8 and float(np.median(overlaps)) > 0.98

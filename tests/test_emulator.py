@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from local.emulator import CorsRule, make_server
+from tests.storage_server import ROOT, free_port, wait_until_serving
 
 PAGE = "http://127.0.0.1:8080"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    cors = {
-        "in": (CorsRule(origins=frozenset({PAGE}), methods=frozenset({"PUT"})),),
-        "out": (CorsRule(origins=frozenset({PAGE}), methods=frozenset({"GET", "HEAD"})),),
-    }
-    httpd = make_server(host="127.0.0.1", port=0, bucket_names=["in", "out", "bare"], cors=cors)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    """The storage server as make run starts it, in its own process (its patches are process-wide)."""
+    port = free_port()
+    command = [sys.executable, "-m", "local.emulator", "--port", str(port)]
+    command += ["--bucket", "in", "--bucket", "out", "--bucket", "bare"]
+    command += ["--cors", "in", "PUT", PAGE, "--cors", "out", "GET,HEAD", PAGE]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
+        wait_until_serving(url, process=process)
+        yield url
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def preflight(url: str, *, origin: str, method: str, headers: str = "") -> requests.Response:

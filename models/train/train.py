@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,8 @@ def train(
             best = (row["val_accuracy"], _cpu_state(net))
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside, then renamed: a run stopped mid-write leaves the last whole checkpoint.
+            partial = checkpoint.with_name(checkpoint.name + ".partial")
             torch.save(
                 {
                     "net": net.state_dict(),
@@ -244,8 +247,9 @@ def train(
                     "generator": generator.get_state(),
                     "rng": rng,
                 },
-                checkpoint,
+                partial,
             )
+            os.replace(partial, checkpoint)
     net = net.cpu()
     net.load_state_dict(best[1])
     # litert-torch reads channels_last weights as if they were contiguous and
