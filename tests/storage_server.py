@@ -1,8 +1,6 @@
 """The real storage server for tests: ``local.emulator`` (gcp-storage-emulator) in a subprocess on a free port.
 
-Import the fixtures a test module uses::
-
-    from tests.storage_server import empty_buckets, storage_client  # noqa: F401
+Its fixtures reach every test module through ``tests/conftest.py``:
 
 ``storage_client`` (session): a ``google.cloud.storage.Client`` (project "test", anonymous
 credentials) talking to the emulator, with the settings' input and output buckets made, which

@@ -41,7 +41,6 @@ from memegen.ensemble import Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
-from tests.storage_server import empty_buckets, signing_key_file, storage_client  # noqa: F401
 from tests.test_worker import finalized
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
-def key_file(signing_key_file: Path) -> Path:  # noqa: F811
+def key_file(signing_key_file: Path) -> Path:
     """The key the storage server checks signed URLs against."""
     return signing_key_file
 
@@ -67,7 +66,7 @@ def public_key(key_file: Path) -> rsa.RSAPublicKey:
 
 
 @pytest.fixture(scope="module")
-def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]:  # noqa: F811
+def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]:
     # The function module builds its Store at import (cold start), so the environment it reads is set
     # first: storage_client has pointed STORAGE_EMULATOR_HOST at the emulator for the whole session.
     with pytest.MonkeyPatch.context() as patch:
@@ -77,12 +76,12 @@ def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]
 
 
 @pytest.fixture
-def client(app: flask.Flask, empty_buckets: storage.Client) -> FlaskClient:  # noqa: F811
+def client(app: flask.Flask, empty_buckets: storage.Client) -> FlaskClient:
     return app.test_client()
 
 
 @pytest.fixture
-def store(empty_buckets: storage.Client, settings: Settings) -> Store:  # noqa: F811
+def store(empty_buckets: storage.Client, settings: Settings) -> Store:
     """The test's own Store, to write records the way the worker does."""
     return Store(empty_buckets, settings)
 
@@ -93,7 +92,7 @@ def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> En
 
 
 @pytest.fixture
-def input_bucket(empty_buckets: storage.Client, settings: Settings) -> storage.Bucket:  # noqa: F811
+def input_bucket(empty_buckets: storage.Client, settings: Settings) -> storage.Bucket:
     return empty_buckets.bucket(settings.input_bucket)
 
 
@@ -316,7 +315,7 @@ def test_a_failed_meme_says_why(
 @pytest.mark.parametrize("record", [b"{not json", b'{"status": "done", "id": "x"}', b"[]"])
 def test_a_corrupt_record_is_a_json_500_with_the_security_headers(
     client: FlaskClient,
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     capsys: pytest.CaptureFixture[str],
     record: bytes,
@@ -337,7 +336,7 @@ def test_an_unknown_id_is_not_found(client: FlaskClient) -> None:
 
 def test_an_issued_upload_is_pending_until_it_can_no_longer_arrive(
     client: FlaskClient,
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
 ) -> None:
     """The api answers from the output bucket alone: it never reads people's photos."""

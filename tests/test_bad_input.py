@@ -26,7 +26,7 @@ from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
 from tests.corpus import Case, cases
-from tests.storage_server import ROOT, empty_buckets, storage_client  # noqa: F401
+from tests.storage_server import ROOT
 from tests.test_worker import finalized
 
 PHOTOS = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
@@ -92,7 +92,7 @@ def test_the_command_line_takes_the_whole_corpus_in_one_batch(tmp_path: Path) ->
 def test_on_upload_records_a_meme_or_a_failure_once(
     case: Case,
     engine: Engine,
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
 ) -> None:
     usable(case)

@@ -13,7 +13,6 @@ from google.cloud import storage
 
 from local.bridge import FINALIZED, Bridge, RetryPolicy
 from memegen.settings import Settings
-from tests.storage_server import empty_buckets, storage_client  # noqa: F401
 
 FAST = RetryPolicy(first_delay=0.1, max_delay=0.4, max_attempts=4)
 
@@ -63,7 +62,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def start_bridge(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
 ) -> Iterator[Callable[..., Bridge]]:
@@ -107,7 +106,7 @@ def put(client: storage.Client, bucket: str, name: str, data: bytes = b"\xff\xd8
 
 
 def test_a_new_object_becomes_one_cloud_event(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
@@ -142,7 +141,7 @@ def test_a_new_object_becomes_one_cloud_event(
 
 
 def test_a_failed_delivery_is_retried_with_backoff(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
@@ -159,7 +158,7 @@ def test_a_failed_delivery_is_retried_with_backoff(
 
 
 def test_a_timed_out_delivery_is_retried(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
@@ -175,7 +174,7 @@ def test_a_timed_out_delivery_is_retried(
 
 
 def test_delivery_gives_up_after_the_last_attempt(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
@@ -189,7 +188,7 @@ def test_delivery_gives_up_after_the_last_attempt(
 
 
 def test_a_slow_delivery_does_not_hold_up_new_objects(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],

@@ -20,7 +20,7 @@ from google.cloud import storage
 from infra.package import build
 from local.bridge import finalized_event, object_data
 from memegen.settings import Settings
-from tests.storage_server import empty_buckets, free_port, storage_client, wait_until_serving  # noqa: F401
+from tests.storage_server import free_port, wait_until_serving
 
 
 def isolated_env(folder: Path, storage_url: str, settings: Settings) -> dict[str, str]:
@@ -35,7 +35,7 @@ def isolated_env(folder: Path, storage_url: str, settings: Settings) -> dict[str
 
 
 def test_the_on_upload_archive_makes_a_meme_on_its_own(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     photos_dir: Path,
     tmp_path: Path,

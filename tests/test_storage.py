@@ -23,17 +23,17 @@ from local.devkey import DEV_EMAIL
 from memegen.errors import ImageTooLarge
 from memegen.settings import Settings
 from memegen.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
-from tests.storage_server import empty_buckets, free_port, signing_key_file, storage_client  # noqa: F401
+from tests.storage_server import free_port
 
 
 @pytest.fixture(scope="module")
-def signer(signing_key_file: Path) -> service_account.Credentials:  # noqa: F811
+def signer(signing_key_file: Path) -> service_account.Credentials:
     """The development key the storage server checks signed URLs against."""
     return service_account.Credentials.from_service_account_file(str(signing_key_file))
 
 
 @pytest.fixture
-def store(empty_buckets: storage.Client, settings: Settings, signer: service_account.Credentials) -> Store:  # noqa: F811
+def store(empty_buckets: storage.Client, settings: Settings, signer: service_account.Credentials) -> Store:
     return Store(empty_buckets, settings, signing_credentials=signer)
 
 
@@ -73,7 +73,7 @@ def test_upload_ids_never_carry_a_user_chosen_name() -> None:
     assert upload_id(f"elsewhere/{server_id}", prefix="uploads/") != server_id
 
 
-def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:  # noqa: F811
+def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:
     caption = {"memegen-top": "%C3%A9t%C3%A9%20100%25"}  # "été 100%", as the signed upload sends it
     blob = put_upload(empty_buckets, settings, "uploads/cat.jpg", b"\xff\xd8 pixels", **caption)
     upload, data = store.read_upload("uploads/cat.jpg", blob.generation)
@@ -89,7 +89,7 @@ def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: 
     )
 
 
-def test_a_replaced_or_deleted_upload_is_gone(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:  # noqa: F811
+def test_a_replaced_or_deleted_upload_is_gone(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:
     first = put_upload(empty_buckets, settings, "uploads/cat.jpg", b"first")
     second = put_upload(empty_buckets, settings, "uploads/cat.jpg", b"second")
     with pytest.raises(UploadGone):
@@ -101,7 +101,7 @@ def test_a_replaced_or_deleted_upload_is_gone(empty_buckets: storage.Client, set
 
 
 def test_an_oversize_upload_is_refused_without_downloading(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
 ) -> None:
     blob = put_upload(empty_buckets, settings, "uploads/big.jpg", b"x" * 2000)
@@ -120,7 +120,7 @@ def test_an_oversize_upload_is_refused_without_downloading(
 
 
 def test_a_meme_and_its_record_are_written_once(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
 ) -> None:
@@ -145,7 +145,7 @@ def test_a_meme_and_its_record_are_written_once(
 
 
 def test_a_meme_left_without_its_record_gets_one(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
 ) -> None:
@@ -157,7 +157,7 @@ def test_a_meme_left_without_its_record_gets_one(
     assert output_json(empty_buckets, settings, f"records/{upload.id}/7.json")["status"] == "done"
 
 
-def test_the_storage_server_honours_preconditions(empty_buckets: storage.Client, settings: Settings) -> None:  # noqa: F811
+def test_the_storage_server_honours_preconditions(empty_buckets: storage.Client, settings: Settings) -> None:
     blob = empty_buckets.bucket(settings.output_bucket).blob("records/x/1.json")
     blob.upload_from_string(b"one", if_generation_match=0)
     with pytest.raises(PreconditionFailed):
@@ -165,7 +165,7 @@ def test_the_storage_server_honours_preconditions(empty_buckets: storage.Client,
     assert blob.download_as_bytes() == b"one"
 
 
-def test_a_failure_is_recorded_once(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:  # noqa: F811
+def test_a_failure_is_recorded_once(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:
     upload = an_upload()
     assert store.write_failure(upload, reason="not an image")
     assert not store.write_failure(upload, reason="something else")
@@ -196,7 +196,7 @@ def signed_query(url: str) -> dict[str, str]:
 
 
 def test_a_signed_upload_url_creates_the_object(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
 ) -> None:
@@ -232,7 +232,7 @@ def test_signed_upload_urls_are_short_lived_and_sign_the_limits(settings: Settin
 
 
 def test_a_signed_upload_must_carry_its_headers_and_size(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     signer: service_account.Credentials,
 ) -> None:
@@ -258,7 +258,7 @@ def test_a_signed_meme_url_serves_the_meme(store: Store) -> None:
         store.signed_meme_url(f"records/{upload.id}/7.json")
 
 
-def test_signing_needs_a_key_or_a_service_account(storage_client: storage.Client, settings: Settings) -> None:  # noqa: F811
+def test_signing_needs_a_key_or_a_service_account(storage_client: storage.Client, settings: Settings) -> None:
     with pytest.raises(SigningUnavailable):
         Store(storage_client, settings).new_upload(content_type="image/jpeg")
 
@@ -295,7 +295,7 @@ def test_the_plain_emulator_still_lacks_what_local_emulator_adds(raw_emulator: s
 
 
 def test_a_retried_write_is_its_own_not_a_duplicate(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
 ) -> None:
@@ -315,7 +315,7 @@ def test_a_retried_write_is_its_own_not_a_duplicate(
 
 
 def test_the_storage_server_refuses_a_tampered_upload_url(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
 ) -> None:
@@ -339,7 +339,7 @@ def test_the_storage_server_refuses_a_tampered_upload_url(
 
 
 def test_the_storage_server_refuses_an_expired_or_changed_meme_url(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     signer: service_account.Credentials,
 ) -> None:

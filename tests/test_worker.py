@@ -24,7 +24,7 @@ from memegen.ensemble import Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store, upload_id
 from memegen.worker import FINALIZED, Result, handle_upload
-from tests.storage_server import empty_buckets, free_port, storage_client  # noqa: F401
+from tests.storage_server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> En
 
 
 @pytest.fixture
-def store(empty_buckets: storage.Client, settings: Settings) -> Store:  # noqa: F811
+def store(empty_buckets: storage.Client, settings: Settings) -> Store:
     return Store(empty_buckets, settings)
 
 
@@ -74,7 +74,7 @@ def output_names(client: storage.Client, settings: Settings) -> list[str]:
 
 
 def test_a_photo_becomes_one_meme_and_its_record(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -111,7 +111,7 @@ def test_a_photo_becomes_one_meme_and_its_record(
 
 
 def test_a_file_that_is_not_an_image_is_recorded_as_failed(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -130,7 +130,7 @@ def test_a_file_that_is_not_an_image_is_recorded_as_failed(
 
 
 def test_an_upload_over_the_size_limit_is_recorded_as_failed(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     engine: Engine,
 ) -> None:
@@ -142,7 +142,7 @@ def test_an_upload_over_the_size_limit_is_recorded_as_failed(
 
 
 def test_a_too_old_event_is_dropped(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -156,7 +156,7 @@ def test_a_too_old_event_is_dropped(
 
 
 def test_unsigned_caption_metadata_meets_the_same_limits(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -174,7 +174,7 @@ def test_unsigned_caption_metadata_meets_the_same_limits(
 
 
 def test_an_empty_upload_is_recorded_as_failed(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -204,7 +204,7 @@ def test_an_empty_upload_is_recorded_as_failed(
     ids=["output-bucket", "another-bucket", "outside-prefix", "folder-marker", "malformed"],
 )
 def test_events_that_are_not_uploads_are_skipped(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -226,7 +226,7 @@ def test_events_that_are_not_uploads_are_skipped(
 
 
 def test_an_event_of_another_type_is_skipped(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -239,7 +239,7 @@ def test_an_event_of_another_type_is_skipped(
 
 
 def test_an_event_of_a_replaced_generation_is_skipped(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -252,7 +252,7 @@ def test_an_event_of_a_replaced_generation_is_skipped(
 
 
 def test_an_unreachable_storage_server_raises_for_a_retry(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     engine: Engine,
     capsys: pytest.CaptureFixture[str],
@@ -289,7 +289,7 @@ def _faulty(engine: Engine, error: Exception) -> Engine:
 
 
 def test_a_bug_is_recorded_as_an_internal_error_and_acknowledged(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
@@ -311,7 +311,7 @@ def test_a_bug_is_recorded_as_an_internal_error_and_acknowledged(
 
 
 def test_a_transient_error_is_retried_within_the_window_then_recorded(
-    empty_buckets: storage.Client,  # noqa: F811
+    empty_buckets: storage.Client,
     settings: Settings,
     store: Store,
     engine: Engine,
