@@ -130,6 +130,15 @@ def _pinned(handler: Handler) -> Handler:
     return pinned
 
 
+_EXPIRED = (HTTPStatus.BAD_REQUEST, "ExpiredToken", "the signed URL has expired")
+
+
+def _expired(signed_at: str, lifetime: str) -> bool:
+    """Whether a URL signed at ``X-Goog-Date`` for ``X-Goog-Expires`` seconds has expired."""
+    start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return datetime.now(UTC) > start + timedelta(seconds=int(lifetime))
+
+
 def _signed_put_problem(query: dict[str, list[str]], headers: Any, size: int) -> tuple[HTTPStatus, str, str] | None:
     signed = query.get("X-Goog-SignedHeaders")
     if signed:
@@ -137,9 +146,8 @@ def _signed_put_problem(query: dict[str, list[str]], headers: Any, size: int) ->
         missing = [name for name in signed[0].split(";") if name != "host" and name not in headers]
         if missing:
             return HTTPStatus.FORBIDDEN, "SignatureDoesNotMatch", f"signed headers missing from the request: {missing}"
-        start = datetime.strptime(query["X-Goog-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        if datetime.now(UTC) > start + timedelta(seconds=int(query["X-Goog-Expires"][0])):
-            return HTTPStatus.BAD_REQUEST, "ExpiredToken", "the signed URL has expired"
+        if _expired(query["X-Goog-Date"][0], query["X-Goog-Expires"][0]):
+            return _EXPIRED
     limits = headers.get("x-goog-content-length-range")
     if limits:
         low, high = (int(value) for value in limits.split(","))
@@ -183,9 +191,8 @@ def signature_problem(
         public_key.verify(signature, string_to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
     except (KeyError, ValueError, IndexError, InvalidSignature):
         return HTTPStatus.FORBIDDEN, "SignatureDoesNotMatch", "The request signature we calculated does not match"
-    start = datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    if datetime.now(UTC) > start + timedelta(seconds=int(query["X-Goog-Expires"])):
-        return HTTPStatus.BAD_REQUEST, "ExpiredToken", "the signed URL has expired"
+    if _expired(query["X-Goog-Date"], query["X-Goog-Expires"]):
+        return _EXPIRED
     return None
 
 

@@ -25,7 +25,7 @@ import functions_framework
 import pytest
 import requests
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask.testing import FlaskClient
 from google.api_core.exceptions import ServiceUnavailable
@@ -33,6 +33,7 @@ from google.cloud import storage
 from PIL import Image
 
 from local.devkey import DEV_EMAIL
+from local.emulator import public_key_of
 from memegen import api
 from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
@@ -59,10 +60,7 @@ def key_file(signing_key_file: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def public_key(key_file: Path) -> rsa.RSAPublicKey:
-    info = json.loads(key_file.read_text())
-    private = serialization.load_pem_private_key(info["private_key"].encode("ascii"), password=None)
-    assert isinstance(private, rsa.RSAPrivateKey)
-    return private.public_key()
+    return public_key_of(key_file)
 
 
 @pytest.fixture(scope="module")
