@@ -306,21 +306,23 @@ def choose_views(
     folds: np.ndarray,
     *,
     budget_ms: float,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
     """Which views of a face the members read, by the combination's cross-validated score on validation faces.
 
     A set with more views must score 0.2 point higher than one with fewer: each view is
     another run of every member; and the whole ensemble, measured here on one thread, must
-    stay within ``budget_ms`` a face. Sets the members' ``views``; returns the comparison.
+    stay within ``budget_ms`` a face. Sets the members' ``views``; returns the comparison and
+    the members' outputs on ``x`` with the chosen views.
     """
     face = x[0]
     run_ms = sum(_run_ms(models[e["file"]], face, size=e["input_size"], flip=e["flip"]) for e in entries)
     affordable = {name: views for name, views in VIEW_SETS.items() if run_ms * len(views) <= budget_ms}
     log.info("one view of every member: %.2f ms; affordable view sets: %s", run_ms, ", ".join(affordable))
     scores: dict[str, float] = {}
+    outputs: dict[str, np.ndarray] = {}
     for name, views in affordable.items():
-        probs = member_outputs(models, [{**e, "views": views} for e in entries], x)
-        scores[name] = cross_validated(probs, list(range(len(entries))), y, origin, sample_weight, folds)
+        outputs[name] = member_outputs(models, [{**e, "views": views} for e in entries], x)
+        scores[name] = cross_validated(outputs[name], list(range(len(entries))), y, origin, sample_weight, folds)
         log.info("views %s: population-balanced %.4f", name, scores[name])
     by_cost = sorted(scores, key=lambda n: len(VIEW_SETS[n]))
     chosen = by_cost[0]
@@ -329,13 +331,14 @@ def choose_views(
             chosen = name
     for entry in entries:
         entry["views"] = VIEW_SETS[chosen]
-    return {
+    comparison = {
         "chosen": chosen,
         "balanced_accuracy": scores,
         "sets": {name: VIEW_SETS[name] for name in scores},
         "one_view_ms": run_ms,
         "budget_ms": budget_ms,
     }
+    return comparison, outputs[chosen]
 
 
 def _run_ms(model: bytes, face: np.ndarray, *, size: int, flip: bool, repeat: int = 50) -> float:
@@ -359,12 +362,20 @@ def cross_validated(
     folds: np.ndarray,
 ) -> float:
     """Population-balanced accuracy of the log-loss-weighted combination of ``members``, two-fold."""
+    held_out = held_out_combination("logloss", probs[:, members], y, sample_weight, folds)
+    return _balanced_accuracy(y, held_out, origin)
+
+
+def held_out_combination(
+    method: str, probs: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, folds: np.ndarray
+) -> np.ndarray:
+    """(n, 7): each face's combined probabilities, with weights fitted on the other fold."""
     held_out = np.zeros((len(y), len(LABELS)))
     for fold in (0, 1):
         train_fold = folds != fold
-        w = fit_weights("logloss", probs[train_fold][:, members], y[train_fold], sample_weight[train_fold])
-        held_out[folds == fold] = combine(w, probs[folds == fold][:, members])
-    return _balanced_accuracy(y, held_out, origin)
+        w = fit_weights(method, probs[train_fold], y[train_fold], sample_weight[train_fold])
+        held_out[folds == fold] = combine(w, probs[folds == fold])
+    return held_out
 
 
 def prune_population_members(
@@ -383,17 +394,17 @@ def prune_population_members(
     """
     kept = list(range(len(populations)))
     steps: list[dict[str, Any]] = []
+    with_it = cross_validated(probs, kept, y, origin, sample_weight, folds)
     for index, population in enumerate(populations):
         if population == "fer2013":
             continue
-        with_it = cross_validated(probs, kept, y, origin, sample_weight, folds)
         without = [k for k in kept if k != index]
         without_it = cross_validated(probs, without, y, origin, sample_weight, folds)
         dropped = without_it >= with_it
         steps.append({"member": index, "with": with_it, "without": without_it, "kept": not dropped})
         log.info("member %d (%s): balanced %.4f with it, %.4f without", index, population, with_it, without_it)
         if dropped:
-            kept = without
+            kept, with_it = without, without_it
     return kept, steps
 
 
@@ -578,8 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y, origin = _pooled_validation(data)
     sample_weight = _population_weights(origin)
     folds = np.random.default_rng(args.seed).permutation(len(y)) % 2
-    record["views"] = choose_views(models, entries, x, y, origin, sample_weight, folds, budget_ms=args.budget_ms)
-    probs = member_outputs(models, entries, x)
+    record["views"], probs = choose_views(models, entries, x, y, origin, sample_weight, folds, budget_ms=args.budget_ms)
     if args.greedy:
         keep, steps = greedy_fer_members(
             probs, y, origin, sample_weight, folds, [e["population"] for e in entries], most=args.greedy
@@ -606,11 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     models = {e["file"]: models[e["file"]] for e in entries}
     comparison = {}
     for method in ("average", "precision", "logloss"):
-        held_out = np.zeros_like(probs[:, 0])
-        for fold in (0, 1):
-            train_fold = folds != fold
-            w = fit_weights(method, probs[train_fold], y[train_fold], sample_weight[train_fold])
-            held_out[folds == fold] = combine(w, probs[folds == fold])
+        held_out = held_out_combination(method, probs, y, sample_weight, folds)
         comparison[method] = _score(y, held_out)
         comparison[method]["balanced_accuracy"] = _balanced_accuracy(y, held_out, origin)
         log.info(
