@@ -69,6 +69,11 @@ def finalized(blob: storage.Blob, **changes: Any) -> CloudEvent:
     return CloudEvent(attributes, data)
 
 
+def record_of(store: Store, name: str) -> dict[str, Any] | None:
+    """The latest record of the upload under ``name`` (in the input bucket's ``uploads/``)."""
+    return store.latest_record(upload_id(name, prefix="uploads/"))
+
+
 def output_names(client: storage.Client, settings: Settings) -> list[str]:
     return sorted(blob.name for blob in client.list_blobs(settings.output_bucket))
 
@@ -96,7 +101,7 @@ def test_a_photo_becomes_one_meme_and_its_record(
         f"records/{outcome.upload_id}/{blob.generation}.json",
     )
     assert output_names(empty_buckets, settings) == [meme, record]
-    saved = store.latest_record(upload_id(name, prefix="uploads/"))
+    saved = record_of(store, name)
     assert saved is not None and saved["status"] == "done" and saved["meme"] == meme
     assert len(saved["faces"]) == 1 and saved["caption"]["top"] == "hello!"
     assert empty_buckets.bucket(settings.output_bucket).blob(meme).download_as_bytes()[:2] == b"\xff\xd8"
@@ -119,7 +124,7 @@ def test_a_file_that_is_not_an_image_is_recorded_as_failed(
     blob = upload(empty_buckets, settings.input_bucket, "uploads/holiday.jpg", b"just some text, honestly\n" * 10)
     outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
     assert outcome.result is Result.FAILED and outcome.reason
-    record = store.latest_record(upload_id("uploads/holiday.jpg", prefix="uploads/"))
+    record = record_of(store, "uploads/holiday.jpg")
     assert record == {
         "status": "failed",
         "id": upload_id("uploads/holiday.jpg", prefix="uploads/"),
@@ -169,7 +174,7 @@ def test_unsigned_caption_metadata_meets_the_same_limits(
         outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
         assert outcome.result is Result.FAILED, outcome
         assert "top" in outcome.reason and ("limit" in outcome.reason or "control" in outcome.reason)
-        record = store.latest_record(upload_id(name, prefix="uploads/"))
+        record = record_of(store, name)
         assert record is not None and record["status"] == "failed"
 
 
@@ -183,7 +188,7 @@ def test_an_empty_upload_is_recorded_as_failed(
     blob = upload(empty_buckets, settings.input_bucket, "uploads/empty.jpg", b"")
     outcome = handle_upload(finalized(blob), store=store, engine=engine, settings=settings)
     assert outcome.result is Result.FAILED and "empty" in outcome.reason
-    record = store.latest_record(upload_id("uploads/empty.jpg", prefix="uploads/"))
+    record = record_of(store, "uploads/empty.jpg")
     assert record == {
         "status": "failed",
         "id": upload_id("uploads/empty.jpg", prefix="uploads/"),
@@ -304,7 +309,7 @@ def test_a_bug_is_recorded_as_an_internal_error_and_acknowledged(
         finalized(blob), store=store, engine=_faulty(engine, ZeroDivisionError("boom")), settings=settings
     )
     assert outcome.result is Result.FAILED and outcome.reason == "internal error"
-    record = store.latest_record(upload_id("uploads/poison.jpg", prefix="uploads/"))
+    record = record_of(store, "uploads/poison.jpg")
     assert record is not None and record["status"] == "failed" and record["error"] == "internal error"
     line = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if "internal error" in line)
     assert line["severity"] == "ERROR" and "ZeroDivisionError: boom" in line["traceback"]
@@ -323,9 +328,9 @@ def test_a_transient_error_is_retried_within_the_window_then_recorded(
     flaky = _faulty(engine, ConnectionResetError("the network blinked"))
     with pytest.raises(ConnectionResetError):
         handle_upload(finalized(blob), store=store, engine=flaky, settings=settings)
-    assert store.latest_record(upload_id("uploads/flaky.jpg", prefix="uploads/")) is None
+    assert record_of(store, "uploads/flaky.jpg") is None
     late = blob.time_created + timedelta(seconds=settings.retry_window_seconds + 1)
     outcome = handle_upload(finalized(blob), store=store, engine=flaky, settings=settings, now=late)
     assert outcome.result is Result.FAILED and "unavailable" in outcome.reason
-    record = store.latest_record(upload_id("uploads/flaky.jpg", prefix="uploads/"))
+    record = record_of(store, "uploads/flaky.jpg")
     assert record is not None and record["status"] == "failed"
