@@ -59,9 +59,12 @@ BASE = Config(
     erase=0.5,
 )
 # fer_b's faces are 1.4 times as many: fewer epochs give it as many steps, so the two finish together.
+# fer_c is fer_a with mixup, which measures whether mixup pays; fer_d is fer_b with another seed.
 RECIPES = (
     Recipe("fer_a", BASE, "fer2013", seed=1),
     Recipe("fer_b", replace(BASE, epochs=30), "all", seed=2),
+    Recipe("fer_c", replace(BASE, mixup=0.2), "fer2013", seed=3),
+    Recipe("fer_d", replace(BASE, epochs=30), "all", seed=4),
 )
 
 

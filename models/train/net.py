@@ -24,6 +24,7 @@ class Config:
     balance: float = 0.5  # class sampling weight is count**-balance: 0 keeps, 1 equalises
     label_smoothing: float = 0.1
     erase: float = 0.5  # share of the faces that get a random rectangle erased
+    mixup: float = 0.0  # alpha of the Beta draw that blends each batch with a shuffled copy; 0: off
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)

@@ -212,9 +212,17 @@ def train(
             x = augment(x_all[idx], erase=config.erase, generator=generator).contiguous(
                 memory_format=torch.channels_last
             )
+            y = y_all[idx]
+            if config.mixup > 0:
+                # One blend per batch (mixup): the net learns from faces between two classes.
+                blend = float(rng.beta(config.mixup, config.mixup))
+                other = torch.randperm(len(idx), generator=generator, device=device)
+                x = blend * x + (1 - blend) * x[other]
             with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)
-            loss = loss_fn(logits.float(), y_all[idx])
+            loss = loss_fn(logits.float(), y)
+            if config.mixup > 0:
+                loss = blend * loss + (1 - blend) * loss_fn(logits.float(), y[other])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
