@@ -21,22 +21,24 @@ DETECTOR_SHA256 := 99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cf
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
-	# The library in shared/ is importable as `memegen` from the environment.
-	echo "$(CURDIR)/shared" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/memegen-shared.pth"
+	# The library itself, editable: shared/memegen is `memegen` in the environment.
+	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
 INFRA_VENV := .venv-infra
 # cdktn runs its constructs in Node.js (jsii); Node 20 works, and jsii's end-of-life banner for it is noise here.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-$(INFRA_VENV)/.stamp: requirements-infra.txt
+$(INFRA_VENV)/.stamp: requirements-infra.txt pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	# The stack reads the library's contract and settings (standard library only): not its dependencies.
+	$(INFRA_VENV)/bin/python -m pip install --quiet --no-deps --editable .
 	touch $@
 
 .PHONY: venv
@@ -79,7 +81,7 @@ fuzz: models ## Fuzz the reader and the engine for longer than make test does: m
 
 .PHONY: load
 load: models ## 500 uploads, 8 at a time, through the local stack; figures to docs/load.md: make load [UPLOADS=500]
-	$(PY) -m tests.load --uploads $(or $(UPLOADS),500) --concurrency 8
+	$(PY) -m scripts.load --uploads $(or $(UPLOADS),500) --concurrency 8
 
 .PHONY: package
 package: models ## Build the functions' source archives into build/package/ (named by content hash)
@@ -124,7 +126,11 @@ examples: models ## Make the README's example memes from the test photos into bu
 
 .PHONY: bench
 bench: models ## Speed of the engine and its stages, one thread, as ratios to a decode baseline
-	$(PY) -m tests.bench
+	$(PY) -m scripts.bench
+
+.PHONY: corpus
+corpus: models ## The bad-input corpus and what the engine makes of each case: the README's table, on stdout
+	$(PY) -m scripts.corpus
 
 # The local stack: a development signing key (git-ignored; no such account exists anywhere) and
 # the page's port; the storage emulator and on_upload take any free port.

@@ -58,6 +58,9 @@ from cdktn_provider_google.storage_bucket_object import StorageBucketObject
 from cdktn_provider_google.storage_notification import StorageNotification
 from constructs import Construct
 
+from memegen.contract import MAX_EVENT_AGE_SECONDS, RECORD_PREFIX, UPLOAD_PREFIX
+from memegen.settings import Settings
+
 APIS = (
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
@@ -70,8 +73,6 @@ APIS = (
     "run.googleapis.com",
     "storage.googleapis.com",
 )
-UPLOAD_PREFIX = "uploads/"
-RECORD_PREFIX = "records/"
 
 
 @dataclass(frozen=True)
@@ -384,16 +385,18 @@ class MemeGenStack(TerraformStack):
         Bucket names come from the variables, not from the bucket resources: the input
         bucket's CORS names the api's URL, so the api may not depend on that bucket.
         """
+        defaults = Settings()
         return {
             "MEMEGEN_INPUT_BUCKET": self._bucket_name("input"),
             "MEMEGEN_OUTPUT_BUCKET": self._bucket_name("output"),
             "MEMEGEN_UPLOAD_PREFIX": UPLOAD_PREFIX,
             "MEMEGEN_MAX_BYTES": Fn.tostring(self.max_bytes.number_value),
-            "MEMEGEN_URL_TTL_SECONDS": "900",
+            "MEMEGEN_URL_TTL_SECONDS": str(defaults.url_ttl_seconds),
             # The page tells people how long a meme is kept: the output bucket's lifecycle rule.
             "MEMEGEN_MEME_RETENTION_DAYS": Fn.tostring(self.retention_days.number_value),
-            "MEMEGEN_MAX_EVENT_AGE_SECONDS": "86400",
-            "MEMEGEN_THREADS": "1",
+            "MEMEGEN_MAX_EVENT_AGE_SECONDS": str(defaults.max_event_age_seconds),
+            # One inference thread: the function's one CPU (Sizing.on_upload_cpu) serves one event at a time.
+            "MEMEGEN_THREADS": str(defaults.threads),
         }
 
     def _function(
@@ -515,7 +518,11 @@ class MemeGenStack(TerraformStack):
 
     def _events(self) -> None:
         self.topic = PubsubTopic(
-            self, "events", name=self._name("memes"), message_retention_duration="86400s", depends_on=self.services
+            self,
+            "events",
+            name=self._name("memes"),
+            message_retention_duration=f"{MAX_EVENT_AGE_SECONDS}s",
+            depends_on=self.services,
         )
         publisher = PubsubTopicIamMember(
             self,

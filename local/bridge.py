@@ -32,9 +32,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from local import stop_on_signals
+from memegen.contract import FINALIZED
 from memegen.logs import log
-
-FINALIZED = "google.cloud.storage.object.v1.finalized"
 
 
 @dataclass(frozen=True)

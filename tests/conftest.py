@@ -1,21 +1,35 @@
-"""Shared fixtures: the real models, the real photos and datasets beside the checkout."""
+"""Shared fixtures: the real models, the real photos and datasets beside the checkout, and the real
+storage server.
+
+``storage_client`` (session): a ``google.cloud.storage.Client`` (project "test", anonymous
+credentials) talking to ``local.emulator`` (gcp-storage-emulator) in a subprocess on a free port,
+with the settings' input and output buckets made, which checks signed URLs against
+``signing_key_file`` (session: a development key); STORAGE_EMULATOR_HOST points at it for the
+whole session. ``empty_buckets``: the same client, both buckets emptied first.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
+from local.devkey import write_key
+from local.run import free_port
+from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
+from memegen.engine import Engine
 from memegen.ensemble import MANIFEST, Ensemble
 from memegen.settings import Settings
-
-# The real storage server's fixtures, for every test module (storage_client and empty_buckets
-# need the session's signing key too).
-from tests.storage_server import empty_buckets, signing_key_file, storage_client  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[1]
+from memegen.storage import Store
+from scripts.stack import ROOT, wait_until_serving
 
 
 def _data_dir(variable: str, what: str) -> Path:
@@ -50,3 +64,47 @@ def ensemble(settings: Settings) -> Ensemble:
     if not (settings.models_dir / MANIFEST).exists():
         pytest.fail(f"{settings.models_dir / MANIFEST} is missing: the ensemble must be committed")
     return Ensemble.from_dir(settings.models_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
+    """The real engine with the settings from the environment (test_engine.py has its own, on the defaults)."""
+    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
+
+
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The development key of the session: URLs are signed with it, and the storage server checks them."""
+    path = tmp_path_factory.mktemp("signing") / "dev-key.json"
+    write_key(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def storage_client(settings: Settings, signing_key_file: Path) -> Iterator[storage.Client]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "local.emulator", "--port", str(port), "--verify-key", str(signing_key_file)]
+    command += ["--bucket", settings.input_bucket, "--bucket", settings.output_bucket]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_until_serving(url, process=process)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("STORAGE_EMULATOR_HOST", url)
+            yield storage.Client(project="test", credentials=AnonymousCredentials())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def empty_buckets(storage_client: storage.Client) -> storage.Client:
+    # The emulator's own wipe endpoint: every object goes, the buckets stay.
+    requests.get(f"{storage_client.api_endpoint}/wipe", params={"keep-buckets": "1"}, timeout=10).raise_for_status()
+    return storage_client
+
+
+@pytest.fixture
+def store(empty_buckets: storage.Client, settings: Settings) -> Store:
+    """A Store on the emptied buckets, as the worker and the api use it (test_storage.py's signs with a key)."""
+    return Store(empty_buckets, settings)

@@ -32,17 +32,14 @@ from google.api_core.exceptions import ServiceUnavailable
 from google.cloud import storage
 from PIL import Image
 
+from local.bridge import finalized_event, object_data
 from local.devkey import DEV_EMAIL
 from local.emulator import public_key_of
 from memegen import api
-from memegen.captions import CaptionBank
-from memegen.detect import FaceDetector
 from memegen.engine import Engine
-from memegen.ensemble import Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
-from tests.test_worker import finalized
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "api" / "main.py"
@@ -76,17 +73,6 @@ def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]
 @pytest.fixture
 def client(app: flask.Flask, empty_buckets: storage.Client) -> FlaskClient:
     return app.test_client()
-
-
-@pytest.fixture
-def store(empty_buckets: storage.Client, settings: Settings) -> Store:
-    """The test's own Store, to write records the way the worker does."""
-    return Store(empty_buckets, settings)
-
-
-@pytest.fixture(scope="module")
-def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
-    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
 
 
 @pytest.fixture
@@ -276,7 +262,7 @@ def test_an_upload_becomes_a_meme(
     # The worker's part: the real on_upload handler, on the event Eventarc would send.
     arrived = input_bucket.get_blob(blob.name)
     assert arrived is not None and arrived.generation == generation
-    outcome = handle_upload(finalized(arrived), store=store, engine=engine, settings=settings)
+    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
     assert outcome.result is Result.MADE and outcome.upload_id == upload_id, outcome
     caption = {"top": "été 100%", "bottom": "so   spaced"}
 

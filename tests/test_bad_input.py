@@ -1,4 +1,4 @@
-"""The bad-input corpus (``tests/corpus.py``, 30+ kinds) through every door: the engine, the command
+"""The bad-input corpus (``scripts/corpus.py``, 30+ kinds) through every door: the engine, the command
 line, the ``on_upload`` worker against the real storage server, and the api's upload request.
 
 Each case gets its documented outcome: a meme, or a clear refusal (a ``failed`` record, one line and
@@ -16,26 +16,19 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from memegen.api import CONTENT_TYPES, RequestError, parse_upload_request
-from memegen.captions import CaptionBank
-from memegen.detect import FaceDetector
+from local.bridge import finalized_event, object_data
+from memegen.api import parse_upload_request
+from memegen.contract import UPLOAD_TYPES
 from memegen.engine import Engine
-from memegen.ensemble import Ensemble
-from memegen.errors import InputError
+from memegen.errors import InputError, RequestError
 from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
-from tests.corpus import Case, cases
-from tests.storage_server import ROOT
-from tests.test_worker import finalized
+from scripts.corpus import Case, cases
+from scripts.stack import ROOT
 
 PHOTOS = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
 CASES = cases(PHOTOS if PHOTOS.is_dir() else None)
-
-
-@pytest.fixture(scope="module")
-def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
-    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
 
 
 def test_the_corpus_has_at_least_30_kinds() -> None:
@@ -100,7 +93,7 @@ def test_on_upload_records_a_meme_or_a_failure_once(
     blob = empty_buckets.bucket(settings.input_bucket).blob(settings.upload_prefix + case.name)
     # An empty one too: every upload ends done or failed, never pending.
     blob.upload_from_string(case.data, content_type=case.content_type)
-    event = finalized(blob)
+    event = finalized_event(object_data(blob))
     first = handle_upload(event, store=store, engine=engine, settings=settings)
     again = handle_upload(event, store=store, engine=engine, settings=settings)
     assert first.result == (Result.MADE if case.expect == "meme" else Result.FAILED), first
@@ -120,7 +113,7 @@ def test_on_upload_records_a_meme_or_a_failure_once(
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 def test_the_api_signs_uploads_of_image_types_only(case: Case) -> None:
     body = json.dumps({"content_type": case.content_type}).encode()
-    if case.content_type in CONTENT_TYPES:
+    if case.content_type in UPLOAD_TYPES:
         assert parse_upload_request(body, content_type="application/json").content_type == case.content_type
     else:
         with pytest.raises(RequestError):
@@ -137,7 +130,7 @@ sys.path.insert(0, os.getcwd())
 from memegen.engine import Engine
 from memegen.errors import InputError
 from memegen.settings import Settings
-from tests.corpus import cases
+from scripts.corpus import cases
 engine = Engine.from_settings(Settings.from_env())
 
 def peak_kb():

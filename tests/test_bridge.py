@@ -98,22 +98,28 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def put(client: storage.Client, bucket: str, name: str, data: bytes = b"\xff\xd8 photo") -> storage.Blob:
-    blob = client.bucket(bucket).blob(name)
-    blob.metadata = {"memegen-top": "hi"}
-    blob.upload_from_string(data, content_type="image/jpeg")
-    return blob
+@pytest.fixture
+def put(empty_buckets: storage.Client, settings: Settings) -> Callable[..., storage.Blob]:
+    """Upload an object (to the input bucket unless told) with a caption in its metadata."""
+
+    def put(name: str, data: bytes = b"\xff\xd8 photo", *, bucket: str = "") -> storage.Blob:
+        blob = empty_buckets.bucket(bucket or settings.input_bucket).blob(name)
+        blob.metadata = {"memegen-top": "hi"}
+        blob.upload_from_string(data, content_type="image/jpeg")
+        return blob
+
+    return put
 
 
 def test_a_new_object_becomes_one_cloud_event(
-    empty_buckets: storage.Client,
     settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
+    put: Callable[..., storage.Blob],
 ) -> None:
-    put(empty_buckets, settings.input_bucket, "elsewhere/ignored.jpg")
-    put(empty_buckets, settings.output_bucket, "uploads/not-the-input-bucket.jpg")
-    blob = put(empty_buckets, settings.input_bucket, "uploads/cat.jpg")
+    put("elsewhere/ignored.jpg")
+    put("uploads/not-the-input-bucket.jpg", bucket=settings.output_bucket)
+    blob = put("uploads/cat.jpg")
     start_bridge()
     wait_for(lambda: len(receiver.received) == 1)
     time.sleep(0.5)  # ten more polls: nothing is sent again
@@ -130,7 +136,7 @@ def test_a_new_object_becomes_one_cloud_event(
     assert data["contentType"] == "image/jpeg" and data["metadata"] == {"memegen-top": "hi"}
 
     # A new generation of the same name is a new event.
-    newer = put(empty_buckets, settings.input_bucket, "uploads/cat.jpg", b"another photo")
+    newer = put("uploads/cat.jpg", b"another photo")
     wait_for(lambda: len(receiver.received) == 2)
     time.sleep(0.3)
     first, second = receiver.events()
@@ -140,65 +146,58 @@ def test_a_new_object_becomes_one_cloud_event(
     assert len(receiver.received) == 2
 
 
-def test_a_failed_delivery_is_retried_with_backoff(
-    empty_buckets: storage.Client,
-    settings: Settings,
+@pytest.mark.parametrize(
+    ("script", "retry", "timeout", "attempts", "settle"),
+    [
+        # Two 500s, then delivered: 0.1 s, then doubled; settle past the next backoff.
+        pytest.param(["fail", "fail"], FAST, 5.0, 3, 0.6, id="failed-delivery-retried-with-backoff"),
+        # No answer within 0.3 s (the receiver takes 1 s): sent again, then delivered.
+        pytest.param(["slow"], FAST, 0.3, 2, 1.0, id="timed-out-delivery-retried"),
+        # Failing for ever: three attempts in all, then no more.
+        pytest.param(
+            ["fail"] * 10,
+            RetryPolicy(first_delay=0.05, max_delay=0.1, max_attempts=3),
+            5.0,
+            3,
+            0.5,
+            id="gives-up-after-the-last-attempt",
+        ),
+    ],
+)
+def test_a_failed_delivery_is_retried_under_the_same_id(
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
+    put: Callable[..., storage.Blob],
+    script: list[str],
+    retry: RetryPolicy,
+    timeout: float,
+    attempts: int,
+    settle: float,
 ) -> None:
-    receiver.script = ["fail", "fail"]
-    put(empty_buckets, settings.input_bucket, "uploads/cat.jpg")
-    start_bridge()
-    wait_for(lambda: len(receiver.received) == 3)
-    time.sleep(0.6)  # past the next backoff: delivered, so not sent again
-    assert len(receiver.received) == 3
+    receiver.script = list(script)
+    receiver.slow_seconds = 1.0
+    put("uploads/cat.jpg")
+    start_bridge(retry=retry, timeout=timeout)
+    wait_for(lambda: len(receiver.received) == attempts)
+    time.sleep(settle)  # delivered or given up: not sent again
+    assert len(receiver.received) == attempts
     assert len({event["id"] for event in receiver.events()}) == 1
     times = [moment for moment, _ in receiver.received]
-    assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.2  # 0.1 s, then doubled
-
-
-def test_a_timed_out_delivery_is_retried(
-    empty_buckets: storage.Client,
-    settings: Settings,
-    receiver: Receiver,
-    start_bridge: Callable[..., Bridge],
-) -> None:
-    receiver.script = ["slow"]
-    receiver.slow_seconds = 1.0
-    put(empty_buckets, settings.input_bucket, "uploads/cat.jpg")
-    start_bridge(timeout=0.3)
-    wait_for(lambda: len(receiver.received) == 2)
-    time.sleep(1.0)
-    assert len(receiver.received) == 2
-    assert receiver.events()[0]["id"] == receiver.events()[1]["id"]
-
-
-def test_delivery_gives_up_after_the_last_attempt(
-    empty_buckets: storage.Client,
-    settings: Settings,
-    receiver: Receiver,
-    start_bridge: Callable[..., Bridge],
-) -> None:
-    receiver.script = ["fail"] * 10
-    put(empty_buckets, settings.input_bucket, "uploads/cat.jpg")
-    start_bridge(retry=RetryPolicy(first_delay=0.05, max_delay=0.1, max_attempts=3))
-    wait_for(lambda: len(receiver.received) == 3)
-    time.sleep(0.5)
-    assert len(receiver.received) == 3
+    # Each retry waits at least the policy's backoff after the attempt before it failed.
+    assert all(times[n] - times[n - 1] >= retry.delay(n) for n in range(1, attempts)), times
 
 
 def test_a_slow_delivery_does_not_hold_up_new_objects(
-    empty_buckets: storage.Client,
-    settings: Settings,
     receiver: Receiver,
     start_bridge: Callable[..., Bridge],
+    put: Callable[..., storage.Blob],
 ) -> None:
     receiver.script = ["slow"]
     receiver.slow_seconds = 2.0
-    put(empty_buckets, settings.input_bucket, "uploads/first.jpg")
+    put("uploads/first.jpg")
     start_bridge()
     wait_for(lambda: len(receiver.received) == 1)
-    put(empty_buckets, settings.input_bucket, "uploads/second.jpg")
+    put("uploads/second.jpg")
     wait_for(lambda: len(receiver.received) == 2, timeout=1.5)  # while the first is still being answered
     assert [event["subject"] for event in receiver.events()] == [
         "objects/uploads/first.jpg",

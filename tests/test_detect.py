@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from memegen.detect import FULL_RANGE_FILE, Face, FaceDetector, align_crop, plan_tiles, plan_windows
+from memegen.detect import FULL_RANGE_FILE, Face, FaceDetector
+from memegen.detect.plan import plan_windows, pyramid
 from memegen.errors import ModelError
 
 
@@ -99,27 +100,28 @@ def test_no_face_in_noise(detector: FaceDetector) -> None:
     assert detector.detect(noise) == []
 
 
-def test_align_crop_levels_a_tilted_face(photos_dir: Path, detector: FaceDetector) -> None:
-    image = read_rgb(photos_dir / "obama.jpg")
-    height, width = image.shape[:2]
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0)
-    tilted = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
-    (face,) = detector.detect(tilted)
-    assert face.roll == pytest.approx(-25, abs=6)
-    crop = align_crop(tilted, face, size=64)
-    assert crop.shape == (64, 64, 3)
-    (again,) = detector.detect(cv2.resize(crop, (256, 256)))
-    assert abs(again.roll) < 8
+def _covered(starts: list[int], length: int, window: int) -> bool:
+    """Whether windows of ``window`` pixels at these starts cover 0..``length`` without a gap."""
+    reach = 0
+    for start in sorted(starts):
+        if start > reach:
+            return False
+        reach = max(reach, start + window)
+    return reach >= length
 
 
 def test_tiles_cover_the_image_at_every_level() -> None:
-    tiles = plan_tiles(4000, 3000, min_face=40)
-    finest = min(t.side for t in tiles)
+    windows = plan_windows(4000, 3000, min_face=40, whole_levels=False)
+    assert {(w.width, w.height) for w in windows} == {(192, 192)}
+    finest = min(w.side for w in windows)
     assert finest * 14 / 192 <= 40  # a 40 px face spans at least 14 model pixels on the finest level
-    level = [t for t in tiles if t.side == finest]
-    assert min(t.x for t in level) == 0 and max(t.x + t.side for t in level) >= 4000
-    assert min(t.y for t in level) == 0 and max(t.y + t.side for t in level) >= 3000
-    assert len(plan_tiles(200, 150, min_face=40)) == 2  # a small image is one level (plus its padded copy)
+    levels = pyramid(np.zeros((3000, 4000, 3), dtype=np.uint8), sorted({w.side for w in windows}))
+    for side, level in levels.items():
+        tiles = [w for w in windows if w.side == side]
+        assert _covered(sorted({w.x for w in tiles}), level.shape[1], 192), side
+        assert _covered(sorted({w.y for w in tiles}), level.shape[0], 192), side
+        assert len(tiles) == len({w.x for w in tiles}) * len({w.y for w in tiles})  # a grid of them
+    assert len(plan_windows(200, 150, min_face=40)) == 2  # a small image is one level (plus its padded copy)
 
 
 def test_a_level_runs_whole_where_it_is_small_enough() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import memegen
 from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
@@ -98,3 +99,14 @@ def test_one_engine_serves_several_threads_at_once(
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(lambda p: engine.make(p).metadata()["faces"], photos))
     assert together == alone
+
+
+def test_make_meme_is_the_one_call_for_people_who_embed_the_library(engine: Engine, photos_dir: Path) -> None:
+    data = (photos_dir / "obama.jpg").read_bytes()
+    meme = memegen.make_meme(data, bottom="one call", format="png")
+    assert meme.content_type == "image/png" and Image.open(io.BytesIO(meme.image)).format == "PNG"
+    assert meme.caption.bottom == "one call" and len(meme.faces) == 1
+    # The same reading as an engine built by hand from the default settings.
+    assert meme.faces == engine.make(data, bottom="one call", format="png").faces
+    with pytest.raises(UnsupportedImage):
+        memegen.make_meme(b"not a photo")

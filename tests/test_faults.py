@@ -32,10 +32,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from local.bridge import Bridge, RetryPolicy, finalized_event, object_data
-from local.run import function_command
+from local.run import free_port, function_command
 from memegen.settings import Settings
-from tests.stack import ROOT
-from tests.storage_server import free_port, wait_until_serving
+from scripts.stack import ROOT, wait_until_serving
 
 pytestmark = pytest.mark.slow
 

@@ -11,19 +11,14 @@ import io
 import os
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from memegen.captions import CaptionBank
-from memegen.detect import FaceDetector
 from memegen.engine import Engine
-from memegen.ensemble import Ensemble
 from memegen.errors import InputError
 from memegen.reader import read_image
-from memegen.settings import Settings
 
 EXAMPLES = int(os.environ.get("MEMEGEN_FUZZ_EXAMPLES", "60"))
 FUZZ = fuzz_settings(
@@ -69,11 +64,6 @@ def damaged_images(draw: st.DrawFn) -> bytes:
 
 
 uploads = st.one_of(st.binary(max_size=512), damaged_images())
-
-
-@pytest.fixture(scope="module")
-def engine(detector: FaceDetector, ensemble: Ensemble, settings: Settings) -> Engine:
-    return Engine(detector=detector, ensemble=ensemble, captions=CaptionBank.load(), settings=settings)
 
 
 @FUZZ

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.load import run
+from scripts.load import run
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,9 @@ from google.cloud import storage
 
 from infra.package import build
 from local.bridge import finalized_event, object_data
+from local.run import free_port
 from memegen.settings import Settings
-from tests.storage_server import free_port, wait_until_serving
+from scripts.stack import wait_until_serving
 
 
 def isolated_env(folder: Path, storage_url: str, settings: Settings) -> dict[str, str]:
@@ -52,7 +53,7 @@ def test_the_on_upload_archive_makes_a_meme_on_its_own(
     env = isolated_env(folder, empty_buckets.api_endpoint, settings)
 
     where = subprocess.run(
-        [sys.executable, "-S", "-c", "import memegen, main; print(memegen.__file__); print(main.settings.models_dir)"],
+        [sys.executable, "-S", "-c", "import memegen, main; print(memegen.__file__, main.services()[0].models_dir)"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

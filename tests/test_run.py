@@ -16,7 +16,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from memegen.settings import Settings
-from tests.stack import ROOT, running_stack
+from scripts.stack import ROOT, running_stack
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import flask
@@ -13,15 +14,22 @@ from memegen.api import handle
 from memegen.settings import Settings
 from memegen.storage import Store
 
-# Once per instance (cold start). In the cloud URLs are signed through IAM (signing_service_account);
-# locally GOOGLE_APPLICATION_CREDENTIALS names the development key of local/devkey.py.
-settings = Settings.from_env()
-key_file = None if settings.signing_service_account else os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-signer = service_account.Credentials.from_service_account_file(key_file) if key_file else None
-store = Store(storage.Client(), settings, signing_credentials=signer)
+
+@functools.cache
+def services() -> tuple[Settings, Store]:
+    """Settings and the storage client, built by an instance's first request and kept for the rest.
+
+    In the cloud URLs are signed through IAM (``signing_service_account``); locally
+    GOOGLE_APPLICATION_CREDENTIALS names the development key of local/devkey.py.
+    """
+    settings = Settings.from_env()
+    key_file = None if settings.signing_service_account else os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    signer = service_account.Credentials.from_service_account_file(key_file) if key_file else None
+    return settings, Store(storage.Client(), settings, signing_credentials=signer)
 
 
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     """HTTP: ``GET /``, ``POST /v1/uploads``, ``GET /v1/memes/<id>``."""
+    settings, store = services()
     return handle(request, store=store, settings=settings)

@@ -20,8 +20,6 @@ from cdktn import Testing as CdkTesting
 from infra.main import archives
 from infra.package import ROOT
 from infra.stack import APIS, MemeGenStack, Sizing
-
-sys.path.insert(0, str(ROOT / "shared"))  # memegen.settings alone: plain Python, no dependencies
 from memegen.settings import Settings
 
 CHECKOV_CONFIG = ROOT / "infra" / "checkov.yaml"

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from memegen.detect import CROP_SCALE, CROP_SHIFT
+from memegen.crop import CROP_SCALE, CROP_SHIFT
 from memegen.ensemble import MANIFEST, SINGLE_VIEW, Member, sha256, view_of
 from memegen.labels import LABELS
 from models.train.export import tflite_predict, to_float_tflite, to_int8_tflite

@@ -136,7 +136,7 @@ def headline(manifest: dict[str, Any], measured: Measured) -> list[str]:
         "Small residual CNNs, at least one for FER2013's faces in the wild, each full int8 TFLite",
         "(weights and activations; int8 pixels in, int8 logits out, softmax in numpy), combined with one weight per",
         f"member per class (`{manifest['combination']}` weights, chosen by cross-validation, see below).",
-        "Inputs are grayscale face crops cut by the BlazeFace detector in `shared/memegen/detect.py`",
+        "Inputs are grayscale face crops of the BlazeFace detector's faces, cut by `shared/memegen/crop.py`",
         f"(eyes levelled, {crop['scale']}x the detector's box, its centre moved {crop['shift']} box heights"
         " downwards,"
         f" {crop['size']}x{crop['size']} px: FER2013's own resolution). `ensemble.json`'s `crop` is what",

@@ -15,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from memegen.datasets import IMAGE_SUFFIXES
+from memegen.contract import IMAGE_SUFFIXES
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
 from memegen.ensemble import Ensemble
 from memegen.errors import InputError, MemeGenError, OutputError
 from memegen.evaluate import evaluate, plot_confusion
+from memegen.runtime import tune_process
 from memegen.settings import Settings
 
 USAGE_ERROR = 2
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        tune_process()
         if args.command == "make":
             return _make(args, settings)
         return _evaluate(args, settings)

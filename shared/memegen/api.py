@@ -14,71 +14,45 @@ import json
 import re
 import time
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import flask
-from google.api_core.exceptions import GoogleAPIError
-from google.auth.exceptions import GoogleAuthError
 
-from memegen.captions import MAX_CAPTION, CaptionRefused, own_caption
-from memegen.errors import InputError
+from memegen.captions import MAX_CAPTION, own_caption
+from memegen.contract import (
+    CONVERT_FIRST,
+    ID_PATTERN,
+    JSON_TYPE,
+    MEMES_PATH,
+    UPLOAD_TYPES,
+    UPLOADS_PATH,
+)
+from memegen.errors import (
+    BodyTooLarge,
+    CaptionRefused,
+    MemeNotFound,
+    MethodNotAllowed,
+    Policy,
+    RequestError,
+    SigningUnavailable,
+    UnsupportedType,
+    policy_of,
+)
 from memegen.logs import log
 from memegen.settings import Settings
-from memegen.storage import MEME_PREFIX, SigningUnavailable, Store
+from memegen.storage import Store
 
-CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
-# Photos straight off an iPhone: the reader cannot decode them, so the message says what to do instead.
-_CONVERT_FIRST = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
 UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
 # The upload request is a few short strings: anything bigger is a mistake or abuse.
 MAX_BODY_BYTES = 4096
-UPLOADS_PATH = "/v1/uploads"
-MEMES_PATH = "/v1/memes/"
-_ID = re.compile(r"[0-9a-f]{32}")
 _TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 _TEMPLATE_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 _CONFIG_MARK = "{{CONFIG}}"
 # The on_upload function's timeout, with a minute to spare: its last retry may still be at work.
 _WORKER_GRACE_SECONDS = 180
 _LOG_PATH_CHARS = 200
-
-
-class RequestError(InputError):
-    """The request is malformed: bad JSON, a wrong type, an unknown field (400)."""
-
-
-class NotFound(RequestError):
-    """No such route, or no such meme (404)."""
-
-
-class MethodNotAllowed(RequestError):
-    """The route exists but not for this method (405)."""
-
-    def __init__(self, message: str, *, allowed: Iterable[str]) -> None:
-        super().__init__(message)
-        self.allowed = tuple(allowed)
-
-
-class BodyTooLarge(RequestError):
-    """The request body is over :data:`MAX_BODY_BYTES` (413)."""
-
-
-class UnsupportedType(RequestError):
-    """The request or the photo it announces has a media type MemeGen does not take (415)."""
-
-
-# Most specific first: the first class the exception is an instance of gives the status.
-_STATUS: tuple[tuple[type[RequestError], int], ...] = (
-    (NotFound, 404),
-    (MethodNotAllowed, 405),
-    (BodyTooLarge, 413),
-    (UnsupportedType, 415),
-    (RequestError, 400),
-)
 
 
 @dataclass(frozen=True)
@@ -109,29 +83,30 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             _allow(request, "GET", "HEAD")
             candidate = request.path.removeprefix(MEMES_PATH)
             # A malformed id never reaches storage: it cannot name an upload this API issued.
-            if not _ID.fullmatch(candidate):
-                raise NotFound("no such meme")
+            if not ID_PATTERN.fullmatch(candidate):
+                raise MemeNotFound("no such meme")
             upload_id = candidate
             response = _meme_status(upload_id, store=store, settings=settings)
         else:
-            raise NotFound("no such route")
+            raise MemeNotFound("no such route")
     except RequestError as exc:
         response, reason = error_response(exc), str(exc)
-    except (GoogleAPIError, GoogleAuthError) as exc:
-        # Storage or IAM failed, or stayed out of reach through the client's own retries: the
-        # request itself was fine, so the browser may try again.
-        response, reason = (
-            _json({"error": "storage is unavailable right now; try again shortly"}, status=503),
-            repr(exc),
-        )
-        response.headers["Retry-After"] = "5"
     except SigningUnavailable as exc:
         response, reason = _json({"error": "the service cannot sign URLs (misconfigured)"}, status=500), str(exc)
     except Exception as exc:
-        # A bug (or a corrupt record): JSON with the security headers like every answer, and its
-        # traceback in the log, never in the response.
-        log("ERROR", "internal error", path=request.path, error=repr(exc), traceback=traceback.format_exc())
-        response, reason = _json({"error": "internal error"}, status=500), repr(exc)
+        if policy_of(exc) is Policy.TRANSIENT:
+            # Storage or IAM failed, or stayed out of reach through the client's own retries: the
+            # request itself was fine, so the browser may try again.
+            response, reason = (
+                _json({"error": "storage is unavailable right now; try again shortly"}, status=503),
+                repr(exc),
+            )
+            response.headers["Retry-After"] = "5"
+        else:
+            # A bug (or a corrupt record): JSON with the security headers like every answer, and its
+            # traceback in the log, never in the response.
+            log("ERROR", "internal error", path=request.path, error=repr(exc), traceback=traceback.format_exc())
+            response, reason = _json({"error": "internal error"}, status=500), repr(exc)
     _log_outcome(request, response, upload_id=upload_id, reason=reason)
     return response
 
@@ -141,7 +116,7 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
 
     ``content_type`` is the request's media type (without parameters); it must be JSON.
     """
-    if content_type != "application/json":
+    if content_type != JSON_TYPE:
         raise UnsupportedType("send the request as application/json")
     try:
         data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
@@ -161,10 +136,10 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
     if not isinstance(photo_type, str):
         raise RequestError("content_type must be a string")
     photo_type = photo_type.strip().lower()
-    if photo_type in _CONVERT_FIRST:
+    if photo_type in CONVERT_FIRST:
         raise UnsupportedType("HEIC/HEIF photos are not supported: convert the photo to JPEG, or upload a JPEG")
-    if photo_type not in CONTENT_TYPES:
-        raise UnsupportedType(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
+    if photo_type not in UPLOAD_TYPES:
+        raise UnsupportedType(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
     return UploadRequest(
         content_type=photo_type, top=_caption(data.get("top"), "top"), bottom=_caption(data.get("bottom"), "bottom")
     )
@@ -174,7 +149,7 @@ def page_response(request: flask.Request, *, store: Store, settings: Settings) -
     """The upload page with its security headers; revalidated cheaply through its ETag."""
     page = _page(settings.max_bytes, settings.url_ttl_seconds, settings.meme_retention_days)
     response = flask.Response(page.html, status=200, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = page.csp(_storage_origin(store))
+    response.headers["Content-Security-Policy"] = page.csp(store.origin)
     # Short-lived: a new deployment (new limits, new script) should reach people within minutes.
     response.headers["Cache-Control"] = "public, max-age=300"
     response.set_etag(page.etag)
@@ -186,8 +161,7 @@ def page_response(request: flask.Request, *, store: Store, settings: Settings) -
 
 def error_response(exc: RequestError) -> flask.Response:
     """The JSON error response for ``exc``: ``{"error": message}`` with its status."""
-    status = next(code for kind, code in _STATUS if isinstance(exc, kind))
-    response = _json({"error": str(exc)}, status=status)
+    response = _json({"error": str(exc)}, status=exc.status)
     if isinstance(exc, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(exc.allowed)
     return response
@@ -206,7 +180,7 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
     record = store.latest_record(upload_id)
     body: dict[str, Any]
     if record is None:
-        raise NotFound("no such meme")
+        raise MemeNotFound("no such meme")
     if record.get("status") == "done":
         # What the meme itself shows, and no more: anyone who was sent its link can read the
         # id in it. Face boxes and scores stay in the record, for the event's integrators.
@@ -242,14 +216,6 @@ def _never_arrived(record: dict[str, Any], settings: Settings) -> bool:
     if not isinstance(expires, int | float):
         return False
     return time.time() > expires + settings.retry_window_seconds + _WORKER_GRACE_SECONDS
-
-
-@functools.lru_cache(maxsize=4)
-def _storage_origin(store: Store) -> str:
-    # The page PUTs photos to, and fetches memes from, the origin of the URLs the store signs:
-    # storage.googleapis.com in the cloud, the emulator on loopback locally. Read off one signed URL
-    # per store (an IAM call in the cloud, once per instance); the URL itself is thrown away.
-    return storage_origin_of(store.signed_meme_url(f"{MEME_PREFIX}csp-origin"))
 
 
 def _allow(request: flask.Request, *methods: str) -> None:
@@ -354,7 +320,7 @@ def _page(max_bytes: int, url_ttl_seconds: int, retention_days: int) -> _Page:
     template = resources.files("memegen").joinpath("static/index.html").read_text(encoding="utf-8")
     config = {
         "maxBytes": max_bytes,
-        "contentTypes": list(CONTENT_TYPES),
+        "contentTypes": list(UPLOAD_TYPES),
         "maxCaption": MAX_CAPTION,
         "uploadsUrl": UPLOADS_PATH,
         "urlTtlSeconds": url_ttl_seconds,
@@ -370,9 +336,3 @@ def _page(max_bytes: int, url_ttl_seconds: int, retention_days: int) -> _Page:
 
 def _csp_hash(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
-
-
-def storage_origin_of(url: str) -> str:
-    """The origin (``scheme://host[:port]``) of a URL, as a CSP source expression."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

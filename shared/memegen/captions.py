@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memegen.errors import InputError, MemeGenError
+from memegen.errors import CaptionBankError, CaptionRefused
 from memegen.labels import LABELS
 
 CAPTIONS_FILE = Path(__file__).resolve().with_name("captions.json")
@@ -45,10 +45,6 @@ MAX_CAPTION = 120
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
-class CaptionRefused(InputError):
-    """A person's own caption is too long or holds control characters."""
-
-
 def own_caption(value: str | None, *, name: str) -> str | None:
     """A person's own caption line, stripped, or None for none; ``CaptionRefused`` past the limits.
 
@@ -63,10 +59,6 @@ def own_caption(value: str | None, *, name: str) -> str | None:
     if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
         raise CaptionRefused(f"{name} must not contain control characters (newlines and tabs included)")
     return text or None
-
-
-class CaptionBankError(MemeGenError):
-    """The caption bank is missing, not JSON, or breaks the bank's rules."""
 
 
 @dataclass(frozen=True)

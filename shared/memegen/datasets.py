@@ -8,11 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from memegen.detect import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, FaceDetector, align_crop
+from memegen.contract import IMAGE_SUFFIXES
+from memegen.crop import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, align_crop
+from memegen.detect import FaceDetector
 from memegen.errors import DatasetError
 from memegen.labels import LABELS
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 LAYOUT = "DIR/<label>/<image>, with <label> among: " + " ".join(LABELS)
 
 

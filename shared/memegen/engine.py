@@ -13,24 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from memegen.captions import Caption, CaptionBank, choose_caption, own_caption
-from memegen.detect import Face, FaceDetector, align_crop
+from memegen.contract import MEME_TYPES
+from memegen.crop import align_crop
+from memegen.detect import Face, FaceDetector
 from memegen.ensemble import Ensemble, Scores
 from memegen.errors import UnsupportedImage
 from memegen.reader import read_image
 from memegen.render import Mark, render
 from memegen.settings import Settings
-
-FORMATS = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-
-
-# Pillow frees every image's pixel blocks (16 MB each) by default, so each upload's decode
-# and each meme's canvas fault in fresh pages: a 12 MP photo's half-size decode took 30 ms
-# instead of 22. Keeping two freed blocks for reuse (Pillow's PILLOW_BLOCKS_MAX) covers the
-# decoded photo and the meme canvas, for at most 32 MB held between memes.
-_PILLOW_BLOCKS_KEPT = 2
 
 # The smallest side of a meme, once its long side is capped at max_side: below it there is no
 # face to read nor room for a caption (a thumbnail, or a panorama a few pixels high).
@@ -100,8 +92,6 @@ class Engine:
         self.captions = captions
         self.settings = settings
         self._models = threading.Lock()
-        if Image.core.get_blocks_max() < _PILLOW_BLOCKS_KEPT:
-            Image.core.set_blocks_max(_PILLOW_BLOCKS_KEPT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -147,8 +137,8 @@ class Engine:
         meme would be under ``MIN_SIDE`` pixels on a side (a thumbnail, or a panorama
         so long that capping it at ``max_side`` leaves a sliver).
         """
-        if format.lower() not in FORMATS:
-            raise ValueError(f"unknown output format {format!r}; choose one of {sorted(set(FORMATS))}")
+        if format.lower() not in MEME_TYPES:
+            raise ValueError(f"unknown output format {format!r}; choose one of {sorted(MEME_TYPES)}")
         top, bottom = own_caption(top, name="top"), own_caption(bottom, name="bottom")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -209,7 +199,7 @@ class Engine:
         ]
         return Meme(
             image=image,
-            content_type=FORMATS[format.lower()],
+            content_type=MEME_TYPES[format.lower()],
             size=(round(width * out_scale), round(height * out_scale)),
             faces=readings,
             caption=caption,

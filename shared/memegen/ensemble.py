@@ -11,39 +11,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from memegen.crop import Crop
 from memegen.errors import ModelError
 from memegen.labels import LABELS
 from memegen.runtime import load_interpreter
+from memegen.settings import MODELS_DIR
 
 MANIFEST = "ensemble.json"
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-@dataclass(frozen=True)
-class Crop:
-    """How a face is cut for the members (the manifest's ``crop``): what ``align_crop`` takes.
-
-    ``size`` is the square's side in pixels, ``scale`` its side over the detector's box
-    width, ``shift`` how far its centre sits below the box centre, in box heights.
-    """
-
-    size: int
-    scale: float
-    shift: float
-
-    @classmethod
-    def from_manifest(cls, entry: dict[str, Any]) -> Crop:
-        """The crop of a manifest's ``crop`` entry; ``ModelError`` for one that cannot work."""
-        try:
-            crop = cls(int(entry["size"]), float(entry["scale"]), float(entry["shift"]))
-            color = entry.get("color", "grayscale")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"the manifest's crop {entry!r} needs a size, a scale and a shift") from exc
-        if not (16 <= crop.size <= 512 and 0.5 <= crop.scale <= 4 and -1 <= crop.shift <= 1 and color == "grayscale"):
-            raise ModelError(
-                f"the manifest's crop {entry!r} cannot work: size 16..512 px, scale 0.5..4, shift -1..1, grayscale"
-            )
-        return crop
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from typing import Final
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from memegen.contract import READER_FORMATS
 from memegen.errors import ImageTooLarge, UnsupportedImage
 
 # Pillow's names of the formats MemeGen reads, in the order Pillow tries them.
-ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+ACCEPTED_FORMATS: Final = READER_FORMATS
 # Pillow opens multi-picture JPEGs (stereo and burst shots from some cameras) as
 # MPO: the first picture is an ordinary JPEG.
 _FORMAT_ALIASES: Final = {"MPO": "JPEG"}

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+from memegen.contract import MEME_CODECS
 
 # Below this the text is unreadable anyway; a caption that does not fit even
 # here is broken inside words and, if still too long, cut with an ellipsis.
@@ -403,9 +403,9 @@ def render(
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {image.shape} of {image.dtype}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"the image is empty: shape {image.shape}")
-    codec = FORMATS.get(format.lower())
+    codec = MEME_CODECS.get(format.lower())
     if codec is None:
-        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(MEME_CODECS)}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be within 1-100, got {quality}")
     if max_side < 1:

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from memegen.errors import MemeGenError
+from memegen.contract import MAX_EVENT_AGE_SECONDS, MAX_URL_TTL_SECONDS, UPLOAD_PREFIX
+from memegen.errors import SettingsError
 
 
 def _default_models() -> Path:
@@ -18,12 +19,8 @@ def _default_models() -> Path:
     return packaged if packaged.is_dir() else package.parents[1] / "models"
 
 
-_MODELS = _default_models()
+MODELS_DIR = _default_models()
 PREFIX = "MEMEGEN_"
-
-
-class SettingsError(MemeGenError):
-    """An environment variable holds a value MemeGen cannot use."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,8 @@ class Settings:
     and the infrastructure sets exactly those.
     """
 
-    models_dir: Path = _MODELS
-    detector_dir: Path = _MODELS / "blazeface"
+    models_dir: Path = MODELS_DIR
+    detector_dir: Path = MODELS_DIR / "blazeface"
     threads: int = 1
     min_face: float = 40.0
     # The engine also skips faces smaller than this share of the photo's short
@@ -49,11 +46,11 @@ class Settings:
     # Cloud side: buckets, object names, URL lifetimes, event age.
     input_bucket: str = "memegen-input"
     output_bucket: str = "memegen-output"
-    upload_prefix: str = "uploads/"
-    url_ttl_seconds: int = 900
+    upload_prefix: str = UPLOAD_PREFIX
+    url_ttl_seconds: int = MAX_URL_TTL_SECONDS
     # How long the output bucket keeps a meme and its record (its lifecycle rule): the page says so.
     meme_retention_days: int = 30
-    max_event_age_seconds: int = 86_400
+    max_event_age_seconds: int = MAX_EVENT_AGE_SECONDS
     # The storage client retries a transient error itself for this long, then raises: well inside
     # both functions' timeouts (the api's is 30 s), so that the api can still answer 503 in time.
     storage_retry_seconds: float = 10.0
@@ -67,8 +64,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.threads < 1 or self.max_side < 16 or self.max_bytes < 1 or self.max_pixels < 1:
             raise SettingsError("threads, max_side, max_bytes and max_pixels must be positive")
-        if not 0 < self.url_ttl_seconds <= 900:
-            raise SettingsError("url_ttl_seconds must be between 1 and 900 (signed URLs live 15 minutes at most)")
+        if not 0 < self.url_ttl_seconds <= MAX_URL_TTL_SECONDS:
+            raise SettingsError(
+                f"url_ttl_seconds must be between 1 and {MAX_URL_TTL_SECONDS} (a signed URL's lifetime)"
+            )
         # NaN fails every comparison, so each bound is written to refuse it.
         if not (0 <= self.min_face < 100_000 and 0 <= self.min_face_fraction <= 1):
             raise SettingsError("min_face must be 0 or more pixels and min_face_fraction between 0 and 1")
@@ -79,8 +78,10 @@ class Settings:
             raise SettingsError("meme_retention_days must be between 1 and 3650")
         if not 0 < self.storage_retry_seconds <= 60:
             raise SettingsError("storage_retry_seconds must be above 0 and at most 60")
-        if self.max_event_age_seconds < 1:
-            raise SettingsError("max_event_age_seconds must be 1 or more")
+        if not 1 <= self.max_event_age_seconds <= MAX_EVENT_AGE_SECONDS:
+            raise SettingsError(
+                f"max_event_age_seconds must be between 1 and {MAX_EVENT_AGE_SECONDS} (Eventarc's retry limit)"
+            )
         if not 0 < self.retry_window_seconds <= self.max_event_age_seconds:
             raise SettingsError("retry_window_seconds must be between 1 and max_event_age_seconds")
 

@@ -1,10 +1,7 @@
 """The only module that touches the buckets: uploads in, memes and records out, signed URLs.
 
-Object layout, all names derived from the server-side upload id (never from a name a user chose):
-
-- input bucket: ``{upload_prefix}{id}`` (API uploads) or any name under the prefix;
-- output bucket: ``memes/{id}/{generation}.{jpg|png|webp}`` and ``records/{id}/{generation}.json``,
-  one pair per generation of the upload, each written once (``if_generation_match=0``).
+The bucket layout and object names are :mod:`memegen.contract`'s; every output object is written
+once (``if_generation_match=0``).
 
 Custom metadata ``memegen-top`` / ``memegen-bottom`` carries the user's caption as percent-encoded
 UTF-8: the signed PUT sends it as an HTTP header, and header values must be ASCII.
@@ -14,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
 import uuid
@@ -22,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import google.auth
 import google.auth.transport.requests
@@ -32,30 +28,20 @@ from google.auth.credentials import Credentials
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from memegen.errors import ImageTooLarge, MemeGenError
+from memegen.contract import (
+    BOTTOM_KEY,
+    ID_PATTERN,
+    ISSUED_GENERATION,
+    MEME_PREFIX,
+    RECORD_NAME_PATTERN,
+    RECORD_PREFIX,
+    TOP_KEY,
+    WRITER_KEY,
+    meme_object,
+    record_object,
+)
+from memegen.errors import ImageTooLarge, SigningUnavailable, UploadGone
 from memegen.settings import Settings
-
-MEME_PREFIX = "memes/"
-RECORD_PREFIX = "records/"
-TOP_KEY = "memegen-top"
-BOTTOM_KEY = "memegen-bottom"
-# The generation in the name of the record written when an upload URL is issued: below any real one.
-ISSUED_GENERATION = 0
-# Object metadata on outputs: which write made the object (a random token per write).
-WRITER_KEY = "memegen-writer"
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
-
-
-_ID = re.compile(r"[0-9a-f]{32}")
-_RECORD_NAME = re.compile(r"(\d+)\.json")
-
-
-class UploadGone(MemeGenError):
-    """The upload at that generation no longer exists (deleted or replaced): permanent, skip it."""
-
-
-class SigningUnavailable(MemeGenError):
-    """Neither a signing service account nor signing credentials were configured."""
 
 
 def upload_id(name: str, *, prefix: str) -> str:
@@ -66,7 +52,7 @@ def upload_id(name: str, *, prefix: str) -> str:
     taken for the API upload ``{prefix}{id}``.
     """
     last = name[len(prefix) :] if name.startswith(prefix) else ""
-    if _ID.fullmatch(last):
+    if ID_PATTERN.fullmatch(last):
         return last
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
@@ -125,16 +111,12 @@ class SignedUpload:
 
 def meme_name(upload: Upload, content_type: str) -> str:
     """The output object of the meme of that upload generation."""
-    try:
-        extension = EXTENSIONS[content_type]
-    except KeyError:
-        raise ValueError(f"no meme extension for {content_type!r}; expected one of {sorted(EXTENSIONS)}") from None
-    return f"{MEME_PREFIX}{upload.id}/{upload.generation}.{extension}"
+    return meme_object(upload.id, upload.generation, content_type)
 
 
 def record_name(upload: Upload) -> str:
     """The output object of the metadata record of that upload generation."""
-    return f"{RECORD_PREFIX}{upload.id}/{upload.generation}.json"
+    return record_object(upload.id, upload.generation)
 
 
 class Store:
@@ -216,9 +198,7 @@ class Store:
         # The issued record: the api answers "pending" from it, so that it never needs to read
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
         issued = {"status": "pending", "id": new_id, "expires": int(time.time()) + self._settings.url_ttl_seconds}
-        self._create(
-            f"{RECORD_PREFIX}{new_id}/{ISSUED_GENERATION}.json", _json(issued), content_type="application/json"
-        )
+        self._create(record_object(new_id, ISSUED_GENERATION), _json(issued), content_type="application/json")
         return SignedUpload(id=new_id, url=url, headers=headers)
 
     # Memes and records.
@@ -249,12 +229,12 @@ class Store:
 
     def latest_record(self, upload_id: str) -> dict[str, Any] | None:
         """The record of the upload's highest generation, or None (also for an id that is not 32 hex digits)."""
-        if not _ID.fullmatch(upload_id):
+        if not ID_PATTERN.fullmatch(upload_id):
             return None
         prefix = f"{RECORD_PREFIX}{upload_id}/"
         latest: tuple[int, storage.Blob] | None = None
         for blob in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry):
-            match = _RECORD_NAME.fullmatch(blob.name[len(prefix) :])
+            match = RECORD_NAME_PATTERN.fullmatch(blob.name[len(prefix) :])
             if match and (latest is None or int(match[1]) > latest[0]):
                 latest = (int(match[1]), blob)
         if latest is None:
@@ -290,6 +270,16 @@ class Store:
             existing = self._output.get_blob(name, retry=self._retry)
             return existing is not None and (existing.metadata or {}).get(WRITER_KEY) == token
         return True
+
+    @property
+    def origin(self) -> str:
+        """The origin (``scheme://host[:port]``) of every URL this store signs, without signing one.
+
+        storage.googleapis.com in the cloud, the emulator on loopback in local runs: the page's
+        Content-Security-Policy allows it for the photo's PUT and the meme's GET.
+        """
+        parts = urlsplit(self._client.api_endpoint)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def _sign(self, blob: storage.Blob, *, method: str, headers: dict[str, str] | None = None) -> str:
         signer: dict[str, Any]

@@ -24,19 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from cloudevents.abstract import CloudEvent
-from google.api_core.exceptions import GoogleAPIError
 
+from memegen.contract import FINALIZED
 from memegen.engine import Engine
-from memegen.errors import InputError
+from memegen.errors import InputError, Policy, UploadGone, policy_of
 from memegen.logs import log
 from memegen.settings import Settings
-from memegen.storage import Store, Upload, UploadGone
+from memegen.storage import Store, Upload
 
-FINALIZED = "google.cloud.storage.object.v1.finalized"
-# Errors worth a retry: the storage service or the network, not the upload or the code.
-TRANSIENT = (GoogleAPIError, requests.RequestException, OSError)
 INTERNAL_ERROR = "internal error"
 RETRIES_EXHAUSTED = "the storage service was unavailable for too long; please upload the photo again"
 
@@ -92,14 +88,14 @@ def handle_upload(
     fields: dict[str, Any] = {"event_id": event["id"], "upload_id": upload.id, "generation": str(upload.generation)}
     try:
         return _make(upload, store=store, engine=engine, fields=fields)
-    except TRANSIENT as exc:
-        if age is None or age < settings.retry_window_seconds:
-            # Raised again for the platform to retry; logged first so that the line names the upload.
-            log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
-            raise
-        log("ERROR", "transient error past the retry window: recorded as failed", error=repr(exc), **fields)
-        return _refuse(upload, RETRIES_EXHAUSTED, store=store, fields=fields, kind=type(exc).__name__)
     except Exception as exc:
+        if policy_of(exc) is Policy.TRANSIENT:
+            if age is None or age < settings.retry_window_seconds:
+                # Raised again for the platform to retry; logged first so that the line names the upload.
+                log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
+                raise
+            log("ERROR", "transient error past the retry window: recorded as failed", error=repr(exc), **fields)
+            return _refuse(upload, RETRIES_EXHAUSTED, store=store, fields=fields, kind=type(exc).__name__)
         # A bug: retrying would fail the same way for a day. Its traceback goes to the log, not the record.
         log("ERROR", "internal error", error=repr(exc), traceback=traceback.format_exc(), **fields)
         return _refuse(upload, INTERNAL_ERROR, store=store, fields=fields, kind=type(exc).__name__)

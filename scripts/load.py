@@ -1,6 +1,6 @@
 """`make load`: uploads through the signed-URL flow of the whole local stack, several at a time.
 
-    python -m tests.load --uploads 500 --concurrency 8
+    python -m scripts.load --uploads 500 --concurrency 8
 
 Starts ``python -m local.run`` (storage server, both functions, event bridge), then each client
 thread asks the api for an upload (``POST /v1/uploads``), PUTs a real photo to the signed URL
@@ -27,7 +27,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from memegen.settings import Settings
-from tests.stack import ROOT, running_stack
+from scripts.stack import ROOT, running_stack
 
 REPORT = ROOT / "docs" / "load.md"
 PHOTOS = ("obama-480p.jpg", "two_people.jpg", "portrait-img1.jpg", "biden.jpg", "obama-720p.jpg")

@@ -1,4 +1,5 @@
-"""``python -m local.run`` as a test fixture: start the whole stack, find the page, stop it with Ctrl-C."""
+"""Local processes for ``make load`` and the tests: the whole stack (``python -m local.run``) started, its
+page found and stopped with Ctrl-C; and a wait for any one server to answer."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.storage_server import free_port
+import requests
+
+from local.run import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +66,17 @@ def running_stack(key: Path, *, timeout: float = 45) -> Iterator[Stack]:
         reader.join(timeout=5)  # the end of the output: every process that held the pipe has exited
         while not lines.empty():
             stack.output.append(lines.get())
+
+
+def wait_until_serving(url: str, *, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Wait until ``url`` answers, failing early if the process serving it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before serving {url}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing answered at {url} within {timeout} s")

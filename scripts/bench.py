@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from memegen.detect import Face, align_crop
+from memegen.crop import align_crop
+from memegen.detect import Face
 from memegen.engine import Engine
 from memegen.settings import Settings
 

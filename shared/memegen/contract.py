@@ -1,0 +1,78 @@
+"""The contract between MemeGen's parts: bucket layout, object names, ids, media types, the event, limits.
+
+The page, the api, the ``on_upload`` worker, the storage module, the local event bridge and the
+infrastructure all agree on these; each imports them from here and defines none of its own.
+Standard library only: the infrastructure's environment imports it without the run-time stack.
+
+Object layout (every output name derives from the server-side upload id, never from a name a
+user chose):
+
+- input bucket: ``{UPLOAD_PREFIX}{id}`` (api uploads), or any other name under the prefix;
+- output bucket: ``{MEME_PREFIX}{id}/{generation}.{jpg|png|webp}`` and
+  ``{RECORD_PREFIX}{id}/{generation}.json``, one pair per generation of the upload, each
+  written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# --- the buckets' layout ----------------------------------------------------------------------------
+UPLOAD_PREFIX: Final = "uploads/"
+MEME_PREFIX: Final = "memes/"
+RECORD_PREFIX: Final = "records/"
+# The generation in the name of the record written when an upload URL is issued: below any real one.
+ISSUED_GENERATION: Final = 0
+# An upload id: 32 lowercase hex digits (a uuid4 from the api, or a hash of another object name).
+ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
+RECORD_NAME_PATTERN: Final = re.compile(r"(\d+)\.json")
+# Custom object metadata: the person's caption on an upload (percent-encoded UTF-8, as header values
+# must be ASCII), and on an output the random token of the write that made it.
+TOP_KEY: Final = "memegen-top"
+BOTTOM_KEY: Final = "memegen-bottom"
+WRITER_KEY: Final = "memegen-writer"
+
+
+def meme_object(upload_id: str, generation: int, content_type: str) -> str:
+    """The output object of the meme of that upload generation (``ValueError`` for a type no meme has)."""
+    try:
+        extension = MEME_EXTENSIONS[content_type]
+    except KeyError:
+        raise ValueError(f"no meme extension for {content_type!r}; expected one of {sorted(MEME_EXTENSIONS)}") from None
+    return f"{MEME_PREFIX}{upload_id}/{generation}.{extension}"
+
+
+def record_object(upload_id: str, generation: int) -> str:
+    """The output object of the record of that upload generation."""
+    return f"{RECORD_PREFIX}{upload_id}/{generation}.json"
+
+
+# --- the event ------------------------------------------------------------------------------------------
+# The CloudEvent type of a new object in the input bucket (Eventarc, and the local bridge).
+FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
+
+# --- media types ------------------------------------------------------------------------------------------
+# What the api takes as a photo's type; the reader's Pillow formats are the same set.
+UPLOAD_TYPES: Final = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+READER_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Photos straight off an iPhone: the reader cannot decode them, so the api says what to do instead.
+CONVERT_FIRST: Final = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
+# The file names the command line and the dataset readers take for images.
+IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# The meme's formats, by the name a caller asks for: Pillow's codec and the media type.
+MEME_CODECS: Final = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+MEME_TYPES: Final = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+MEME_EXTENSIONS: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+JSON_TYPE: Final = "application/json"
+
+# --- the api's routes -----------------------------------------------------------------------------------
+UPLOADS_PATH: Final = "/v1/uploads"
+MEMES_PATH: Final = "/v1/memes/"
+
+# --- limits -------------------------------------------------------------------------------------------------
+# A V4 signed URL may live 7 days, but the page's upload and meme links need minutes: 15 at most.
+MAX_URL_TTL_SECONDS: Final = 900
+# Eventarc retries an event for 24 hours at most: older deliveries are dropped, and the events
+# topic keeps a message as long.
+MAX_EVENT_AGE_SECONDS: Final = 86_400

@@ -1,0 +1,31 @@
+"""The face crop the expression models see: cut from the detector's face, eyes levelled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from memegen.crop import align_crop
+from memegen.detect import FaceDetector
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, path
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def test_align_crop_levels_a_tilted_face(photos_dir: Path, detector: FaceDetector) -> None:
+    image = read_rgb(photos_dir / "obama.jpg")
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0)
+    tilted = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    (face,) = detector.detect(tilted)
+    assert face.roll == pytest.approx(-25, abs=6)
+    crop = align_crop(tilted, face, size=64)
+    assert crop.shape == (64, 64, 3)
+    (again,) = detector.detect(cv2.resize(crop, (256, 256)))
+    assert abs(again.roll) < 8
