@@ -106,7 +106,7 @@ train: models ## Retrain every member and the ensemble from DATASETS (hours on a
 	test -f models/work/faces.npz || $(PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
 	$(PY) -m models.train.fer --data models/work/faces.npz --out models/work/fer --parallel
 	$(PY) -m models.train.build --data models/work/faces.npz --states models/work/fer/*.pt \
-		--trials 2 --search-epochs 3 --epochs 12 --small-epochs 30
+		--greedy 4 --trials 2 --search-epochs 3 --epochs 12 --small-epochs 30
 	$(PY) -m models.train.card --data models/work/faces.npz
 
 .PHONY: golden

@@ -400,10 +400,30 @@ class MemeGenStack(TerraformStack):
         }
 
     def _function(
-        self, function: str, *, service: Cloudfunctions2FunctionServiceConfig, **extra: object
+        self,
+        function: str,
+        *,
+        identity: ServiceAccount,
+        memory: str,
+        cpu: str,
+        timeout_s: int,
+        concurrency: int,
+        max_instances: TerraformVariable,
+        ingress: str,
+        invoker_key: str,
+        invoker: str,
+        invoker_count: float | None = None,
+        env: dict[str, str] | None = None,
+        **extra: object,
     ) -> Cloudfunctions2Function:
+        """One function built from its archive, run as ``identity``, and the one member that may invoke it.
+
+        What both functions share lives here; each caller names only what differs: its identity and
+        sizing, who may call it (``invoker``, created under ``invoker_key``, ``invoker_count`` times),
+        settings beyond ``_settings_env`` (``env``), and in ``extra`` its trigger or dependencies.
+        """
         source = self.sources[function]
-        return Cloudfunctions2Function(
+        built = Cloudfunctions2Function(
             self,
             function,
             name=self._name(function.replace("_", "-")),
@@ -419,39 +439,52 @@ class MemeGenStack(TerraformStack):
                     )
                 ),
             ),
-            service_config=service,
+            service_config=Cloudfunctions2FunctionServiceConfig(
+                service_account_email=identity.email,
+                available_memory=memory,
+                available_cpu=cpu,
+                timeout_seconds=timeout_s,
+                max_instance_count=max_instances.number_value,
+                max_instance_request_concurrency=concurrency,
+                ingress_settings=ingress,
+                environment_variables={**self._settings_env(), **(env or {})},
+            ),
             **{"depends_on": self.services, **extra},  # type: ignore[arg-type]
         )
+        CloudRunV2ServiceIamMember(
+            self,
+            invoker_key,
+            count=invoker_count,
+            name=built.name,
+            location=self.region.string_value,
+            role="roles/run.invoker",
+            member=invoker,
+        )
+        return built
 
     def _api_function(self) -> None:
         s = self.sizing
         self.api = self._function(
             "api",
-            service=Cloudfunctions2FunctionServiceConfig(
-                service_account_email=self.api_sa.email,
-                available_memory=s.api_memory,
-                available_cpu=s.api_cpu,
-                timeout_seconds=s.api_timeout_s,
-                max_instance_count=self.api_max.number_value,
-                max_instance_request_concurrency=s.api_concurrency,
-                ingress_settings="ALLOW_ALL",
-                environment_variables={**self._settings_env(), "MEMEGEN_SIGNING_SERVICE_ACCOUNT": self.api_sa.email},
-            ),
+            identity=self.api_sa,
+            memory=s.api_memory,
+            cpu=s.api_cpu,
+            timeout_s=s.api_timeout_s,
+            concurrency=s.api_concurrency,
+            max_instances=self.api_max,
+            ingress="ALLOW_ALL",
+            # Anyone may open the page, unless public_page is false.
+            invoker_key="api-public",
+            invoker="allUsers",
+            invoker_count=Token.as_number(Fn.conditional(self.public_page.boolean_value, 1, 0)),
+            env={"MEMEGEN_SIGNING_SERVICE_ACCOUNT": self.api_sa.email},
         )
-        CloudRunV2ServiceIamMember(
-            self,
-            "api-public",
-            count=Token.as_number(Fn.conditional(self.public_page.boolean_value, 1, 0)),
-            name=self.api.name,
-            location=self.region.string_value,
-            role="roles/run.invoker",
-            member="allUsers",
-        )
+        page_origins = Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value]))
         # The page PUTs straight to the input bucket: only from the page's own origin, only PUT.
         self.input_bucket.put_cors(
             [
                 StorageBucketCors(
-                    origin=Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value])),
+                    origin=page_origins,
                     method=["PUT"],
                     # Every header the signed upload URL carries (memegen.storage.Store.new_upload).
                     response_header=[
@@ -469,7 +502,7 @@ class MemeGenStack(TerraformStack):
         self.output_bucket.put_cors(
             [
                 StorageBucketCors(
-                    origin=Token.as_list(Fn.concat([[self.api.service_config.uri], self.extra_origins.list_value])),
+                    origin=page_origins,
                     method=["GET", "HEAD"],
                     response_header=["Content-Type"],
                     max_age_seconds=3600,
@@ -481,17 +514,16 @@ class MemeGenStack(TerraformStack):
         s = self.sizing
         self.on_upload = self._function(
             "on_upload",
-            service=Cloudfunctions2FunctionServiceConfig(
-                service_account_email=self.on_upload_sa.email,
-                available_memory=s.on_upload_memory,
-                available_cpu=s.on_upload_cpu,
-                timeout_seconds=s.on_upload_timeout_s,
-                max_instance_count=self.on_upload_max.number_value,
-                max_instance_request_concurrency=s.on_upload_concurrency,
-                # Eventarc's delivery counts as internal traffic: nothing else can call it.
-                ingress_settings="ALLOW_INTERNAL_ONLY",
-                environment_variables=self._settings_env(),
-            ),
+            identity=self.on_upload_sa,
+            memory=s.on_upload_memory,
+            cpu=s.on_upload_cpu,
+            timeout_s=s.on_upload_timeout_s,
+            concurrency=s.on_upload_concurrency,
+            max_instances=self.on_upload_max,
+            # Eventarc's delivery counts as internal traffic: nothing else can call it.
+            ingress="ALLOW_INTERNAL_ONLY",
+            invoker_key="trigger-invokes-on-upload",
+            invoker=self.trigger_sa.member,
             event_trigger=Cloudfunctions2FunctionEventTrigger(
                 event_type="google.cloud.storage.object.v1.finalized",
                 event_filters=[
@@ -504,14 +536,6 @@ class MemeGenStack(TerraformStack):
             ),
             # Eventarc checks the trigger's and the storage agent's roles when it creates the trigger.
             depends_on=[*self.services, *self.grants],
-        )
-        CloudRunV2ServiceIamMember(
-            self,
-            "trigger-invokes-on-upload",
-            name=self.on_upload.name,
-            location=self.region.string_value,
-            role="roles/run.invoker",
-            member=self.trigger_sa.member,
         )
 
     # --- integration --------------------------------------------------------------------------------------------

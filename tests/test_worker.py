@@ -272,8 +272,11 @@ def test_a_bug_is_recorded_as_an_internal_error_and_acknowledged(
     assert outcome.result is Result.FAILED and outcome.reason == "internal error"
     record = record_of(store, "uploads/poison.jpg")
     assert record is not None and record["status"] == "failed" and record["error"] == "internal error"
-    line = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if "internal error" in line)
-    assert line["severity"] == "ERROR" and "ZeroDivisionError: boom" in line["traceback"]
+    # One incident, one line: the traceback and whether the record was written, not a second "upload refused".
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (line,) = (entry for entry in logged if entry.get("upload_id") == outcome.upload_id)
+    assert line["severity"] == "ERROR" and line["message"] == "internal error" and line["recorded"] is True
+    assert "ZeroDivisionError: boom" in line["traceback"]
 
 
 def test_a_transient_error_is_retried_within_the_window_then_recorded(

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or None
     if args.parallel and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(todo), mp_context=context) as pool:
+        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1), mp_context=context) as pool:
             futures = [pool.submit(train_member, args.data, args.out, r, threads=1, epochs=epochs) for r in todo]
             results = [f.result() for f in futures]
     else:

@@ -89,16 +89,28 @@ def handle_upload(
     try:
         return _make(upload, store=store, engine=engine, fields=fields)
     except Exception as exc:
+        details: dict[str, str] = {}
         if policy_of(exc) is Policy.TRANSIENT:
             if age is None or age < settings.retry_window_seconds:
                 # Raised again for the platform to retry; logged first so that the line names the upload.
                 log("ERROR", "transient error: the event will be retried", error=repr(exc), **fields)
                 raise
-            log("ERROR", "transient error past the retry window: recorded as failed", error=repr(exc), **fields)
-            return _refuse(upload, RETRIES_EXHAUSTED, store=store, fields=fields, kind=type(exc).__name__)
-        # A bug: retrying would fail the same way for a day. Its traceback goes to the log, not the record.
-        log("ERROR", "internal error", error=repr(exc), traceback=traceback.format_exc(), **fields)
-        return _refuse(upload, INTERNAL_ERROR, store=store, fields=fields, kind=type(exc).__name__)
+            reason, message = RETRIES_EXHAUSTED, "transient error past the retry window: recorded as failed"
+        else:
+            # A bug: retrying would fail the same way for a day. Its traceback goes to the log, not the record.
+            reason, message, details = INTERNAL_ERROR, "internal error", {"traceback": traceback.format_exc()}
+        # One ERROR line for the incident, written with the record: not a second "upload refused".
+        return _refuse(
+            upload,
+            reason,
+            store=store,
+            fields=fields,
+            kind=type(exc).__name__,
+            severity="ERROR",
+            message=message,
+            error=repr(exc),
+            **details,
+        )
 
 
 def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any]) -> Outcome:
@@ -135,10 +147,31 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
     return Outcome(Result.MADE, "", upload.id)
 
 
-def _refuse(upload: Upload, reason: str, *, store: Store, fields: dict[str, Any], kind: str = "InputError") -> Outcome:
-    """Record a permanent failure of the upload (once per generation) and acknowledge the event."""
-    recorded = store.write_failure(upload, reason=reason)
-    log("NOTICE", "upload refused", error=reason, error_type=kind, recorded=recorded, **fields)
+def _refuse(
+    upload: Upload,
+    reason: str,
+    *,
+    store: Store,
+    fields: dict[str, Any],
+    kind: str = "InputError",
+    severity: str = "NOTICE",
+    message: str = "upload refused",
+    error: str | None = None,
+    **details: object,
+) -> Outcome:
+    """Record a permanent failure of the upload (once per generation) and acknowledge the event.
+
+    One log line per incident, at ``severity`` with ``message``: a refused upload by default, or the
+    caller's own (a bug, with its ``traceback`` in ``details``). ``error`` is what the line names as
+    the cause (``reason``, the record's words, unless given); ``recorded`` is whether this delivery
+    wrote the record, or null if writing it failed, in which case the line is still written and
+    the write's error raised.
+    """
+    recorded = None
+    try:
+        recorded = store.write_failure(upload, reason=reason)
+    finally:
+        log(severity, message, error=error or reason, error_type=kind, recorded=recorded, **details, **fields)
     return Outcome(Result.FAILED, reason, upload.id)
 
 
