@@ -124,8 +124,16 @@ examples: models ## Make the README's example memes from the test photos into bu
 	$(PY) -m memegen make $(PHOTOS)/obama.jpg -o build/examples/obama.jpg
 	$(PY) -m memegen make $(PHOTOS)/portrait-img13.jpg -o build/examples/portrait.jpg
 
+# The peer `make bench` measures beside MemeGen: the fer package, with TensorFlow, in its own
+# environment. Where it cannot be installed the bench says so and reports MemeGen alone.
+PEER_VENV := .venv-peer
+$(PEER_VENV)/.stamp: requirements-peer.txt
+	$(PYTHON_SYSTEM) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet -r requirements-peer.txt && touch $@ \
+		|| echo "make bench: the peer (fer) could not be installed; the bench reports MemeGen alone"
+
 .PHONY: bench
-bench: models ## Speed of the engine and its stages, one thread, as ratios to a decode baseline
+bench: models $(PEER_VENV)/.stamp ## Speed: the engine's stages (ratios to a decode) and side by side with fer on real photos
 	$(PY) -m scripts.bench
 
 .PHONY: corpus

@@ -12,6 +12,8 @@ peak memory for a 12 MP photo under 300 MB.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import platform
 import statistics
@@ -22,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from memegen.contract import IMAGE_SUFFIXES
 from memegen.crop import align_crop
 from memegen.detect import Face
 from memegen.engine import Engine
@@ -33,11 +37,13 @@ from memegen.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "bench.md"
+README = ROOT / "README.md"
 SIZES = {"12 MP": (4000, 3000), "2.6 MP": (1862, 1396), "0.5 MP": (816, 612)}
-# The peer, the `fer` package's detect_emotions (Haar cascade + its int8 model, no meme drawn), as
-# measured on this kind of machine for issue 3. It cannot run here: it needs TensorFlow and the Haar
-# cascades that OpenCV 5 dropped. Compared by time, not ratio.
-PEER_MS = {"12 MP": 1850.0, "2.6 MP": 740.0}
+# The peer, the `fer` package's detect_emotions (its Haar cascade and its int8 model, no meme drawn),
+# runs in its own environment (TensorFlow never enters ours): scripts/peer.py, in the same run.
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+PEER_SCRIPT = ROOT / "scripts" / "peer.py"
+PEER_REPEAT = 3
 
 
 def median_ms(fn: Callable[[], object], *, repeat: int) -> float:
@@ -110,6 +116,138 @@ def cold_start_and_memory(photo: Path) -> tuple[float, float, float]:
     return min(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs)
 
 
+def bench_photos() -> list[Path]:
+    """Every real photo in MEMEGEN_PHOTOS (portraits from 240p to 12 MP, couples, a team), by name."""
+    folder = Path(os.environ.get("MEMEGEN_PHOTOS", ROOT.parent / "shared" / "photos"))
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def peer_runs(photos: list[Path], *, repeat: int) -> tuple[dict[str, dict[str, Any]], str]:
+    """The peer's times and face counts per photo, and its name and version; or no runs and why."""
+    if not PEER_PYTHON.exists():
+        return {}, "`fer` is not installed (.venv-peer is missing: `make bench` creates it from requirements-peer.txt)"
+    listing = "".join(f"{photo}\n" for photo in photos)
+    done = subprocess.run(
+        [str(PEER_PYTHON), str(PEER_SCRIPT), "--repeat", str(repeat)],
+        input=listing,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {}, f"`fer` could not run: {reason}"
+    header, results = rows[0], rows[1:]
+    return {r["photo"]: r for r in results}, f"`fer` {header['version']}"
+
+
+def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[list[str], dict[str, Any]]:
+    """MemeGen's whole meme and stages against the peer's detect_emotions, photo by photo, in one run.
+
+    MemeGen starts from the file's bytes (decode included) and ends with the encoded meme; the peer
+    gets the decoded photo and draws nothing. Each photo is run once to warm up, then ``repeat``
+    times; the median counts.
+    """
+    if not photos:
+        return ["## Side by side with `fer`", "", "No photos: set MEMEGEN_PHOTOS.", ""], {}
+    peer, peer_name = peer_runs(photos, repeat=repeat)
+    lines = [
+        f"## Side by side with {peer_name if peer else 'the peer'}",
+        "",
+        f"{len(photos)} real photos (MEMEGEN_PHOTOS), one thread, warm, median of {repeat} runs each. MemeGen:"
+        " bytes in, the meme's JPEG out; the peer: `detect_emotions` on the decoded photo, no meme drawn.",
+        "",
+    ]
+    if not peer:
+        lines += [f"The peer did not run: {peer_name}. MemeGen alone:", ""]
+    lines += [
+        "| photo | size | faces: MemeGen / peer | MemeGen meme, ms | read | faces | caption | render | peer, ms"
+        " | peer / MemeGen |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    makes, faces_ms, ratios = [], [], []
+    found = {"memegen": 0, "peer": 0}
+    for photo in photos:
+        data = photo.read_bytes()
+        meme = engine.make(data)
+        times, stages = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            meme = engine.make(data)
+            times.append((time.perf_counter() - started) * 1000)
+            stages.append(meme.timings_ms)
+        make = statistics.median(times)
+        stage = {k: statistics.median(s[k] for s in stages) for k in ("read", "faces", "caption", "render")}
+        makes.append(make)
+        faces_ms.append(stage["faces"])
+        found["memegen"] += len(meme.faces)
+        row = peer.get(str(photo))
+        peer_cells = "| - | - |"
+        if row:
+            peer_ms = statistics.median(row["ms"])
+            ratios.append(peer_ms / make)
+            found["peer"] += row["faces"]
+            peer_cells = f"| {peer_ms:.0f} | {peer_ms / make:.1f} |"
+        width, height = _size(data)
+        lines.append(
+            f"| {photo.name} | {width}x{height} | {len(meme.faces)} / {row['faces'] if row else '-'}"
+            f" | {make:.0f} | {stage['read']:.0f} | {stage['faces']:.0f} | {stage['caption']:.1f}"
+            f" | {stage['render']:.0f} {peer_cells}"
+        )
+    summary: dict[str, Any] = {
+        "photos": len(photos),
+        "make_ms": statistics.median(makes),
+        "faces_ms": statistics.median(faces_ms),
+        "faces_ms_max": max(faces_ms),
+        "found": found,
+        "peer": peer_name if peer else "",
+    }
+    lines += ["", f"Medians over the {len(photos)} photos: the whole meme {summary['make_ms']:.0f} ms, its faces stage"]
+    lines[-1] += f" {summary['faces_ms']:.0f} ms (at most {summary['faces_ms_max']:.0f} ms)."
+    if ratios:
+        summary.update(ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios))
+        lines.append(
+            f"The peer takes **{summary['ratio']:.1f} times** as long as MemeGen's whole meme (median of the"
+            f" per-photo ratios; {summary['ratio_min']:.1f} to {summary['ratio_max']:.1f}). Faces found in all:"
+            f" MemeGen {found['memegen']}, the peer {found['peer']} (neither count is checked against the truth here)."
+        )
+    lines.append("")
+    return lines, summary
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def write_readme(path: Path, summary: dict[str, Any]) -> None:
+    """The README's speed sentence, between its ``<!-- bench:peer -->`` markers, from this run."""
+    if not summary or not path.exists():
+        return
+    if "ratio" in summary:
+        sentence = (
+            f"On the {summary['photos']} real photos of MEMEGEN_PHOTOS, in one run, {summary['peer']}'s"
+            f" `detect_emotions` took a median {summary['ratio']:.1f} times as long as MemeGen's whole meme"
+            f" ({summary['ratio_min']:.1f} to {summary['ratio_max']:.1f} times), and MemeGen's faces stage"
+            f" took a median {summary['faces_ms']:.0f} ms (at most {summary['faces_ms_max']:.0f} ms)."
+        )
+    else:
+        sentence = (
+            f"On the {summary['photos']} real photos of MEMEGEN_PHOTOS the whole meme took a median"
+            f" {summary['make_ms']:.0f} ms and its faces stage {summary['faces_ms']:.0f} ms (the peer did not run)."
+        )
+    text = path.read_text()
+    start, end = "<!-- bench:peer -->", "<!-- /bench:peer -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        path.write_text(head + start + sentence + end + rest.split(end, 1)[1])
+
+
 def main() -> int:
     cv2.setNumThreads(1)
     settings = Settings.from_env()
@@ -141,12 +279,6 @@ def main() -> int:
         ]
         for stage, ms in meme.metadata()["timings_ms"].items():
             lines.append(f"| &nbsp; {stage} (in the last make) | {ms:.1f} | {ms / decode:.2f} |")
-        if label in PEER_MS:
-            peer = PEER_MS[label]
-            lines.append(
-                f"| peer: `fer` detect_emotions, no meme (issue 3's figure) | {peer:.0f} | {peer / decode:.2f} |"
-            )
-            lines += ["", f"MemeGen, meme included, is **{peer / make:.1f}x** faster than the peer at {label}."]
         lines.append("")
 
     buffer = np.frombuffer(twelve, dtype=np.uint8)
@@ -195,7 +327,10 @@ def main() -> int:
         f"| peak memory, after one 12 MP meme | {rss_peak:.0f} MB |",
         "",
     ]
+    peer_lines, summary = side_by_side(engine, bench_photos(), repeat=PEER_REPEAT)
+    lines += peer_lines
     text = "\n".join(lines)
+    write_readme(README, summary)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text)
     print(text)
