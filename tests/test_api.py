@@ -231,6 +231,8 @@ def test_an_upload_becomes_a_meme(
     upload_id = upload["id"]
     assert HEX32.fullmatch(upload_id) and upload["status_url"] == f"/v1/memes/{upload_id}"
     assert upload["upload_headers"]["Content-Type"] == "image/jpeg"
+    # Every header is one a browser may set: it refuses Host (a console error on every upload).
+    assert "host" not in {name.lower() for name in upload["upload_headers"]}
 
     query = verify_v4(upload["upload_url"], method="PUT", headers=upload["upload_headers"], public_key=public_key)
     assert int(query["X-Goog-Expires"]) == settings.url_ttl_seconds <= 900

@@ -194,7 +194,9 @@ class Store:
             if value:
                 headers[f"x-goog-meta-{key}"] = quote(value, safe="")
         blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
-        url = self._sign(blob, method="PUT", headers=headers)
+        # A copy: the client's signer adds the Host header to the dict it is given, and a browser
+        # refuses to set Host itself (it sends its own, the same).
+        url = self._sign(blob, method="PUT", headers=dict(headers))
         # The issued record: the api answers "pending" from it, so that it never needs to read
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
         issued = {"status": "pending", "id": new_id, "expires": int(time.time()) + self._settings.url_ttl_seconds}
