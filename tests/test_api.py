@@ -62,8 +62,8 @@ def public_key(key_file: Path) -> rsa.RSAPublicKey:
 
 @pytest.fixture(scope="module")
 def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]:
-    # The function module builds its Store at import (cold start), so the environment it reads is set
-    # first: storage_client has pointed STORAGE_EMULATOR_HOST at the emulator for the whole session.
+    # The function's services() reads the environment at its first request, so it is set for the
+    # module: storage_client has pointed STORAGE_EMULATOR_HOST at the emulator for the whole session.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
         patch.delenv("MEMEGEN_SIGNING_SERVICE_ACCOUNT", raising=False)
@@ -206,6 +206,17 @@ def emulator_origin() -> str:
 
 def sha256_source(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def test_the_page_needs_no_signing_call(storage_client: storage.Client, settings: Settings) -> None:
+    # The page's policy names the storage origin, read off the client: no IAM call on GET /, and a
+    # store that cannot sign at all still serves the page.
+    store = Store(storage_client, settings)
+    with flask.Flask(__name__).test_request_context("/"):
+        response = api.handle(flask.request, store=store, settings=settings)
+    assert response.status_code == 200
+    assert f"connect-src 'self' {store.origin}" in response.headers["Content-Security-Policy"]
+    assert urlsplit(store.origin).netloc == urlsplit(storage_client.api_endpoint).netloc
 
 
 def test_the_page_is_revalidated_by_its_etag(client: FlaskClient) -> None:
