@@ -308,7 +308,10 @@ def choose_views(
     """
     face = pool.x[0]
     run_ms = sum(_run_ms(models[e["file"]], face, size=e["input_size"], flip=e["flip"]) for e in entries)
-    affordable = {name: views for name, views in VIEW_SETS.items() if run_ms * len(views) <= budget_ms}
+    # One view is how a member reads a face at all: the budget decides only the extra views.
+    affordable = {
+        name: views for name, views in VIEW_SETS.items() if len(views) == 1 or run_ms * len(views) <= budget_ms
+    }
     log.info("one view of every member: %.2f ms; affordable view sets: %s", run_ms, ", ".join(affordable))
     scores: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
@@ -490,6 +493,17 @@ def train_members(
     if args.states:
         fer_members, trials = _trained_fer_members(args.states, len(args.states) if args.greedy else args.fer_members)
         record["search"]["fer2013"] = trials
+        # Every trained recipe, kept or not: the card compares them (what mixup, or more data, paid).
+        record["fer_recipes"] = [
+            {
+                "recipe": m["name"],
+                "data": m.get("data", "fer2013"),
+                "config": m["config"],
+                "history": m["history"],
+                "val_accuracy": m["val_accuracy"],
+            }
+            for m in fer_members
+        ]
         names = ["fer2013"] + [f"fer2013_{rank + 1}" for rank in range(1, len(fer_members))]
         for name, member in zip(names, fer_members, strict=True):
             more = member.get("data") == "all"
@@ -743,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         "objective": {"name": OBJECTIVE, "shares": dict(zip(POPULATIONS, pool.share.tolist(), strict=True))},
         "combination": {"chosen": method, "cross_validated": comparison["methods"]},
         "objectives": comparison["objectives"],
+        "fer_recipes": record.get("fer_recipes", []),
         "greedy": record.get("greedy", []),
         "pruning": record["pruning"],
         "views": record["views"],

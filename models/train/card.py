@@ -217,21 +217,28 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "populations' training people, so that posed faces and other lighting are not new to them; `mixup`",
         "is the Beta parameter of blending each batch with a shuffled copy of itself (0: none).",
         "",
-        "| member | data | width | stages | epochs | lr | weight decay | dropout | erase | mixup | best epoch"
-        " | fer2013 val (float) | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Every recipe trained, kept in the ensemble or not (the selection is under Combination):",
+        "",
+        "| recipe | in the ensemble as | data | width | stages | epochs | lr | weight decay | dropout | erase | mixup"
+        " | best epoch | fer2013 val (float) | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for member in record["members"]:
-        if member["population"] != "fer2013":
-            continue
-        c, history = member["config"], member["history"]
+    kept = {m.get("recipe", m["name"]): m["name"] for m in record["members"] if m["population"] == "fer2013"}
+    recipes = record["report"].get("fer_recipes") or [
+        {"recipe": m.get("recipe", m["name"]), "data": "fer2013", "config": m["config"], "history": m["history"]}
+        for m in record["members"]
+        if m["population"] == "fer2013"
+    ]
+    for recipe in recipes:
+        c, history = recipe["config"], recipe["history"]
         best = max(history, key=lambda row: row["val_accuracy"])
         seconds = sum(row["seconds"] for row in history)
+        data = "FER2013 train" if recipe["data"] == "fer2013" else "FER2013 train + LFW, JAFFE, IMFDB train"
         lines.append(
-            f"| {member['name']} ({member.get('recipe', '')}) | {member['datasets'].split(';')[0]}"
+            f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data}"
             f" | {c['width']} | {c['stages']}"
             f" | {len(history)} | {c['lr']} | {c['weight_decay']} | {c['dropout']} | {c.get('erase', 0)}"
-            f" | {c.get('mixup', 0)} | {best['epoch'] + 1} | {_pct(best['val_accuracy'])}% | {seconds:.0f} |"
+            f" | {c.get('mixup', 0):g} | {best['epoch'] + 1} | {_pct(best['val_accuracy'])}% | {seconds:.0f} |"
         )
     lines += [
         "",
