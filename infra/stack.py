@@ -58,7 +58,7 @@ from cdktn_provider_google.storage_bucket_object import StorageBucketObject
 from cdktn_provider_google.storage_notification import StorageNotification
 from constructs import Construct
 
-from memegen.contract import MAX_EVENT_AGE_SECONDS, RECORD_PREFIX, UPLOAD_PREFIX
+from memegen.contract import FINALIZED, MAX_EVENT_AGE_SECONDS, RECORD_PREFIX, UPLOAD_PREFIX
 from memegen.settings import Settings
 
 APIS = (
@@ -525,7 +525,7 @@ class MemeGenStack(TerraformStack):
             invoker_key="trigger-invokes-on-upload",
             invoker=self.trigger_sa.member,
             event_trigger=Cloudfunctions2FunctionEventTrigger(
-                event_type="google.cloud.storage.object.v1.finalized",
+                event_type=FINALIZED,
                 event_filters=[
                     Cloudfunctions2FunctionEventTriggerEventFilters(attribute="bucket", value=self.input_bucket.name)
                 ],
