@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit
 
 import flask
@@ -30,12 +30,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask.testing import FlaskClient
 from google.api_core.exceptions import ServiceUnavailable
 from google.cloud import storage
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
 from PIL import Image
 
 from local.bridge import finalized_event, object_data
 from local.devkey import DEV_EMAIL
 from local.emulator import public_key_of
 from memegen import api
+from memegen.contract import OPENAPI_PATH
 from memegen.engine import Engine
 from memegen.settings import Settings
 from memegen.storage import Store
@@ -60,6 +63,47 @@ def public_key(key_file: Path) -> rsa.RSAPublicKey:
     return public_key_of(key_file)
 
 
+class ContractClient(FlaskClient):
+    """A test client that checks every answer to a documented path against the api's own OpenAPI document."""
+
+    document: dict[str, Any] | None = None
+    checked: ClassVar[list[str]] = []
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        document = self.document
+        if document is None:
+            served = super().open(OPENAPI_PATH)
+            assert served.status_code == 200, served.data
+            document = type(self).document = served.get_json()
+        check_against_openapi(document, response.request.method, response.request.path, response)
+        return response
+
+
+def _template(path: str) -> str:
+    """A regular expression for an OpenAPI path template: each ``{name}`` is one path segment."""
+    return re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))
+
+
+def check_against_openapi(document: dict[str, Any], method: str, path: str, response: Any) -> None:
+    """Fail unless the document lists this answer's status for the path and its JSON body fits the schema."""
+    matching = [ops for template, ops in document["paths"].items() if re.fullmatch(_template(template), path)]
+    if not matching:
+        return  # the page and unknown routes: not part of the JSON API
+    operations = matching[0]
+    # Another method than the path's is answered 405: the path's own operation lists it.
+    operation = operations.get("get" if method == "HEAD" else method.lower()) or next(iter(operations.values()))
+    answers = operation["responses"]
+    spec = answers.get(str(response.status_code))
+    assert spec, f"{method} {path} answered {response.status_code}, which the OpenAPI document does not list"
+    schema = spec.get("content", {}).get("application/json", {}).get("schema")
+    if schema is not None and method != "HEAD":
+        assert response.mimetype == "application/json", response.mimetype
+        # The document's components travel with the schema, so that its $refs resolve.
+        Draft202012Validator({**schema, "components": document["components"]}).validate(response.get_json())
+    ContractClient.checked.append(f"{method} {path} {response.status_code}")
+
+
 @pytest.fixture(scope="module")
 def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]:
     # The function's services() reads the environment at its first request, so it is set for the
@@ -67,7 +111,9 @@ def app(storage_client: storage.Client, key_file: Path) -> Iterator[flask.Flask]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
         patch.delenv("MEMEGEN_SIGNING_SERVICE_ACCOUNT", raising=False)
-        yield functions_framework.create_app(target="api", source=str(SOURCE))
+        app = functions_framework.create_app(target="api", source=str(SOURCE))
+        app.test_client_class = ContractClient
+        yield app
 
 
 @pytest.fixture
@@ -515,3 +561,13 @@ def test_signed_urls_refuse_expiry_another_object_and_a_changed_signature(
     changed = signature[:-1] + ("0" if signature[-1] != "0" else "1")
     with pytest.raises(InvalidSignature):
         verify_v4(url.replace(signature, changed), method="PUT", headers=headers, public_key=public_key)
+
+
+def test_the_openapi_document_is_valid_and_every_answer_the_tests_saw_fits_it(client: FlaskClient) -> None:
+    response = client.get(OPENAPI_PATH)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    document = response.get_json()
+    validate_openapi(document)
+    assert set(document["paths"]) == {"/v1/uploads", "/v1/memes/{id}", OPENAPI_PATH}
+    # ContractClient checked the answers of every test of this module that ran before this one.
+    assert len(ContractClient.checked) > 1

@@ -30,6 +30,6 @@ def services() -> tuple[Settings, Store]:
 
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
-    """HTTP: ``GET /``, ``POST /v1/uploads``, ``GET /v1/memes/<id>``."""
+    """HTTP: ``GET /``, ``POST /v1/uploads``, ``GET /v1/memes/<id>``, ``GET /v1/openapi.json``."""
     settings, store = services()
     return handle(request, store=store, settings=settings)

@@ -26,6 +26,7 @@ from memegen.contract import (
     ID_PATTERN,
     JSON_TYPE,
     MEMES_PATH,
+    OPENAPI_PATH,
     UPLOAD_TYPES,
     UPLOADS_PATH,
 )
@@ -41,6 +42,7 @@ from memegen.errors import (
     policy_of,
 )
 from memegen.logs import log
+from memegen.openapi import openapi_document
 from memegen.settings import Settings
 from memegen.storage import Store
 
@@ -79,6 +81,10 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             _allow(request, "POST")
             upload = parse_upload_request(_read_body(request), content_type=request.mimetype)
             response, upload_id = _create_upload(upload, store=store)
+        elif request.path == OPENAPI_PATH:
+            _allow(request, "GET", "HEAD")
+            response = _json(openapi_document(settings), status=200)
+            response.headers["Cache-Control"] = "public, max-age=300"
         elif request.path.startswith(MEMES_PATH):
             _allow(request, "GET", "HEAD")
             candidate = request.path.removeprefix(MEMES_PATH)

@@ -69,6 +69,7 @@ JSON_TYPE: Final = "application/json"
 # --- the api's routes -----------------------------------------------------------------------------------
 UPLOADS_PATH: Final = "/v1/uploads"
 MEMES_PATH: Final = "/v1/memes/"
+OPENAPI_PATH: Final = "/v1/openapi.json"
 
 # --- limits -------------------------------------------------------------------------------------------------
 # A V4 signed URL may live 7 days, but the page's upload and meme links need minutes: 15 at most.

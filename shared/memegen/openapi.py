@@ -1,0 +1,162 @@
+"""The api's OpenAPI 3.1 document, built from the contract and the settings so that it cannot drift.
+
+Served at ``GET /v1/openapi.json``; the api's tests check every JSON answer they see against it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from memegen.captions import MAX_CAPTION
+from memegen.contract import MEMES_PATH, OPENAPI_PATH, UPLOAD_TYPES, UPLOADS_PATH
+from memegen.settings import Settings
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _answer(description, _ERROR)
+
+
+@functools.cache
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of the api as deployed with ``settings``."""
+    caption = {
+        "type": "string",
+        "maxLength": MAX_CAPTION,
+        "description": "Your own caption line (no control characters).",
+    }
+    pending = {
+        "type": "object",
+        "required": ["status", "id"],
+        "additionalProperties": False,
+        "properties": {"status": {"const": "pending"}, "id": {"$ref": "#/components/schemas/Id"}},
+    }
+    done = {
+        "type": "object",
+        "required": ["status", "id", "meme_url", "caption"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "done"},
+            "id": {"$ref": "#/components/schemas/Id"},
+            "meme_url": {
+                "type": "string",
+                "format": "uri",
+                "description": f"A signed GET URL of the meme, valid {settings.url_ttl_seconds} s; ask again for a fresh one"
+                f" (a meme is kept {settings.meme_retention_days} days).",
+            },
+            "caption": {
+                "type": "object",
+                "required": ["top", "bottom"],
+                "additionalProperties": False,
+                "properties": {"top": {"type": "string"}, "bottom": {"type": "string"}},
+            },
+        },
+    }
+    failed = {
+        "type": "object",
+        "required": ["status", "id", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "failed"},
+            "id": {"$ref": "#/components/schemas/Id"},
+            "error": {"type": "string", "description": "Why, in words for the person who uploaded."},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MemeGen",
+            "version": "1",
+            "description": "Photos in, memes out. Ask for an upload URL, PUT the photo there with exactly the headers"
+            " given, then poll the meme's status until it is done or failed.",
+        },
+        "paths": {
+            UPLOADS_PATH: {
+                "post": {
+                    "summary": "A new upload: its id, a signed PUT URL and the headers the PUT must carry",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}},
+                    },
+                    "responses": {
+                        "201": _answer(
+                            "The upload, ready for the photo's PUT", {"$ref": "#/components/schemas/Upload"}
+                        ),
+                        "400": _error("The body is not valid JSON, or a field is wrong"),
+                        "413": _error("The body is too large"),
+                        "415": _error("The request is not JSON, or the photo's type is not one MemeGen reads"),
+                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error, or the service cannot sign URLs"),
+                    },
+                }
+            },
+            MEMES_PATH + "{id}": {
+                "get": {
+                    "summary": "The meme's status: pending, done (with a signed URL of the meme) or failed (and why)",
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"$ref": "#/components/schemas/Id"}}
+                    ],
+                    "responses": {
+                        "200": _answer("The status", {"oneOf": [pending, done, failed]}),
+                        "404": _error("No such meme"),
+                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error, or the service cannot sign URLs"),
+                    },
+                }
+            },
+            OPENAPI_PATH: {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "The OpenAPI document", "content": {"application/json": {}}},
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "An upload's id (random)."},
+                "UploadRequest": {
+                    "type": "object",
+                    "required": ["content_type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "content_type": {"enum": list(UPLOAD_TYPES), "description": "The photo's media type."},
+                        "top": caption,
+                        "bottom": caption,
+                    },
+                },
+                "Upload": {
+                    "type": "object",
+                    "required": ["id", "upload_url", "upload_headers", "status_url"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"$ref": "#/components/schemas/Id"},
+                        "upload_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "description": f"PUT the photo here within {settings.url_ttl_seconds} s, once, with"
+                            f" upload_headers; at most {settings.max_bytes} bytes.",
+                        },
+                        "upload_headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "status_url": {"type": "string", "description": "Where to poll: GET it."},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "additionalProperties": False,
+                    "properties": {"error": {"type": "string"}},
+                },
+            }
+        },
+    }
