@@ -47,8 +47,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "meme_url": {
                 "type": "string",
                 "format": "uri",
-                "description": f"A signed GET URL of the meme, valid {settings.url_ttl_seconds} s; ask again for a fresh one"
-                f" (a meme is kept {settings.meme_retention_days} days).",
+                "description": f"A signed GET URL of the meme, valid {settings.url_ttl_seconds} s; ask again for a"
+                f" fresh one (a meme is kept {settings.meme_retention_days} days).",
             },
             "caption": {
                 "type": "object",
