@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
 import re
@@ -340,6 +341,21 @@ def test_an_upload_becomes_a_meme(
     assert fetched.status_code == 200 and fetched.content == meme.download_as_bytes()
     assert fetched.content[:2] == b"\xff\xd8"
 
+    # The share link lasts as long as the meme: its page previews in chat apps, and its image
+    # address redirects to a freshly signed URL, so the bucket stays private.
+    share = client.get(f"/m/{upload_id}")
+    assert share.status_code == 200 and share.mimetype == "text/html"
+    page = share.get_data(as_text=True)
+    assert f'<meta property="og:image" content="http://localhost/m/{upload_id}/image">' in page
+    assert '<meta name="twitter:card" content="summary_large_image">' in page
+    assert f'<meta property="og:title" content="{html.escape("été 100% / so   spaced")}">' in page
+    assert f"kept {settings.meme_retention_days} days" in page
+    assert f"img-src 'self' {urlsplit(body['meme_url']).scheme}://" in share.headers["Content-Security-Policy"]
+    image = client.get(f"/m/{upload_id}/image")
+    assert image.status_code == 302 and image.headers["Cache-Control"] == "no-store"
+    verify_v4(image.headers["Location"], method="GET", headers={}, public_key=public_key)
+    assert requests.get(image.headers["Location"], timeout=10).content == fetched.content
+
 
 def test_a_failed_meme_says_why(
     client: FlaskClient, store: Store, input_bucket: storage.Bucket, settings: Settings
@@ -568,6 +584,14 @@ def test_the_openapi_document_is_valid_and_every_answer_the_tests_saw_fits_it(cl
     assert response.status_code == 200 and response.mimetype == "application/json"
     document = response.get_json()
     validate_openapi(document)
-    assert set(document["paths"]) == {"/v1/uploads", "/v1/memes/{id}", OPENAPI_PATH}
+    assert set(document["paths"]) == {"/v1/uploads", "/v1/memes/{id}", "/m/{id}", "/m/{id}/image", OPENAPI_PATH}
     # ContractClient checked the answers of every test of this module that ran before this one.
     assert len(ContractClient.checked) > 1
+
+
+def test_a_share_link_shows_a_finished_meme_or_nothing(client: FlaskClient) -> None:
+    pending = new_upload(client)["id"]
+    for path in (f"/m/{pending}", f"/m/{pending}/image", f"/m/{uuid.uuid4().hex}", "/m/not-an-id", "/m/"):
+        response = client.get(path)
+        assert response.status_code == 404 and json_of(response) == {"error": "no such meme"}, path
+    assert client.post(f"/m/{pending}").status_code == 405

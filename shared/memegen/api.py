@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import html
 import json
 import re
 import time
@@ -27,6 +28,8 @@ from memegen.contract import (
     JSON_TYPE,
     MEMES_PATH,
     OPENAPI_PATH,
+    SHARE_IMAGE,
+    SHARE_PATH,
     UPLOAD_TYPES,
     UPLOADS_PATH,
 )
@@ -85,6 +88,19 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             _allow(request, "GET", "HEAD")
             response = _json(openapi_document(settings), status=200)
             response.headers["Cache-Control"] = "public, max-age=300"
+        elif request.path.startswith(SHARE_PATH):
+            _allow(request, "GET", "HEAD")
+            candidate, image = request.path.removeprefix(SHARE_PATH), False
+            if candidate.endswith(SHARE_IMAGE):
+                candidate, image = candidate.removesuffix(SHARE_IMAGE), True
+            if not ID_PATTERN.fullmatch(candidate):
+                raise MemeNotFound("no such meme")
+            upload_id = candidate
+            response = (
+                _shared_image(upload_id, store=store)
+                if image
+                else _share_page(request, upload_id, store=store, settings=settings)
+            )
         elif request.path.startswith(MEMES_PATH):
             _allow(request, "GET", "HEAD")
             candidate = request.path.removeprefix(MEMES_PATH)
@@ -208,6 +224,79 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
     response = _json(body, status=200)
     # Each answer is a snapshot (and a done one carries a signed URL): never cache it anywhere.
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _done_record(upload_id: str, store: Store) -> dict[str, Any]:
+    record = store.latest_record(upload_id)
+    if record is None or record.get("status") != "done":
+        # Pending, failed or unknown: a share link shows a finished meme or nothing.
+        raise MemeNotFound("no such meme")
+    return record
+
+
+def _shared_image(upload_id: str, *, store: Store) -> flask.Response:
+    """A redirect to a freshly signed, short-lived URL of the meme: the bucket stays private."""
+    record = _done_record(upload_id, store)
+    response = flask.Response(status=302)
+    response.headers["Location"] = store.signed_meme_url(record["meme"])
+    # Each answer carries a new signature: never cached, so that no one is sent an expired one.
+    response.headers["Cache-Control"] = "no-store"
+    _security_headers(response)
+    return response
+
+
+_SHARE_STYLE = (
+    "body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;"
+    "gap:1rem;background:#111;color:#eee;font:16px/1.4 system-ui,sans-serif;text-align:center}"
+    "img{max-width:min(100vw,900px);max-height:80vh}a{color:#9cf}p{margin:0 1rem}"
+)
+
+
+def _share_page(request: flask.Request, upload_id: str, *, store: Store, settings: Settings) -> flask.Response:
+    """A meme's share page: the meme, and the Open Graph and Twitter card tags that make a pasted link preview."""
+    record = _done_record(upload_id, store)
+    caption = record.get("caption") or {}
+    words = " / ".join(part for part in (caption.get("top", ""), caption.get("bottom", "")) if part)
+    title = html.escape(words or "A meme", quote=True)
+    page_url = html.escape(request.url_root.rstrip("/") + SHARE_PATH + upload_id, quote=True)
+    image_url = page_url + SHARE_IMAGE
+    lines = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title}</title>",
+        '<meta property="og:type" content="website">',
+        f'<meta property="og:title" content="{title}">',
+        '<meta property="og:site_name" content="MemeGen">',
+        f'<meta property="og:url" content="{page_url}">',
+        f'<meta property="og:image" content="{image_url}">',
+        '<meta name="twitter:card" content="summary_large_image">',
+        f'<meta name="twitter:title" content="{title}">',
+        f'<meta name="twitter:image" content="{image_url}">',
+        f"<style>{_SHARE_STYLE}</style>",
+        "</head><body>",
+        f'<img src="{SHARE_PATH}{upload_id}{SHARE_IMAGE}" alt="{title}">',
+        f"<p>Made with MemeGen. A meme is kept {settings.meme_retention_days} days after it is made,"
+        " then deleted; this link works until then.</p>",
+        '<p><a href="/">Make your own</a></p>',
+        "</body></html>",
+    ]
+    response = flask.Response("\n".join(lines), status=200, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = "; ".join(
+        (
+            "default-src 'none'",
+            # The image address redirects to the storage origin: both must be allowed.
+            f"img-src 'self' {store.origin}",
+            f"style-src '{_csp_hash(_SHARE_STYLE)}'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+    # The meme never changes, but it may be deleted: revalidate after a few minutes.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    _security_headers(response)
     return response
 
 

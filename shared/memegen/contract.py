@@ -70,6 +70,10 @@ JSON_TYPE: Final = "application/json"
 UPLOADS_PATH: Final = "/v1/uploads"
 MEMES_PATH: Final = "/v1/memes/"
 OPENAPI_PATH: Final = "/v1/openapi.json"
+# A meme's share page (``/m/{id}``) and its image address (``/m/{id}/image``, a redirect to a fresh
+# signed URL): links that last as long as the meme, while the bucket stays private.
+SHARE_PATH: Final = "/m/"
+SHARE_IMAGE: Final = "/image"
 
 # --- limits -------------------------------------------------------------------------------------------------
 # A V4 signed URL may live 7 days, but the page's upload and meme links need minutes: 15 at most.

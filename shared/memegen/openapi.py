@@ -9,10 +9,11 @@ import functools
 from typing import Any
 
 from memegen.captions import MAX_CAPTION
-from memegen.contract import MEMES_PATH, OPENAPI_PATH, UPLOAD_TYPES, UPLOADS_PATH
+from memegen.contract import MEMES_PATH, OPENAPI_PATH, SHARE_IMAGE, SHARE_PATH, UPLOAD_TYPES, UPLOADS_PATH
 from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"$ref": "#/components/schemas/Id"}}
 
 
 def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +110,33 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error, or the service cannot sign URLs"),
+                    },
+                }
+            },
+            SHARE_PATH + "{id}": {
+                "get": {
+                    "summary": "The meme's share page: the meme, with Open Graph and Twitter card tags (HTML)",
+                    "description": f"Works as long as the meme is kept ({settings.meme_retention_days} days).",
+                    "parameters": [_ID_PARAMETER],
+                    "responses": {
+                        "200": {"description": "The page", "content": {"text/html": {}}},
+                        "404": _error("No such meme, not made yet, or failed"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error"),
+                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                    },
+                }
+            },
+            SHARE_PATH + "{id}" + SHARE_IMAGE: {
+                "get": {
+                    "summary": "The meme's image: a redirect to a freshly signed URL of it, short-lived",
+                    "parameters": [_ID_PARAMETER],
+                    "responses": {
+                        "302": {"description": "Location: the signed URL of the meme"},
+                        "404": _error("No such meme, not made yet, or failed"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error, or the service cannot sign URLs"),
+                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
                     },
                 }
             },
