@@ -265,6 +265,8 @@ def _share_page(request: flask.Request, upload_id: str, *, store: Store, setting
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # No icon: the browser would ask for /favicon.ico, which is not a route (a console error).
+        '<link rel="icon" href="data:,">',
         f"<title>{title}</title>",
         '<meta property="og:type" content="website">',
         f'<meta property="og:title" content="{title}">',
@@ -287,7 +289,7 @@ def _share_page(request: flask.Request, upload_id: str, *, store: Store, setting
         (
             "default-src 'none'",
             # The image address redirects to the storage origin: both must be allowed.
-            f"img-src 'self' {store.origin}",
+            f"img-src 'self' {store.origin} data:",
             f"style-src '{_csp_hash(_SHARE_STYLE)}'",
             "base-uri 'none'",
             "form-action 'none'",
