@@ -361,6 +361,13 @@ OBJECTIVES: dict[str, dict[str, float]] = {
 OBJECTIVE = "judged mix"
 
 
+def _counted(objective: str, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each population's share of ``objective`` (summing to 1), and each face's weight (its share spread)."""
+    share = np.array([OBJECTIVES[objective][name] for name in POPULATIONS], dtype=np.float64)
+    share /= share.sum()
+    return share, share[origin] / np.bincount(origin, minlength=len(POPULATIONS))[origin]
+
+
 @dataclass(frozen=True)
 class Pool:
     """The pooled validation faces every choice is made on (none of public_test), and how they count.
@@ -385,18 +392,12 @@ class Pool:
             y.append(data[f"{name}_y"][mask].astype(np.int64))
             origin.append(np.full(mask.sum(), index))
         labels, where = np.concatenate(y), np.concatenate(origin)
-        share = np.array([OBJECTIVES[objective][name] for name in POPULATIONS], dtype=np.float64)
-        share /= share.sum()
-        weight = share[where] / np.bincount(where, minlength=len(POPULATIONS))[where]
         folds = np.random.default_rng(seed).permutation(len(labels)) % 2
-        return cls(np.concatenate(x), labels, where, share, weight, folds)
+        return cls(np.concatenate(x), labels, where, *_counted(objective, where), folds)
 
     def with_objective(self, objective: str) -> Pool:
         """The same faces and folds, counted by another objective."""
-        share = np.array([OBJECTIVES[objective][name] for name in POPULATIONS], dtype=np.float64)
-        share /= share.sum()
-        weight = share[self.origin] / np.bincount(self.origin, minlength=len(POPULATIONS))[self.origin]
-        return Pool(self.x, self.y, self.origin, share, weight, self.folds)
+        return Pool(self.x, self.y, self.origin, *_counted(objective, self.origin), self.folds)
 
     def per_population(self, probs: np.ndarray) -> dict[str, float]:
         """Accuracy of (n, 7) probabilities on each population's validation faces."""
@@ -571,7 +572,12 @@ def train_members(
 
 
 def select_members(
-    args: argparse.Namespace, entries: list[dict[str, Any]], probs: np.ndarray, pool: Pool, record: dict[str, Any]
+    args: argparse.Namespace,
+    entries: list[dict[str, Any]],
+    models: dict[str, bytes],
+    probs: np.ndarray,
+    pool: Pool,
+    record: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, bytes]]:
     """The members that earn their cost: FER2013 ones by forward selection (``--greedy``), the others by pruning.
 
@@ -582,22 +588,23 @@ def select_members(
         keep, steps = greedy_fer_members(probs, pool, [e["population"] for e in entries], most=args.greedy)
         record["greedy"] = [{**step, "added": entries[step["added"]].get("recipe", "?")} for step in steps]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
-        kept = {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
         for stale in args.out.glob("fer2013*.tflite"):
             stale.unlink()
+        renamed: dict[str, bytes] = {}
         rank = 0
         for entry in entries:
-            if entry["population"] != "fer2013":
-                continue
-            model_bytes = kept[entry["file"]]
-            rank += 1
-            entry["name"] = "fer2013" if rank == 1 else f"fer2013_{rank}"
-            entry["file"] = f"{entry['name']}.tflite"
-            (args.out / entry["file"]).write_bytes(model_bytes)
+            model_bytes = models[entry["file"]]
+            if entry["population"] == "fer2013":
+                rank += 1
+                entry["name"] = "fer2013" if rank == 1 else f"fer2013_{rank}"
+                entry["file"] = f"{entry['name']}.tflite"
+                (args.out / entry["file"]).write_bytes(model_bytes)
+            renamed[entry["file"]] = model_bytes
+        models = renamed
     keep, pruning = prune_population_members(probs, pool, [e["population"] for e in entries])
     record["pruning"] = [{**step, "member": entries[step["member"]]["name"]} for step in pruning]
     entries, probs = [entries[i] for i in keep], probs[:, keep]
-    return entries, probs, {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
+    return entries, probs, {e["file"]: models[e["file"]] for e in entries}
 
 
 def choose_combination(probs: np.ndarray, pool: Pool) -> tuple[str, np.ndarray, dict[str, Any]]:
@@ -750,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     models = {e["file"]: (args.out / e["file"]).read_bytes() for e in entries}
     pool = Pool.of(data, OBJECTIVE, seed=args.seed)
     record["views"], probs = choose_views(models, entries, pool, budget_ms=args.budget_ms)
-    entries, probs, models = select_members(args, entries, probs, pool, record)
+    entries, probs, models = select_members(args, entries, models, probs, pool, record)
     method, weights, comparison = choose_combination(probs, pool)
     report = {
         "public_test": public_test_report(data, entries, models, weights),
