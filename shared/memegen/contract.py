@@ -55,14 +55,14 @@ FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
 # --- media types ------------------------------------------------------------------------------------------
 # What the api takes as a photo's type; the reader's Pillow formats are the same set.
 UPLOAD_TYPES: Final = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
-READER_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+READER_FORMATS: Final = tuple(media_type.removeprefix("image/").upper() for media_type in UPLOAD_TYPES)
 # Photos straight off an iPhone: the reader cannot decode them, so the api says what to do instead.
 CONVERT_FIRST: Final = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
 # The file names the command line and the dataset readers take for images.
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # The meme's formats, by the name a caller asks for: Pillow's codec and the media type.
 MEME_CODECS: Final = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
-MEME_TYPES: Final = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+MEME_TYPES: Final = {name: f"image/{codec.lower()}" for name, codec in MEME_CODECS.items()}
 MEME_EXTENSIONS: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 JSON_TYPE: Final = "application/json"
 

@@ -9,7 +9,7 @@ import functools
 from typing import Any
 
 from memegen.captions import MAX_CAPTION
-from memegen.contract import MEMES_PATH, OPENAPI_PATH, SHARE_IMAGE, SHARE_PATH, UPLOAD_TYPES, UPLOADS_PATH
+from memegen.contract import ID_PATTERN, MEMES_PATH, OPENAPI_PATH, SHARE_IMAGE, SHARE_PATH, UPLOAD_TYPES, UPLOADS_PATH
 from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -152,7 +152,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
-                "Id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "An upload's id (random)."},
+                "Id": {
+                    "type": "string",
+                    "pattern": f"^{ID_PATTERN.pattern}$",
+                    "description": "An upload's id (random).",
+                },
                 "UploadRequest": {
                     "type": "object",
                     "required": ["content_type"],
