@@ -52,6 +52,8 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     (out / "stale.tflite").write_bytes(b"a member of an earlier build")
     args = ["--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--trials", "1"]
     args += ["--search-epochs", "1", "--epochs", "1", "--small-epochs", "2", "--threads", "2"]
+    # A budget no extra view fits: the members still read the one view every face has.
+    args += ["--budget-ms", "0.001"]
     assert build.main([*args, "--greedy", "2", "--states", *map(str, sorted(states.glob("*.pt")))]) == 0
     ensemble = Ensemble.from_dir(out)
     names = [m.name for m in ensemble.members]
@@ -63,6 +65,7 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert set(record["search"]) == {"fer2013", "lfw", "jaffe", "imfdb"}
     assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
     assert record["report"]["objective"]["name"] == "judged mix"
+    assert record["report"]["views"]["chosen"] == "single"
     assert {step["added"] for step in record["report"]["greedy"]} <= {"fer_a", "fer_c"}
     assert set(record["report"]["objectives"]) == {"judged mix", "populations alike"}
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
