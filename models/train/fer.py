@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.train.net import Config, macs
-from models.train.train import TRAIN, VAL, Split, load_split, train
+from memegen.labels import LABELS
+from models.train.net import Config, ExpressionNet, macs
+from models.train.train import TRAIN, VAL, Split, load_split, predict, train
 
 log = logging.getLogger("fer")
 OTHERS = ("lfw", "jaffe", "imfdb")
@@ -45,6 +46,7 @@ class Recipe:
     config: Config
     data: str  # "fer2013": FER2013 train only; "all": plus the other populations' train splits
     seed: int
+    teachers: tuple[str, ...] = ()  # recipes whose averaged probabilities it learns from (config.distill)
 
 
 BASE = Config(
@@ -61,21 +63,60 @@ BASE = Config(
 )
 # fer_b's faces are 1.4 times as many: fewer epochs give it as many steps, so the two finish together.
 # fer_c is fer_a with mixup, which measures whether mixup pays; fer_d is fer_b with another seed.
+# fer_e and fer_f are students of the first four (knowledge distillation): each FER2013 face's target
+# is half its label, half the teachers' averaged reading of it, which measures whether distillation pays.
+TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 RECIPES = (
     Recipe("fer_a", BASE, "fer2013", seed=1),
     Recipe("fer_b", replace(BASE, epochs=30), "all", seed=2),
     Recipe("fer_c", replace(BASE, mixup=0.2), "fer2013", seed=3),
     Recipe("fer_d", replace(BASE, epochs=30), "all", seed=4),
+    Recipe("fer_e", replace(BASE, epochs=30, distill=0.5), "all", seed=5, teachers=TEACHERS),
+    Recipe("fer_f", replace(BASE, epochs=30, distill=0.5, mixup=0.2), "all", seed=6, teachers=TEACHERS),
 )
 
 
-def training_faces(data: dict[str, np.ndarray], recipe: Recipe) -> Split:
-    """The faces a recipe learns from, at its input side."""
+def training_faces(data: dict[str, np.ndarray], recipe: Recipe, *, soft: np.ndarray | None = None) -> Split:
+    """The faces a recipe learns from, at its input side.
+
+    ``soft``: the teachers' probabilities for FER2013's training faces; the other
+    populations' faces keep their labels as targets (the teachers learned FER2013).
+    """
     size = recipe.config.size
     parts = [load_split(data, "fer2013", TRAIN, size)]
     if recipe.data == "all":
         parts += [load_split(data, population, TRAIN, size) for population in OTHERS]
-    return Split(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+    x, y = np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts])
+    if soft is None:
+        return Split(x, y)
+    others = np.eye(len(LABELS), dtype=np.float32)[y[len(soft) :]]
+    return Split(x, y, np.concatenate([soft, others]))
+
+
+def teacher_probabilities(data: dict[str, np.ndarray], out: Path, teachers: tuple[str, ...]) -> Path:
+    """Average the teachers' probabilities (face and mirror image) on FER2013's training faces, once.
+
+    Written to ``out/teachers.npy`` beside the teachers' ``NAME.pt`` and reused while they stay the same.
+    """
+    path = out / "teachers.npy"
+    stamp = out / "teachers.json"
+    key = {name: (out / f"{name}.pt").stat().st_mtime_ns for name in teachers}
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
+        return path
+    total: np.ndarray | None = None
+    for name in teachers:
+        member = torch.load(out / f"{name}.pt", weights_only=False)
+        config = Config(**member["config"])
+        net = ExpressionNet(config)
+        net.load_state_dict(member["state"])
+        faces = load_split(data, "fer2013", TRAIN, config.size).x
+        probs = (predict(net, faces) + predict(net, faces[:, :, ::-1].copy())) / 2
+        total = probs if total is None else total + probs
+        log.info("teacher %s read FER2013's training faces", name)
+    assert total is not None
+    np.save(path, (total / len(teachers)).astype(np.float32))
+    stamp.write_text(json.dumps(key))
+    return path
 
 
 def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, epochs: int | None) -> dict[str, Any]:
@@ -84,10 +125,11 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {recipe.name} %(message)s")
     config = replace(recipe.config, epochs=epochs or recipe.config.epochs)
     data = dict(np.load(data_path))
+    soft = np.load(out / "teachers.npy") if recipe.teachers else None
     started = time.time()
     net, history = train(
         config,
-        training_faces(data, recipe),
+        training_faces(data, recipe, soft=soft),
         load_split(data, "fer2013", VAL, config.size),
         seed=recipe.seed,
         checkpoint=out / f"{recipe.name}.ckpt",
@@ -98,6 +140,7 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
         "config": config.to_dict(),
         "data": recipe.data,
         "seed": recipe.seed,
+        "teachers": list(recipe.teachers),
         "val_accuracy": best["val_accuracy"],
         "val_macro_recall": best["val_macro_recall"],
         "macs": macs(config),
@@ -107,6 +150,16 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
     }
     torch.save(member, out / f"{recipe.name}.pt")
     return {k: v for k, v in member.items() if k not in ("state", "history")}
+
+
+def train_members(args: argparse.Namespace, todo: list[Recipe], *, epochs: int | None) -> list[dict[str, Any]]:
+    """Train recipes one after the other, or side by side with ``--parallel``."""
+    if args.parallel and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1), mp_context=context) as pool:
+            futures = [pool.submit(train_member, args.data, args.out, r, threads=1, epochs=epochs) for r in todo]
+            return [f.result() for f in futures]
+    return [train_member(args.data, args.out, r, threads=args.threads, epochs=epochs) for r in todo]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     todo = [r for r in recipes if not (args.out / f"{r.name}.pt").exists()]
     log.info("%d members to train: %s", len(todo), ", ".join(r.name for r in todo) or "none")
     epochs = args.epochs or None
-    if args.parallel and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1), mp_context=context) as pool:
-            futures = [pool.submit(train_member, args.data, args.out, r, threads=1, epochs=epochs) for r in todo]
-            results = [f.result() for f in futures]
-    else:
-        results = [train_member(args.data, args.out, r, threads=args.threads, epochs=epochs) for r in todo]
+    # Teachers first: the students learn from what they read.
+    results = train_members(args, [r for r in todo if not r.teachers], epochs=epochs)
+    students = [r for r in todo if r.teachers]
+    for teachers in sorted({r.teachers for r in students}):
+        missing = [name for name in teachers if not (args.out / f"{name}.pt").exists()]
+        if missing:
+            print(f"error: the students' teachers {', '.join(missing)} are not trained", file=sys.stderr)
+            return 2
+        teacher_probabilities(dict(np.load(args.data)), args.out, teachers)
+    results += train_members(args, students, epochs=epochs)
     for result in results:
         log.info("trained %s", json.dumps(result))
     # build --states reads the trials of the search that chose the recipes; these are fixed.

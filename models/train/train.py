@@ -33,10 +33,11 @@ TRAIN, VAL, TEST = 0, 1, 2
 
 @dataclass
 class Split:
-    """Faces (n, size, size) uint8 and their labels."""
+    """Faces (n, size, size) uint8, their labels and, for distillation, teachers' probabilities (n, 7)."""
 
     x: np.ndarray
     y: np.ndarray
+    soft: np.ndarray | None = None
 
 
 def load_split(data: dict[str, np.ndarray], population: str, split: int, size: int) -> Split:
@@ -201,6 +202,15 @@ def train(
     x_all = to_tensor(train_set.x).to(device)
     y_all = torch.from_numpy(train_set.y).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    targets = None
+    if config.distill > 0:
+        if train_set.soft is None:
+            raise ValueError("config.distill needs the teachers' probabilities in train_set.soft")
+        # One target per face: the smoothed label blended with what the teachers read in the face.
+        smoothed = F.one_hot(torch.from_numpy(train_set.y), len(LABELS)).float()
+        smoothed = smoothed * (1 - config.label_smoothing) + config.label_smoothing / len(LABELS)
+        soft = torch.from_numpy(train_set.soft).float()
+        targets = ((1 - config.distill) * smoothed + config.distill * soft).to(device)
     bf16 = bf16_autocast_pays(device)
     for epoch in range(start_epoch, epochs):
         started = time.time()
@@ -220,9 +230,15 @@ def train(
                 x = blend * x + (1 - blend) * x[other]
             with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)
-            loss = loss_fn(logits.float(), y)
-            if config.mixup > 0:
-                loss = blend * loss + (1 - blend) * loss_fn(logits.float(), y[other])
+            if targets is not None:
+                target = targets[idx]
+                if config.mixup > 0:
+                    target = blend * target + (1 - blend) * target[other]
+                loss = -(target * F.log_softmax(logits.float(), -1)).sum(-1).mean()
+            else:
+                loss = loss_fn(logits.float(), y)
+                if config.mixup > 0:
+                    loss = blend * loss + (1 - blend) * loss_fn(logits.float(), y[other])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
