@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -125,14 +126,71 @@ def test_tiles_cover_the_image_at_every_level() -> None:
 
 
 def test_a_level_runs_whole_where_it_is_small_enough() -> None:
-    # The engine's 12 MP case: decoded at 2000x1500, faces from 5% of the short side.
+    # The engine's 12 MP case: decoded at 2000x1500, faces from 5% of the short side. One whole level,
+    # where a 75 px face spans 14 model pixels (long side 373, rounded up to 384), in a 32 px grey border.
     windows = plan_windows(2000, 1500, min_face=75)
-    assert [(w.width, w.height) for w in windows] == [(192, 192), (384, 288)]  # the padded image, one level
+    assert [(w.width, w.height) for w in windows] == [(192, 192), (448, 352)]  # the padded image, one level
+    assert (windows[1].x, windows[1].y) == (-32, -32)
     assert len(plan_windows(2000, 1500, min_face=75, whole_levels=False)) == 7  # 6 overlapping tiles instead
+    # A 16:9 photo too: one level, not two (the power-of-two pyramid ran 384x224 and 768x448).
+    assert [(w.width, w.height) for w in plan_windows(1920, 1080, min_face=54)] == [(192, 192), (576, 352)]
     # An odd shape is padded up to the network's stride of 32.
     assert (windows := plan_windows(1000, 333, min_face=40))[-1].width % 32 == 0 and windows[-1].height % 32 == 0
     # A level too large to run whole is still cut into tiles.
     assert {(w.width, w.height) for w in plan_windows(4000, 3000, min_face=40)} >= {(192, 192), (384, 288), (768, 576)}
+
+
+def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetector) -> None:
+    """A face a third outside the photo, at each edge: the level's grey border lets the detector see it whole.
+
+    Measured on the portraits' faces (200 px in 1600x1200, a third of each face's width outside):
+    found at 115 of 124 placements with the 32 px border, 84 without it.
+    """
+    rng = np.random.default_rng(0)
+    placements = found = 0
+    for path in sorted(photos_dir.glob("portrait-img*.jpg")):
+        image = read_rgb(path)
+        (face,) = detector.detect(image)
+        x, y, w, h = face.box
+        patch = image[max(0, y - w // 2) : y + h + w // 2, max(0, x - w // 2) : x + w + w // 2]
+        patch = cv2.resize(patch, None, fx=400 / patch.shape[1], fy=400 / patch.shape[1], interpolation=cv2.INTER_AREA)
+        ph, pw = patch.shape[:2]
+        cut = 0.35 * 200  # the face is the middle 200 px of the 400 px patch
+        for x0, y0 in (
+            (-pw / 4 - cut, 400),
+            (1600 - pw * 3 / 4 + cut, 400),
+            (700, -ph / 4 - cut),
+            (700, 1200 - ph * 3 / 4 + cut),
+        ):
+            canvas = rng.integers(60, 200, size=(1200, 1600, 3), dtype=np.uint8)
+            x0, y0 = int(x0), int(y0)
+            left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + pw, 1600), min(y0 + ph, 1200)
+            canvas[top:bottom, left:right] = patch[top - y0 : bottom - y0, left - x0 : right - x0]
+            placements += 1
+            found += len(detector.detect(canvas, min_face=60)) == 1
+    assert placements >= 80
+    # Measured 93% (115 of 124); without the border 68%. The bar leaves 5 points for other CPUs' rounding.
+    assert found / placements >= 0.88, (found, placements)
+
+
+def test_no_photo_loses_a_face(photos_dir: Path, settings) -> None:
+    """Every photo's face count at the engine's settings is at least the golden file's (scripts/faces.py --update)."""
+    from memegen.reader import read_image
+
+    golden = json.loads((Path(__file__).parent / "golden" / "face_counts.json").read_text())
+    detector = FaceDetector.from_dir(settings.detector_dir)
+    counts = {}
+    for name in golden:
+        if not (photos_dir / name).exists():
+            continue
+        picture = read_image((photos_dir / name).read_bytes(), min_side=settings.max_side)
+        height, width = picture.rgb.shape[:2]
+        counts[name] = len(
+            detector.detect(picture.rgb, min_face=settings.smallest_face(width, height, scale=picture.scale))
+        )
+    assert len(counts) >= 40, "the golden file names the photos of MEMEGEN_PHOTOS"
+    assert {n: (c, golden[n]) for n, c in counts.items() if c < golden[n]} == {}
+    assert sum(counts.values()) <= sum(golden[n] for n in counts) + 2  # and no flood of new (false) faces
 
 
 def _iou(a: Face, b: Face) -> float:
@@ -160,4 +218,6 @@ def test_whole_levels_find_what_tiles_find(photos_dir: Path, settings) -> None:
                     assert best > 0.5, (photo.name, min_face, face)
                     overlaps.append(best)
     assert len(overlaps) >= len(photos)
-    assert min(overlaps) > 0.8 and float(np.median(overlaps)) > 0.98
+    # The one whole level runs at its own scale, not the tiles' power of two, so boxes differ a
+    # little: measured minimum 0.86, median 0.973.
+    assert min(overlaps) > 0.8 and float(np.median(overlaps)) > 0.95

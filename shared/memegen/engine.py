@@ -106,7 +106,7 @@ class Engine:
     def read_faces(self, rgb: np.ndarray, *, scale: float) -> list[tuple[Face, Scores]]:
         """Detect every face of an upright RGB image and read its expression."""
         # min_face is in upload pixels; the picture may have been decoded smaller.
-        smallest = max(self.settings.min_face * scale, self.settings.min_face_fraction * min(rgb.shape[:2]))
+        smallest = self.settings.smallest_face(rgb.shape[1], rgb.shape[0], scale=scale)
         crop = self.ensemble.crop
         with self._models:
             faces = self.detector.detect(rgb, min_face=smallest)

@@ -85,6 +85,10 @@ class Settings:
         if not 0 < self.retry_window_seconds <= self.max_event_age_seconds:
             raise SettingsError("retry_window_seconds must be between 1 and max_event_age_seconds")
 
+    def smallest_face(self, width: int, height: int, *, scale: float = 1.0) -> float:
+        """The smallest face width, in pixels of a picture decoded at ``scale`` of the upload, looked for."""
+        return max(self.min_face * scale, self.min_face_fraction * min(width, height))
+
     @classmethod
     def env_names(cls) -> list[str]:
         """The environment variable of every setting."""

@@ -30,6 +30,9 @@ SHAPES_KEPT = 4
 _MIN_MODEL_FACE = 14.0
 _TILE_OVERLAP = 48
 _PAD = 1.6
+# A single whole level's long side is a multiple of this (see _one_level).
+_LEVEL_STEP = 64
+_LEVEL_MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def plan_windows(width: int, height: int, *, min_face: float, whole_levels: bool
     no pixel is looked at twice. At most ``SHAPES_KEPT`` levels run whole, so that one photo never
     needs more whole-level interpreters than the detector keeps. Without it, every level is tiles.
     """
+    if whole_levels and (one := _one_level(width, height, min_face=min_face)) is not None:
+        return one
     levels = _tiles(width, height, min_face=min_face)
     sizes = _level_sizes(width, height, sorted(levels))
     windows: list[Window] = []
@@ -86,6 +91,34 @@ def plan_windows(width: int, height: int, *, min_face: float, whole_levels: bool
             scale = INPUT / side
             windows += [Window(side, round(x * scale), round(y * scale), INPUT, INPUT) for x, y in corners]
     return windows
+
+
+def _one_level(width: int, height: int, *, min_face: float) -> list[Window] | None:
+    """The padded image and one whole level where a ``min_face`` face spans ``_MIN_MODEL_FACE`` model pixels.
+
+    The level's long side is rounded up to a multiple of ``_LEVEL_STEP``, so that a photo's
+    level shape depends on its aspect ratio and a few whole-level interpreters serve most
+    photos. A face too large for the level is found on the padded image, which sees faces
+    from ``_MIN_MODEL_FACE * _PAD`` model pixels of its long side. None where that level
+    would be larger than ``_MAX_LEVEL_PIXELS`` (or no larger than the padded image's).
+    """
+    long_side = max(width, height)
+    needed = long_side * _MIN_MODEL_FACE / min_face
+    level_long = _round_up(math.ceil(needed), _LEVEL_STEP)
+    if level_long <= INPUT:
+        return None
+    scale = level_long / long_side
+    level_w, level_h = _scaled_size(width, height, scale)[1]
+    padded_w = _round_up(level_w + 2 * _LEVEL_MARGIN, _NET_STRIDE)
+    padded_h = _round_up(level_h + 2 * _LEVEL_MARGIN, _NET_STRIDE)
+    if padded_w * padded_h > _MAX_LEVEL_PIXELS:
+        return None
+    padded = long_side * _PAD
+    corner = ((width - padded) / 2, (height - padded) / 2)
+    coarse = Window(padded, round(corner[0] * INPUT / padded), round(corner[1] * INPUT / padded), INPUT, INPUT)
+    # The level sits in the middle of its grey-bordered input.
+    level = Window(INPUT / scale, -((padded_w - level_w) // 2), -((padded_h - level_h) // 2), padded_w, padded_h)
+    return [coarse, level]
 
 
 def _tiles(width: int, height: int, *, min_face: float) -> dict[float, list[tuple[float, float]]]:
