@@ -38,6 +38,7 @@ from cdktn_provider_google.project_iam_audit_config import (
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
 )
+from cdktn_provider_google.project_iam_custom_role import ProjectIamCustomRole
 from cdktn_provider_google.project_iam_member import ProjectIamMember, ProjectIamMemberCondition
 from cdktn_provider_google.project_service import ProjectService
 from cdktn_provider_google.provider import GoogleProvider
@@ -353,6 +354,18 @@ class MemeGenStack(TerraformStack):
                 )
             ],
         )
+        # Deleting a meme (its uploader's DELETE, or the worker cleaning up after one mid-way) needs
+        # object deletes, and no predefined role has them without reads of the input bucket.
+        deleter = ProjectIamCustomRole(
+            self,
+            "object-deleter",
+            project=self.project.string_value,
+            role_id=Fn.replace(self._name("object_deleter"), "-", "_"),
+            title="MemeGen object deleter",
+            description="Deletes objects: a meme, its records and its photo, when its uploader asks.",
+            permissions=["storage.objects.delete"],
+            depends_on=self.services,
+        )
         access = {
             "on-upload-reads-input": (self.input_bucket, "roles/storage.objectViewer", self.on_upload_sa),
             "on-upload-reads-output": (self.output_bucket, "roles/storage.objectViewer", self.on_upload_sa),
@@ -364,6 +377,9 @@ class MemeGenStack(TerraformStack):
             "api-reads-output": (self.output_bucket, "roles/storage.objectViewer", self.api_sa),
             "api-writes-records": (self.output_bucket, "roles/storage.objectCreator", self.api_sa),
             "build-reads-source": (self.source_bucket, "roles/storage.objectViewer", self.build_sa),
+            "api-deletes-uploads": (self.input_bucket, deleter.name, self.api_sa),
+            "api-deletes-memes": (self.output_bucket, deleter.name, self.api_sa),
+            "on-upload-deletes-memes": (self.output_bucket, deleter.name, self.on_upload_sa),
         }
         for key, (bucket, role, sa) in access.items():
             StorageBucketIamMember(self, key, bucket=bucket.name, role=role, member=sa.member)

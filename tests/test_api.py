@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit
 
 import flask
@@ -490,7 +490,7 @@ def test_a_caption_of_exactly_the_limit_is_taken(client: FlaskClient) -> None:
         ("GET", "/v1/uploads", "POST"),
         ("OPTIONS", "/v1/uploads", "POST"),
         ("DELETE", "/", "GET, HEAD"),
-        ("POST", f"/v1/memes/{'a' * 32}", "GET, HEAD"),
+        ("POST", f"/v1/memes/{'a' * 32}", "GET, HEAD, DELETE"),
     ],
 )
 def test_a_wrong_method_is_refused(client: FlaskClient, method: str, path: str, allowed: str) -> None:
@@ -595,3 +595,90 @@ def test_a_share_link_shows_a_finished_meme_or_nothing(client: FlaskClient) -> N
         response = client.get(path)
         assert response.status_code == 404 and json_of(response) == {"error": "no such meme"}, path
     assert client.post(f"/m/{pending}").status_code == 405
+
+
+def _objects_of(client: storage.Client, settings: Settings, upload_id: str) -> list[str]:
+    """Every object version of either bucket whose name holds the upload's id."""
+    return sorted(
+        blob.name
+        for bucket in (settings.input_bucket, settings.output_bucket)
+        for blob in client.list_blobs(bucket, versions=True)
+        if upload_id in blob.name
+    )
+
+
+def test_the_uploader_deletes_a_meme_and_nothing_of_the_photo_remains(
+    client: FlaskClient,
+    store: Store,
+    input_bucket: storage.Bucket,
+    settings: Settings,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    upload = new_upload(client)
+    upload_id, token = upload["id"], upload["delete_token"]
+    assert len(token) >= 40 and token not in json.dumps(json_of(client.get(upload["status_url"])))
+    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
+    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload_id}")
+    assert arrived is not None
+    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
+    assert outcome.result is Result.MADE
+    assert client.get(f"/m/{upload_id}").status_code == 200
+    assert len(_objects_of(input_bucket.client, settings, upload_id)) == 4  # the photo, the meme, two records
+
+    for headers in ({}, {"Authorization": "Bearer " + token[::-1]}, {"Authorization": token}):
+        refused = client.delete(upload["status_url"], headers=headers)
+        assert refused.status_code == 403 and "token" in json_of(refused)["error"], headers
+    assert client.get(upload["status_url"]).status_code == 200
+    deleted = client.delete(upload["status_url"], headers={"Authorization": f"Bearer {token}"})
+    assert deleted.status_code == 204 and deleted.data == b""
+
+    # Only the deletion record is left, and it holds nothing of the photo.
+    assert _objects_of(input_bucket.client, settings, upload_id) == [f"records/{upload_id}/deleted.json"]
+    tombstone = json.loads(
+        input_bucket.client.bucket(settings.output_bucket).blob(f"records/{upload_id}/deleted.json").download_as_bytes()
+    )
+    assert set(tombstone) == {"status", "id", "deleted_at"} and tombstone["status"] == "deleted"
+    for path in (upload["status_url"], f"/m/{upload_id}", f"/m/{upload_id}/image"):
+        gone = client.get(path)
+        assert gone.status_code == 410 and json_of(gone) == {"error": "this meme was deleted"}, path
+    assert client.delete(upload["status_url"], headers={"Authorization": f"Bearer {token}"}).status_code == 410
+    assert (
+        client.delete(f"/v1/memes/{uuid.uuid4().hex}", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    )
+    # A late delivery of the upload's event makes nothing.
+    late = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
+    assert late.result is Result.SKIPPED
+    assert _objects_of(input_bucket.client, settings, upload_id) == [f"records/{upload_id}/deleted.json"]
+
+
+def test_a_meme_deleted_while_it_was_being_made_is_removed(
+    client: FlaskClient,
+    store: Store,
+    input_bucket: storage.Bucket,
+    settings: Settings,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    upload = new_upload(client)
+    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
+    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload['id']}")
+    assert arrived is not None
+
+    class DeletedMidway:
+        """The engine makes the meme while its uploader deletes it."""
+
+        def make(self, data: bytes, **options: Any) -> Any:
+            meme = engine.make(data, **options)
+            assert (
+                client.delete(
+                    upload["status_url"], headers={"Authorization": f"Bearer {upload['delete_token']}"}
+                ).status_code
+                == 204
+            )
+            return meme
+
+    midway = cast(Engine, DeletedMidway())
+    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=midway, settings=settings)
+    assert outcome.result is Result.SKIPPED and "deleted" in outcome.reason
+    assert _objects_of(input_bucket.client, settings, upload["id"]) == [f"records/{upload['id']}/deleted.json"]

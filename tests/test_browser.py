@@ -97,3 +97,52 @@ def test_the_page_refuses_a_file_that_is_not_a_photo(tmp_path: Path) -> None:
             assert "photo" in page.inner_text("#error").lower()
         finally:
             browser.close()
+
+
+def test_the_uploader_deletes_the_meme_from_the_page_on_a_desktop(
+    settings: Settings, photos_dir: Path, tmp_path: Path
+) -> None:
+    with running_stack(tmp_path / "key.json") as stack, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.goto(stack.page)
+            page.set_input_files("#library", photos_dir / "two_people.jpg")
+            page.fill("#top", "delete me")
+            page.click("#make")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            assert f"kept {settings.meme_retention_days} days" in page.inner_text("#kept")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "desktop-result.png"), full_page=True)
+            (upload_id,) = {
+                b.name.split("/")[1] for b in _client(stack).list_blobs(settings.output_bucket, prefix="records/")
+            }
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click("#delete")
+            page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Deleted')")
+            # The form is back, clean: no photo, no caption of the deleted meme.
+            assert page.is_visible("#form") and page.is_hidden("#result") and page.is_disabled("#make")
+            assert page.input_value("#top") == "" and page.is_hidden("#preview")
+            assert not errors, errors
+        finally:
+            browser.close()
+        client = _client(stack)
+        left = sorted(
+            blob.name
+            for bucket in (settings.input_bucket, settings.output_bucket)
+            for blob in client.list_blobs(bucket)
+            if upload_id in blob.name
+        )
+        assert left == [f"records/{upload_id}/deleted.json"]
+    assert stack.status == 0, "".join(stack.output)
+
+
+def _client(stack: object) -> storage.Client:
+    return storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://127.0.0.1:{stack.storage_port}"},  # type: ignore[attr-defined]
+    )

@@ -136,6 +136,7 @@ def test_identities_have_only_what_they_need(synthesized):
         for m in resources(synthesized, "google_storage_bucket_iam_member").values()
     }
     bucket = {b: ref("google_storage_bucket", b, "name") for b in ("input", "output", "source")}
+    deleter = ref("google_project_iam_custom_role", "object-deleter", "name")
     sa = {s: ref("google_service_account", f"sa-{s}", "member") for s in ("on-upload", "api", "trigger", "build")}
     assert bucket_roles == {
         (bucket["input"], "roles/storage.objectViewer", sa["on-upload"]),
@@ -145,7 +146,13 @@ def test_identities_have_only_what_they_need(synthesized):
         (bucket["output"], "roles/storage.objectViewer", sa["api"]),
         (bucket["output"], "roles/storage.objectCreator", sa["api"]),
         (bucket["source"], "roles/storage.objectViewer", sa["build"]),
+        (bucket["input"], deleter, sa["api"]),
+        (bucket["output"], deleter, sa["api"]),
+        (bucket["output"], deleter, sa["on-upload"]),
     }
+    # The deleter role deletes objects and does nothing else (no reads of people's photos).
+    (role,) = resources(synthesized, "google_project_iam_custom_role").values()
+    assert role["permissions"] == ["storage.objects.delete"]
     (token_creator,) = resources(synthesized, "google_service_account_iam_member").values()
     assert token_creator["role"] == "roles/iam.serviceAccountTokenCreator"
     assert token_creator["service_account_id"] == ref("google_service_account", "sa-api", "name")

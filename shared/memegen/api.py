@@ -24,6 +24,7 @@ import flask
 from memegen.captions import MAX_CAPTION, own_caption
 from memegen.contract import (
     CONVERT_FIRST,
+    DELETE_AUTH_SCHEME,
     ID_PATTERN,
     JSON_TYPE,
     MEMES_PATH,
@@ -36,6 +37,7 @@ from memegen.contract import (
 from memegen.errors import (
     BodyTooLarge,
     CaptionRefused,
+    MemeDeleted,
     MemeNotFound,
     MethodNotAllowed,
     Policy,
@@ -102,13 +104,18 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
                 else _share_page(request, upload_id, store=store, settings=settings)
             )
         elif request.path.startswith(MEMES_PATH):
-            _allow(request, "GET", "HEAD")
+            _allow(request, "GET", "HEAD", "DELETE")
             candidate = request.path.removeprefix(MEMES_PATH)
             # A malformed id never reaches storage: it cannot name an upload this API issued.
             if not ID_PATTERN.fullmatch(candidate):
                 raise MemeNotFound("no such meme")
             upload_id = candidate
-            response = _meme_status(upload_id, store=store, settings=settings)
+            if request.method == "DELETE":
+                store.delete(upload_id, token=_bearer_token(request))
+                response = flask.Response(status=204)
+                _security_headers(response)
+            else:
+                response = _meme_status(upload_id, store=store, settings=settings)
         else:
             raise MemeNotFound("no such route")
     except RequestError as exc:
@@ -192,7 +199,13 @@ def error_response(exc: RequestError) -> flask.Response:
 def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Response, str]:
     signed = store.new_upload(content_type=upload.content_type, top=upload.top, bottom=upload.bottom)
     status_url = MEMES_PATH + signed.id
-    body = {"id": signed.id, "upload_url": signed.url, "upload_headers": signed.headers, "status_url": status_url}
+    body = {
+        "id": signed.id,
+        "upload_url": signed.url,
+        "upload_headers": signed.headers,
+        "status_url": status_url,
+        "delete_token": signed.delete_token,
+    }
     response = _json(body, status=201)
     response.headers["Location"] = status_url
     return response, signed.id
@@ -203,6 +216,8 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
     body: dict[str, Any]
     if record is None:
         raise MemeNotFound("no such meme")
+    if record.get("status") == "deleted":
+        raise MemeDeleted("this meme was deleted")
     if record.get("status") == "done":
         # What the meme itself shows, and no more: anyone who was sent its link can read the
         # id in it. Face boxes and scores stay in the record, for the event's integrators.
@@ -229,6 +244,8 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
 
 def _done_record(upload_id: str, store: Store) -> dict[str, Any]:
     record = store.latest_record(upload_id)
+    if record is not None and record.get("status") == "deleted":
+        raise MemeDeleted("this meme was deleted")
     if record is None or record.get("status") != "done":
         # Pending, failed or unknown: a share link shows a finished meme or nothing.
         raise MemeNotFound("no such meme")
@@ -318,6 +335,12 @@ def _never_arrived(record: dict[str, Any], settings: Settings) -> bool:
 def _allow(request: flask.Request, *methods: str) -> None:
     if request.method not in methods:
         raise MethodNotAllowed(f"{request.method} is not allowed here; use {' or '.join(methods)}", allowed=methods)
+
+
+def _bearer_token(request: flask.Request) -> str:
+    """The deletion token of ``Authorization: Bearer <token>``, or "" (refused by the store)."""
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    return token.strip() if scheme == DELETE_AUTH_SCHEME else ""
 
 
 def _read_body(request: flask.Request) -> bytes:

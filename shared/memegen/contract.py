@@ -10,7 +10,9 @@ user chose):
 - input bucket: ``{UPLOAD_PREFIX}{id}`` (api uploads), or any other name under the prefix;
 - output bucket: ``{MEME_PREFIX}{id}/{generation}.{jpg|png|webp}`` and
   ``{RECORD_PREFIX}{id}/{generation}.json``, one pair per generation of the upload, each
-  written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload.
+  written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload;
+  ``{RECORD_PREFIX}{id}/deleted.json`` the one written when its uploader deletes it, after which
+  nothing else of the upload is kept in either bucket.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def meme_object(upload_id: str, generation: int, content_type: str) -> str:
 def record_object(upload_id: str, generation: int) -> str:
     """The output object of the record of that upload generation."""
     return f"{RECORD_PREFIX}{upload_id}/{generation}.json"
+
+
+def deleted_object(upload_id: str) -> str:
+    """The output object that says the upload was deleted (``{"status": "deleted"}``): all that is left of it."""
+    return f"{RECORD_PREFIX}{upload_id}/{DELETED_NAME}"
+
+
+DELETED_NAME: Final = "deleted.json"
+# The HTTP header that carries a meme's deletion token: ``Authorization: Bearer <token>``.
+DELETE_AUTH_SCHEME: Final = "Bearer"
 
 
 # --- the event ------------------------------------------------------------------------------------------

@@ -63,6 +63,18 @@ class MemeNotFound(RequestError):
     status = 404
 
 
+class DeleteRefused(RequestError):
+    """A delete without the meme's deletion token, or with another one (403)."""
+
+    status = 403
+
+
+class MemeDeleted(RequestError):
+    """The meme was deleted by whoever uploaded its photo (410)."""
+
+    status = 410
+
+
 class MethodNotAllowed(RequestError):
     """The route exists but not for this method (405)."""
 

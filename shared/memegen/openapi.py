@@ -107,11 +107,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": _answer("The status", {"oneOf": [pending, done, failed]}),
                         "404": _error("No such meme"),
+                        "410": _error("Deleted by whoever uploaded the photo"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error, or the service cannot sign URLs"),
                     },
-                }
+                },
+                "delete": {
+                    "summary": "Delete the meme, its records and the photo, with the upload's deletion token",
+                    "description": "Send `Authorization: Bearer <delete_token>` (the token the upload's creation"
+                    " returned, to the uploader only). Afterwards the status, the share page and its image answer"
+                    " 410, and the events topic carries the deletion record (`records/<id>/deleted.json`).",
+                    "parameters": [_ID_PARAMETER],
+                    "security": [{"deleteToken": []}],
+                    "responses": {
+                        "204": {"description": "Deleted: nothing of the photo is kept"},
+                        "403": _error("The deletion token is missing or wrong"),
+                        "404": _error("No such meme"),
+                        "410": _error("Already deleted"),
+                        "503": _error("Storage is unavailable for now: try again (the delete can be repeated)"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error"),
+                    },
+                },
             },
             SHARE_PATH + "{id}": {
                 "get": {
@@ -121,6 +139,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The page", "content": {"text/html": {}}},
                         "404": _error("No such meme, not made yet, or failed"),
+                        "410": _error("Deleted by whoever uploaded the photo"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
@@ -134,6 +153,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "302": {"description": "Location: the signed URL of the meme"},
                         "404": _error("No such meme, not made yet, or failed"),
+                        "410": _error("Deleted by whoever uploaded the photo"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error, or the service cannot sign URLs"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
@@ -151,6 +171,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {
+                "deleteToken": {"type": "http", "scheme": "bearer", "description": "The upload's delete_token."}
+            },
             "schemas": {
                 "Id": {
                     "type": "string",
@@ -169,7 +192,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "Upload": {
                     "type": "object",
-                    "required": ["id", "upload_url", "upload_headers", "status_url"],
+                    "required": ["id", "upload_url", "upload_headers", "status_url", "delete_token"],
                     "additionalProperties": False,
                     "properties": {
                         "id": {"$ref": "#/components/schemas/Id"},
@@ -181,6 +204,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         },
                         "upload_headers": {"type": "object", "additionalProperties": {"type": "string"}},
                         "status_url": {"type": "string", "description": "Where to poll: GET it."},
+                        "delete_token": {
+                            "type": "string",
+                            "description": "Deletes the meme and the photo (DELETE status_url); given only here,"
+                            " never in a share link: keep it to yourself.",
+                        },
                     },
                 },
                 "Error": {
@@ -189,6 +217,6 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {"error": {"type": "string"}},
                 },
-            }
+            },
         },
     }

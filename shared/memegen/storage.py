@@ -9,8 +9,11 @@ UTF-8: the signed PUT sends it as an HTTP header, and header values must be ASCI
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -30,6 +33,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from memegen.contract import (
     BOTTOM_KEY,
+    DELETED_NAME,
     ID_PATTERN,
     ISSUED_GENERATION,
     MEME_PREFIX,
@@ -37,10 +41,11 @@ from memegen.contract import (
     RECORD_PREFIX,
     TOP_KEY,
     WRITER_KEY,
+    deleted_object,
     meme_object,
     record_object,
 )
-from memegen.errors import ImageTooLarge, SigningUnavailable, UploadGone
+from memegen.errors import DeleteRefused, ImageTooLarge, MemeDeleted, MemeNotFound, SigningUnavailable, UploadGone
 from memegen.settings import Settings
 
 
@@ -102,11 +107,19 @@ class Upload:
 
 @dataclass(frozen=True)
 class SignedUpload:
-    """Where and how the browser PUTs a new upload: every header listed is signed and must be sent."""
+    """Where and how the browser PUTs a new upload: every header listed is signed and must be sent.
+
+    ``delete_token`` deletes the upload and its memes (``Store.delete``); only its hash is kept.
+    """
 
     id: str
     url: str
     headers: dict[str, str]
+    delete_token: str
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def meme_name(upload: Upload, content_type: str) -> str:
@@ -199,9 +212,61 @@ class Store:
         url = self._sign(blob, method="PUT", headers=dict(headers))
         # The issued record: the api answers "pending" from it, so that it never needs to read
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
-        issued = {"status": "pending", "id": new_id, "expires": int(time.time()) + self._settings.url_ttl_seconds}
+        # The deletion token goes to the uploader only; the record keeps its hash, which cannot delete.
+        token = secrets.token_urlsafe(32)
+        issued = {
+            "status": "pending",
+            "id": new_id,
+            "expires": int(time.time()) + self._settings.url_ttl_seconds,
+            "delete_sha256": _token_hash(token),
+        }
         self._create(record_object(new_id, ISSUED_GENERATION), _json(issued), content_type="application/json")
-        return SignedUpload(id=new_id, url=url, headers=headers)
+        return SignedUpload(id=new_id, url=url, headers=headers, delete_token=token)
+
+    # Deletion.
+
+    def delete(self, upload_id: str, *, token: str) -> None:
+        """Delete the upload, its memes and its records, every version, if ``token`` is its deletion token.
+
+        What is left is ``deleted_object(upload_id)``, ``{"status": "deleted", "id", "deleted_at"}``, which
+        says so to the api, the worker and the events topic, and holds nothing of the photo. Raises
+        ``MemeNotFound`` for an id the api did not issue, ``MemeDeleted`` when it is already deleted,
+        ``DeleteRefused`` for a missing or wrong token. A delete cut short by an error can be repeated:
+        the record that holds the token's hash goes last.
+        """
+        issued = (
+            self._read_json(record_object(upload_id, ISSUED_GENERATION)) if ID_PATTERN.fullmatch(upload_id) else None
+        )
+        if issued is None:
+            if ID_PATTERN.fullmatch(upload_id) and self.is_deleted(upload_id):
+                raise MemeDeleted("this meme was deleted")
+            raise MemeNotFound("no such meme")
+        expected = issued.get("delete_sha256")
+        if not token or not isinstance(expected, str) or not hmac.compare_digest(_token_hash(token), expected):
+            raise DeleteRefused("the deletion token is missing or wrong: only the uploader's token deletes a meme")
+        tombstone = {"status": "deleted", "id": upload_id, "deleted_at": int(time.time())}
+        self._create(deleted_object(upload_id), _json(tombstone), content_type="application/json")
+        self.purge(upload_id)
+
+    def is_deleted(self, upload_id: str) -> bool:
+        """Whether the upload's uploader deleted it."""
+        return bool(self._output.blob(deleted_object(upload_id)).exists(retry=self._retry))
+
+    def purge(self, upload_id: str) -> None:
+        """Remove every version of the upload and of its memes and records, but the deletion record."""
+        with contextlib.suppress(NotFound):
+            self._input.blob(f"{self._settings.upload_prefix}{upload_id}").delete(retry=self._retry)
+        keep, issued = deleted_object(upload_id), record_object(upload_id, ISSUED_GENERATION)
+        blobs = [
+            blob
+            for prefix in (f"{MEME_PREFIX}{upload_id}/", f"{RECORD_PREFIX}{upload_id}/")
+            for blob in self._client.list_blobs(self._output, prefix=prefix, versions=True, retry=self._retry)
+            if blob.name != keep
+        ]
+        # The issued record (the token's hash) last, so that a delete cut short can be repeated.
+        for blob in sorted(blobs, key=lambda b: b.name == issued):
+            with contextlib.suppress(NotFound):
+                self._output.blob(blob.name, generation=blob.generation).delete(retry=self._retry)
 
     # Memes and records.
 
@@ -239,12 +304,18 @@ class Store:
             match = RECORD_NAME_PATTERN.fullmatch(blob.name[len(prefix) :])
             if match and (latest is None or int(match[1]) > latest[0]):
                 latest = (int(match[1]), blob)
+            elif blob.name[len(prefix) :] == DELETED_NAME:
+                # Deleted by its uploader: that is the whole story, whatever else is still listed.
+                return self._read_json(blob.name) or {"status": "deleted", "id": upload_id}
         if latest is None:
             return None
+        return self._read_json(latest[1].name)
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
         try:
-            record: dict[str, Any] = json.loads(latest[1].download_as_bytes(retry=self._retry))
+            record: dict[str, Any] = json.loads(self._output.blob(name).download_as_bytes(retry=self._retry))
         except NotFound:
-            # Listed, then deleted (a lifecycle rule): as if it had never been.
+            # Listed, then deleted (a lifecycle rule, a delete): as if it had never been.
             return None
         return record
 
