@@ -584,7 +584,14 @@ def test_the_openapi_document_is_valid_and_every_answer_the_tests_saw_fits_it(cl
     assert response.status_code == 200 and response.mimetype == "application/json"
     document = response.get_json()
     validate_openapi(document)
-    assert set(document["paths"]) == {"/v1/uploads", "/v1/memes/{id}", "/m/{id}", "/m/{id}/image", OPENAPI_PATH}
+    assert set(document["paths"]) == {
+        "/v1/uploads",
+        "/v1/memes/{id}",
+        "/v1/memes/{id}/versions",
+        "/m/{id}",
+        "/m/{id}/image",
+        OPENAPI_PATH,
+    }
     # ContractClient checked the answers of every test of this module that ran before this one.
     assert len(ContractClient.checked) > 1
 
@@ -682,3 +689,61 @@ def test_a_meme_deleted_while_it_was_being_made_is_removed(
     outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=midway, settings=settings)
     assert outcome.result is Result.SKIPPED and "deleted" in outcome.reason
     assert _objects_of(input_bucket.client, settings, upload["id"]) == [f"records/{upload['id']}/deleted.json"]
+
+
+def _make_meme_of(
+    upload_id: str, *, input_bucket: storage.Bucket, store: Store, engine: Engine, settings: Settings
+) -> None:
+    """The worker's part for an upload (a photo, or another caption of one): the event Eventarc would send."""
+    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload_id}")
+    assert arrived is not None
+    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
+    assert outcome.result is Result.MADE, outcome
+
+
+def test_another_caption_is_a_new_meme_with_its_own_link_and_a_different_caption(
+    client: FlaskClient,
+    store: Store,
+    input_bucket: storage.Bucket,
+    settings: Settings,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    upload = new_upload(client)
+    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
+    _make_meme_of(upload["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+    first = json_of(client.get(upload["status_url"]))["caption"]
+
+    path = f"{upload['status_url']}/versions"
+    assert client.post(path).status_code == 403  # only the uploader asks
+    assert client.post(path, headers={"Authorization": "Bearer nope"}).status_code == 403
+    auth = {"Authorization": f"Bearer {upload['delete_token']}"}
+    captions, versions = [first], []
+    for _ in range(3):
+        response = client.post(path, headers=auth)
+        assert response.status_code == 201, response.data
+        version = json_of(response)
+        assert set(version) == {"id", "status_url", "delete_token"} and version["id"] != upload["id"]
+        assert json_of(client.get(version["status_url"]))["status"] == "pending"
+        _make_meme_of(version["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+        done = json_of(client.get(version["status_url"]))
+        assert done["status"] == "done" and client.get(f"/m/{version['id']}").status_code == 200
+        captions.append(done["caption"])
+        versions.append(version)
+    assert len({(c["top"], c["bottom"]) for c in captions}) == 4, captions  # four different captions
+    # Your own words, asked with a version's own token: the photo is the same.
+    own = client.post(
+        f"{versions[0]['status_url']}/versions",
+        json={"top": "my own words"},
+        headers={"Authorization": f"Bearer {versions[0]['delete_token']}"},
+    )
+    assert own.status_code == 201, own.data
+    _make_meme_of(json_of(own)["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+    assert json_of(client.get(json_of(own)["status_url"]))["caption"] == {"top": "my own words", "bottom": ""}
+    assert client.post(path, json={"content_type": "image/png"}, headers=auth).status_code == 400
+
+    # Deleting the photo deletes every meme made of it.
+    assert client.delete(upload["status_url"], headers=auth).status_code == 204
+    for made in [upload, *versions, json_of(own)]:
+        assert client.get(made["status_url"]).status_code == 410
+        assert _objects_of(input_bucket.client, settings, made["id"]) == [f"records/{made['id']}/deleted.json"]

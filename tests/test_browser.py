@@ -99,9 +99,7 @@ def test_the_page_refuses_a_file_that_is_not_a_photo(tmp_path: Path) -> None:
             browser.close()
 
 
-def test_the_uploader_deletes_the_meme_from_the_page_on_a_desktop(
-    settings: Settings, photos_dir: Path, tmp_path: Path
-) -> None:
+def test_another_caption_then_delete_it_on_a_desktop(settings: Settings, photos_dir: Path, tmp_path: Path) -> None:
     with running_stack(tmp_path / "key.json") as stack, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -111,15 +109,22 @@ def test_the_uploader_deletes_the_meme_from_the_page_on_a_desktop(
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
             page.goto(stack.page)
             page.set_input_files("#library", photos_dir / "two_people.jpg")
-            page.fill("#top", "delete me")
             page.click("#make")
             page.wait_for_selector("#result:not([hidden])", timeout=60_000)
             assert f"kept {settings.meme_retention_days} days" in page.inner_text("#kept")
+            first = page.get_attribute("#meme", "alt")
+            (original,) = _upload_ids(stack, settings)
+
+            page.click("#another")
+            page.wait_for_function(
+                "(first) => !document.getElementById('result').hidden && document.getElementById('meme').alt !== first",
+                arg=first,
+                timeout=60_000,
+            )
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "desktop-result.png"), full_page=True)
-            (upload_id,) = {
-                b.name.split("/")[1] for b in _client(stack).list_blobs(settings.output_bucket, prefix="records/")
-            }
+            page.screenshot(path=str(SCREENSHOTS / "desktop-another-caption.png"), full_page=True)
+            (version,) = _upload_ids(stack, settings) - {original}
+
             page.once("dialog", lambda dialog: dialog.accept())
             page.click("#delete")
             page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Deleted')")
@@ -130,14 +135,18 @@ def test_the_uploader_deletes_the_meme_from_the_page_on_a_desktop(
         finally:
             browser.close()
         client = _client(stack)
-        left = sorted(
-            blob.name
+        left = {
+            bucket: [b.name for b in client.list_blobs(bucket)]
             for bucket in (settings.input_bucket, settings.output_bucket)
-            for blob in client.list_blobs(bucket)
-            if upload_id in blob.name
-        )
-        assert left == [f"records/{upload_id}/deleted.json"]
+        }
+        # The version is gone but for its deletion record; the first meme (its own link) stays.
+        assert [n for names in left.values() for n in names if version in n] == [f"records/{version}/deleted.json"]
+        assert any(n.startswith(f"memes/{original}/") for n in left[settings.output_bucket])
     assert stack.status == 0, "".join(stack.output)
+
+
+def _upload_ids(stack: object, settings: Settings) -> set[str]:
+    return {b.name.split("/")[1] for b in _client(stack).list_blobs(settings.output_bucket, prefix="records/")}
 
 
 def _client(stack: object) -> storage.Client:

@@ -20,7 +20,7 @@ from memegen.captions import (
     CaptionBankError,
     choose_caption,
 )
-from memegen.errors import MemeGenError
+from memegen.errors import CaptionsExhausted, MemeGenError
 from memegen.labels import LABELS
 
 IDEAL_LINE = 40
@@ -423,3 +423,15 @@ def test_valid_copy_still_loads(raw: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "captions.json"
     path.write_text(json.dumps(raw), encoding="utf-8")
     assert CaptionBank.load(path).names == CaptionBank.load().names
+
+
+def test_another_caption_differs_until_the_bank_is_used_up(bank: CaptionBank) -> None:
+    seed = hashlib.sha256(b"one photo").digest()
+    size = len(bank.pairs("happy"))
+    captions = [choose_caption(["happy"], bank=bank, seed=seed, variant=n) for n in range(size)]
+    assert captions[0] == choose_caption(["happy"], bank=bank, seed=seed)  # variant 0 is the photo's caption
+    assert len({(c.top, c.bottom) for c in captions}) == size  # every variant a different caption
+    with pytest.raises(CaptionsExhausted, match="no more captions"):
+        choose_caption(["happy"], bank=bank, seed=seed, variant=size)
+    with pytest.raises(ValueError, match="variant"):
+        choose_caption(["happy"], bank=bank, seed=seed, variant=-1)

@@ -33,6 +33,7 @@ from memegen.contract import (
     SHARE_PATH,
     UPLOAD_TYPES,
     UPLOADS_PATH,
+    VERSIONS_PATH,
 )
 from memegen.errors import (
     BodyTooLarge,
@@ -52,6 +53,7 @@ from memegen.settings import Settings
 from memegen.storage import Store
 
 UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
+VERSION_FIELDS = frozenset({"top", "bottom"})
 # The upload request is a few short strings: anything bigger is a mistake or abuse.
 MAX_BODY_BYTES = 4096
 _TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
@@ -103,6 +105,14 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
                 if image
                 else _share_page(request, upload_id, store=store, settings=settings)
             )
+        elif request.path.startswith(MEMES_PATH) and request.path.endswith(VERSIONS_PATH):
+            _allow(request, "POST")
+            candidate = request.path.removeprefix(MEMES_PATH).removesuffix(VERSIONS_PATH)
+            if not ID_PATTERN.fullmatch(candidate):
+                raise MemeNotFound("no such meme")
+            upload_id = candidate
+            version = parse_version_request(_read_body(request), content_type=request.mimetype)
+            response = _new_version(upload_id, version, token=_bearer_token(request), store=store)
         elif request.path.startswith(MEMES_PATH):
             _allow(request, "GET", "HEAD", "DELETE")
             candidate = request.path.removeprefix(MEMES_PATH)
@@ -140,11 +150,8 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
     return response
 
 
-def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
-    """Validate a ``POST /v1/uploads`` body: strict JSON, known fields, an image type MemeGen reads.
-
-    ``content_type`` is the request's media type (without parameters); it must be JSON.
-    """
+def _json_object(body: bytes, *, content_type: str, fields: frozenset[str]) -> dict[str, Any]:
+    """A request body as strict JSON: an object of known ``fields``, no duplicate keys, no NaN."""
     if content_type != JSON_TYPE:
         raise UnsupportedType("send the request as application/json")
     try:
@@ -156,9 +163,26 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
         raise RequestError("the body is not valid JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise RequestError("the body must be a JSON object")
-    unknown = sorted(set(data) - UPLOAD_FIELDS)
+    unknown = sorted(set(data) - fields)
     if unknown:
-        raise RequestError(f"unknown field(s): {', '.join(unknown)}; the fields are {', '.join(sorted(UPLOAD_FIELDS))}")
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}; the fields are {', '.join(sorted(fields))}")
+    return data
+
+
+def parse_version_request(body: bytes, *, content_type: str) -> tuple[str | None, str | None]:
+    """Validate a ``POST /v1/memes/{id}/versions`` body: ``{}`` for the next caption, or your own ``top``/``bottom``."""
+    if not body.strip():
+        return None, None
+    data = _json_object(body, content_type=content_type, fields=VERSION_FIELDS)
+    return _caption(data.get("top"), "top"), _caption(data.get("bottom"), "bottom")
+
+
+def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
+    """Validate a ``POST /v1/uploads`` body: strict JSON, known fields, an image type MemeGen reads.
+
+    ``content_type`` is the request's media type (without parameters); it must be JSON.
+    """
+    data = _json_object(body, content_type=content_type, fields=UPLOAD_FIELDS)
     if "content_type" not in data:
         raise RequestError("content_type is required (the photo's type, image/jpeg say)")
     photo_type = data["content_type"]
@@ -209,6 +233,15 @@ def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Respon
     response = _json(body, status=201)
     response.headers["Location"] = status_url
     return response, signed.id
+
+
+def _new_version(upload_id: str, caption: tuple[str | None, str | None], *, token: str, store: Store) -> flask.Response:
+    top, bottom = caption
+    version = store.new_version(upload_id, token=token, top=top, bottom=bottom)
+    status_url = MEMES_PATH + version.id
+    response = _json({"id": version.id, "status_url": status_url, "delete_token": version.delete_token}, status=201)
+    response.headers["Location"] = status_url
+    return response
 
 
 def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.Response:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memegen.errors import CaptionBankError, CaptionRefused
+from memegen.errors import CaptionBankError, CaptionRefused, CaptionsExhausted
 from memegen.labels import LABELS
 
 CAPTIONS_FILE = Path(__file__).resolve().with_name("captions.json")
@@ -157,6 +157,7 @@ def choose_caption(
     seed: bytes,
     top: str | None = None,
     bottom: str | None = None,
+    variant: int = 0,
 ) -> Caption:
     """Pick the caption for a photo whose faces show ``labels`` (biggest face first).
 
@@ -172,6 +173,10 @@ def choose_caption(
     If ``top`` or ``bottom`` is given and not blank, they are returned stripped (a
     missing one as ``""``) with bank ``"user"``, and no bank is used. All-blank input
     (an empty form field, say) falls back to the bank rather than giving a blank meme.
+
+    ``variant`` n > 0 asks for another caption of the same photo: the bank's entry n places
+    after variant 0's, so variants 0 to size - 1 are all different; past that the bank is
+    exhausted (``CaptionsExhausted``).
 
     Raises ``ValueError`` for a label not in ``memegen.labels.LABELS``.
     """
@@ -191,7 +196,13 @@ def choose_caption(
 
     name, rest, odd = _bank_for(labels)
     pairs = bank.pairs(name)
-    chosen_top, chosen_bottom = pairs[_index(seed, name, len(pairs))]
+    if not 0 <= variant < len(pairs):
+        if variant < 0:
+            raise ValueError(f"variant must be 0 or more, not {variant}")
+        raise CaptionsExhausted(
+            f"MemeGen has no more captions for this photo (all {len(pairs)} were used): write your own"
+        )
+    chosen_top, chosen_bottom = pairs[(_index(seed, name, len(pairs)) + variant) % len(pairs)]
     if rest is not None and odd is not None:
         words = {
             "{rest}": _adjective(bank, seed, role="rest", label=rest),

@@ -55,7 +55,17 @@ def deleted_object(upload_id: str) -> str:
     return f"{RECORD_PREFIX}{upload_id}/{DELETED_NAME}"
 
 
+def version_marker(source_id: str, variant: int) -> str:
+    """The output object that says which upload is the photo's ``variant``-th other caption (``{"id": ...}``)."""
+    return f"{RECORD_PREFIX}{source_id}/{VERSIONS_FOLDER}{variant}.json"
+
+
 DELETED_NAME: Final = "deleted.json"
+VERSIONS_FOLDER: Final = "versions/"
+# Another caption of an uploaded photo is an upload of its own, ``{UPLOAD_PREFIX}{id}``, that holds no
+# photo but this JSON, ``{"source": <the photo's upload id>, "variant": n}``: the worker reads the photo.
+VERSION_TYPE: Final = "application/vnd.memegen.version+json"
+MAX_VERSION_BYTES: Final = 1024
 # The HTTP header that carries a meme's deletion token: ``Authorization: Bearer <token>``.
 DELETE_AUTH_SCHEME: Final = "Bearer"
 
@@ -85,6 +95,8 @@ OPENAPI_PATH: Final = "/v1/openapi.json"
 # A meme's share page (``/m/{id}``) and its image address (``/m/{id}/image``, a redirect to a fresh
 # signed URL): links that last as long as the meme, while the bucket stays private.
 SHARE_PATH: Final = "/m/"
+# ``POST {MEMES_PATH}{id}{VERSIONS_PATH}``: another caption of the same photo, a new meme with its own id.
+VERSIONS_PATH: Final = "/versions"
 SHARE_IMAGE: Final = "/image"
 
 # --- limits -------------------------------------------------------------------------------------------------

@@ -128,8 +128,11 @@ class Engine:
         bottom: str | None = None,
         format: str = "jpeg",
         boxes: bool = False,
+        variant: int = 0,
     ) -> Meme:
         """Turn an upload into a meme.
+
+        ``variant`` n > 0 is another caption of the same photo (see ``choose_caption``).
 
         Raises ``CaptionRefused`` for a caption of over ``MAX_CAPTION`` characters or with
         control characters, and ``UnsupportedImage`` or ``ImageTooLarge`` (all ``InputError``)
@@ -176,6 +179,7 @@ class Engine:
             seed=bytes.fromhex(digest),
             top=top,
             bottom=bottom,
+            variant=variant,
         )
         lap("caption")
         marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []

@@ -47,6 +47,14 @@ class CaptionRefused(InputError):
     """A person's own caption is too long or holds control characters."""
 
 
+class CaptionsExhausted(InputError):
+    """Another caption was asked for, and every caption of the photo's bank has been used."""
+
+
+class PhotoNotKept(InputError):
+    """Another caption was asked for a photo the input bucket no longer keeps."""
+
+
 class UploadGone(PermanentError):
     """The upload at that generation no longer exists (deleted or replaced): skip its event."""
 

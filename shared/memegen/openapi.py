@@ -9,7 +9,16 @@ import functools
 from typing import Any
 
 from memegen.captions import MAX_CAPTION
-from memegen.contract import ID_PATTERN, MEMES_PATH, OPENAPI_PATH, SHARE_IMAGE, SHARE_PATH, UPLOAD_TYPES, UPLOADS_PATH
+from memegen.contract import (
+    ID_PATTERN,
+    MEMES_PATH,
+    OPENAPI_PATH,
+    SHARE_IMAGE,
+    SHARE_PATH,
+    UPLOAD_TYPES,
+    UPLOADS_PATH,
+    VERSIONS_PATH,
+)
 from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -131,6 +140,33 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 },
             },
+            MEMES_PATH + "{id}" + VERSIONS_PATH: {
+                "post": {
+                    "summary": "Another caption of the same photo: a new meme with its own id, link and deletion token",
+                    "description": "Send `Authorization: Bearer <delete_token>` of the meme (only its uploader asks)."
+                    " An empty body (or `{}`) takes the photo's next caption from its bank, a different one each"
+                    " time until the bank is used up (then the new meme fails, saying so); `top`/`bottom` are your"
+                    " own words. Works while the photo is kept (a day after its upload). Poll `status_url`.",
+                    "parameters": [_ID_PARAMETER],
+                    "security": [{"deleteToken": []}],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VersionRequest"}}},
+                    },
+                    "responses": {
+                        "201": _answer("The new meme, on its way", {"$ref": "#/components/schemas/Version"}),
+                        "400": _error("The body is not valid JSON, or a field is wrong"),
+                        "403": _error("The deletion token is missing or wrong"),
+                        "404": _error("No such meme"),
+                        "410": _error("Deleted by whoever uploaded the photo"),
+                        "413": _error("The body is too large"),
+                        "415": _error("The request is not JSON"),
+                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                        "405": _error("Another method (the Allow header lists this path's)"),
+                        "500": _error("An internal error"),
+                    },
+                }
+            },
             SHARE_PATH + "{id}": {
                 "get": {
                     "summary": "The meme's share page: the meme, with Open Graph and Twitter card tags (HTML)",
@@ -209,6 +245,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "description": "Deletes the meme and the photo (DELETE status_url); given only here,"
                             " never in a share link: keep it to yourself.",
                         },
+                    },
+                },
+                "VersionRequest": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"top": caption, "bottom": caption},
+                },
+                "Version": {
+                    "type": "object",
+                    "required": ["id", "status_url", "delete_token"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"$ref": "#/components/schemas/Id"},
+                        "status_url": {"type": "string", "description": "Where to poll: GET it."},
+                        "delete_token": {"type": "string", "description": "Deletes this meme (keep it to yourself)."},
                     },
                 },
                 "Error": {

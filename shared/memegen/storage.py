@@ -10,6 +10,7 @@ UTF-8: the signed PUT sends it as an HTTP header, and header values must be ASCI
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -36,16 +37,30 @@ from memegen.contract import (
     DELETED_NAME,
     ID_PATTERN,
     ISSUED_GENERATION,
+    JSON_TYPE,
+    MAX_VERSION_BYTES,
     MEME_PREFIX,
     RECORD_NAME_PATTERN,
     RECORD_PREFIX,
     TOP_KEY,
+    VERSION_TYPE,
+    VERSIONS_FOLDER,
     WRITER_KEY,
     deleted_object,
     meme_object,
     record_object,
+    version_marker,
 )
-from memegen.errors import DeleteRefused, ImageTooLarge, MemeDeleted, MemeNotFound, SigningUnavailable, UploadGone
+from memegen.errors import (
+    DeleteRefused,
+    ImageTooLarge,
+    MemeDeleted,
+    MemeNotFound,
+    PhotoNotKept,
+    SigningUnavailable,
+    UnsupportedImage,
+    UploadGone,
+)
 from memegen.settings import Settings
 
 
@@ -80,6 +95,9 @@ class Upload:
     id: str
     top: str | None
     bottom: str | None
+    # Another caption of an earlier upload's photo (an upload of type VERSION_TYPE): which, and which one.
+    source: str | None = None
+    variant: int = 0
 
     @classmethod
     def from_resource(cls, resource: Mapping[str, Any], *, prefix: str) -> Upload:
@@ -115,6 +133,14 @@ class SignedUpload:
     id: str
     url: str
     headers: dict[str, str]
+    delete_token: str
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """Another caption of a photo, on its way: its upload id and its own deletion token."""
+
+    id: str
     delete_token: str
 
 
@@ -185,7 +211,27 @@ class Store:
             data = blob.download_as_bytes(retry=self._retry)
         except NotFound as exc:
             raise UploadGone(f"{name}#{generation} was deleted while being read") from exc
+        if upload.content_type == VERSION_TYPE:
+            return self._version_photo(upload, data)
         return upload, data
+
+    def _version_photo(self, upload: Upload, data: bytes) -> tuple[Upload, bytes]:
+        """The photo another caption is of, and the upload with its source and variant."""
+        try:
+            pointer = json.loads(data[: MAX_VERSION_BYTES + 1]) if len(data) <= MAX_VERSION_BYTES else None
+            source, variant = pointer["source"], pointer["variant"]  # type: ignore[index]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UnsupportedImage("this upload is neither a photo nor another caption of one") from exc
+        if not (isinstance(source, str) and ID_PATTERN.fullmatch(source) and isinstance(variant, int) and variant > 0):
+            raise UnsupportedImage("this upload is neither a photo nor another caption of one")
+        blob = self._input.blob(f"{self._settings.upload_prefix}{source}")
+        try:
+            photo = blob.download_as_bytes(retry=self._retry)
+        except NotFound as exc:
+            raise PhotoNotKept(
+                "the photo is no longer kept (photos are deleted a day after they are uploaded): upload it again"
+            ) from exc
+        return dataclasses.replace(upload, source=source, variant=variant), photo
 
     def new_upload(self, *, content_type: str, top: str | None = None, bottom: str | None = None) -> SignedUpload:
         """A server-chosen upload id and a V4 signed PUT URL for ``{upload_prefix}{id}`` in the input bucket.
@@ -214,14 +260,68 @@ class Store:
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
         # The deletion token goes to the uploader only; the record keeps its hash, which cannot delete.
         token = secrets.token_urlsafe(32)
-        issued = {
+        self._issue(new_id, token)
+        return SignedUpload(id=new_id, url=url, headers=headers, delete_token=token)
+
+    def new_version(
+        self, upload_id: str, *, token: str, top: str | None = None, bottom: str | None = None
+    ) -> NewVersion:
+        """Another caption of the photo of ``upload_id``: a new upload (its own id, link and deletion token).
+
+        ``token`` is ``upload_id``'s deletion token: only its uploader asks. Without ``top`` and
+        ``bottom``, the caption is the photo's next one from its bank (``choose_caption``'s
+        variants); with them, the person's own. The new upload holds no photo, only which photo
+        (``VERSION_TYPE``); its event makes the meme.
+        """
+        issued = self._authorized(upload_id, token)
+        source = issued.get("source") if isinstance(issued.get("source"), str) else upload_id
+        assert isinstance(source, str)
+        new_id, new_token = uuid.uuid4().hex, secrets.token_urlsafe(32)
+        self._issue(new_id, new_token, source=source)
+        prefix = f"{RECORD_PREFIX}{source}/{VERSIONS_FOLDER}"
+        variant = 1 + sum(1 for _ in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry))
+        # Two requests at once may count alike: the marker is written only if absent, so one moves on.
+        while not self._create(version_marker(source, variant), _json({"id": new_id}), content_type=JSON_TYPE):
+            variant += 1
+        pointer = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
+        pointer.metadata = {
+            key: quote(value, safe="") for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)) if value
+        }
+        pointer.upload_from_string(
+            _json({"source": source, "variant": variant}),
+            content_type=VERSION_TYPE,
+            if_generation_match=0,
+            retry=self._retry,
+        )
+        return NewVersion(id=new_id, delete_token=new_token)
+
+    def _issue(self, new_id: str, token: str, *, source: str | None = None) -> None:
+        """The issued record: the api answers "pending" from it; it keeps the deletion token's hash."""
+        issued: dict[str, Any] = {
             "status": "pending",
             "id": new_id,
             "expires": int(time.time()) + self._settings.url_ttl_seconds,
             "delete_sha256": _token_hash(token),
         }
-        self._create(record_object(new_id, ISSUED_GENERATION), _json(issued), content_type="application/json")
-        return SignedUpload(id=new_id, url=url, headers=headers, delete_token=token)
+        if source is not None:
+            issued["source"] = source
+        self._create(record_object(new_id, ISSUED_GENERATION), _json(issued), content_type=JSON_TYPE)
+
+    def _authorized(self, upload_id: str, token: str) -> dict[str, Any]:
+        """The upload's issued record, if ``token`` is its deletion token (else ``DeleteRefused``)."""
+        issued = (
+            self._read_json(record_object(upload_id, ISSUED_GENERATION)) if ID_PATTERN.fullmatch(upload_id) else None
+        )
+        if issued is None:
+            if ID_PATTERN.fullmatch(upload_id) and self.is_deleted(upload_id):
+                raise MemeDeleted("this meme was deleted")
+            raise MemeNotFound("no such meme")
+        expected = issued.get("delete_sha256")
+        if not token or not isinstance(expected, str) or not hmac.compare_digest(_token_hash(token), expected):
+            raise DeleteRefused(
+                "the meme's deletion token is missing or wrong: only its uploader may delete it or ask for another"
+            )
+        return issued
 
     # Deletion.
 
@@ -234,28 +334,31 @@ class Store:
         ``DeleteRefused`` for a missing or wrong token. A delete cut short by an error can be repeated:
         the record that holds the token's hash goes last.
         """
-        issued = (
-            self._read_json(record_object(upload_id, ISSUED_GENERATION)) if ID_PATTERN.fullmatch(upload_id) else None
-        )
-        if issued is None:
-            if ID_PATTERN.fullmatch(upload_id) and self.is_deleted(upload_id):
-                raise MemeDeleted("this meme was deleted")
-            raise MemeNotFound("no such meme")
-        expected = issued.get("delete_sha256")
-        if not token or not isinstance(expected, str) or not hmac.compare_digest(_token_hash(token), expected):
-            raise DeleteRefused("the deletion token is missing or wrong: only the uploader's token deletes a meme")
-        tombstone = {"status": "deleted", "id": upload_id, "deleted_at": int(time.time())}
-        self._create(deleted_object(upload_id), _json(tombstone), content_type="application/json")
-        self.purge(upload_id)
+        self._authorized(upload_id, token)
+        # The photo's other captions show the photo too: they go with it.
+        prefix = f"{RECORD_PREFIX}{upload_id}/{VERSIONS_FOLDER}"
+        versions = [
+            str(record["id"])
+            for blob in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry)
+            if (record := self._read_json(blob.name)) is not None and ID_PATTERN.fullmatch(str(record.get("id")))
+        ]
+        for doomed in [*versions, upload_id]:
+            tombstone = {"status": "deleted", "id": doomed, "deleted_at": int(time.time())}
+            self._create(deleted_object(doomed), _json(tombstone), content_type=JSON_TYPE)
+            self.purge(doomed)
 
     def is_deleted(self, upload_id: str) -> bool:
         """Whether the upload's uploader deleted it."""
         return bool(self._output.blob(deleted_object(upload_id)).exists(retry=self._retry))
 
-    def purge(self, upload_id: str) -> None:
-        """Remove every version of the upload and of its memes and records, but the deletion record."""
-        with contextlib.suppress(NotFound):
-            self._input.blob(f"{self._settings.upload_prefix}{upload_id}").delete(retry=self._retry)
+    def purge(self, upload_id: str, *, upload: bool = True) -> None:
+        """Remove every version of the upload (unless ``upload`` is false) and of its memes and records.
+
+        The deletion record stays. The worker, which may not delete uploads, passes ``upload=False``.
+        """
+        if upload:
+            with contextlib.suppress(NotFound):
+                self._input.blob(f"{self._settings.upload_prefix}{upload_id}").delete(retry=self._retry)
         keep, issued = deleted_object(upload_id), record_object(upload_id, ISSUED_GENERATION)
         blobs = [
             blob

@@ -130,7 +130,7 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         upload, data = store.read_upload(upload.name, upload.generation)
         timings["download"] = _ms(clock)
         clock = time.perf_counter()
-        meme = engine.make(data, top=upload.top, bottom=upload.bottom)
+        meme = engine.make(data, top=upload.top, bottom=upload.bottom, variant=upload.variant)
         timings["make"] = _ms(clock)
     except UploadGone as exc:
         log("INFO", f"event skipped: {exc}", **fields)
@@ -139,7 +139,10 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         # Retrying cannot fix the user's file: say so in its record and return.
         return _refuse(upload, str(exc) or type(exc).__name__, store=store, fields=fields, kind=type(exc).__name__)
     clock = time.perf_counter()
-    written = store.write_meme(upload, image=meme.image, content_type=meme.content_type, metadata=meme.metadata())
+    metadata = meme.metadata()
+    if upload.source is not None:
+        metadata |= {"source": upload.source, "variant": upload.variant}
+    written = store.write_meme(upload, image=meme.image, content_type=meme.content_type, metadata=metadata)
     timings["upload"] = _ms(clock)
     timings.update({f"engine.{stage}": round(ms, 2) for stage, ms in meme.timings_ms.items()})
     timings["total"] = _ms(started)
@@ -148,7 +151,7 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         return Outcome(Result.DUPLICATE, "another delivery finished first", upload.id)
     if store.is_deleted(upload.id):
         # Deleted while this meme was being made: nothing of it may stay behind.
-        store.purge(upload.id)
+        store.purge(upload.id, upload=False)
         log("INFO", "meme removed: deleted by its uploader meanwhile", **fields)
         return Outcome(Result.SKIPPED, "deleted by its uploader", upload.id)
     log("INFO", "meme made", faces=len(meme.faces), caption_bank=meme.caption.bank, timings_ms=timings, **fields)
