@@ -435,3 +435,19 @@ def test_another_caption_differs_until_the_bank_is_used_up(bank: CaptionBank) ->
         choose_caption(["happy"], bank=bank, seed=seed, variant=size)
     with pytest.raises(ValueError, match="variant"):
         choose_caption(["happy"], bank=bank, seed=seed, variant=-1)
+
+
+def test_a_jubilant_team_reads_as_one_despite_a_small_frown_at_the_back(bank: CaptionBank) -> None:
+    labels = ["happy"] * 19 + ["sad"]
+    sizes = [40.0 * 40.0] * 19 + [15.0 * 15.0]  # the odd face is small, at the back
+    weighted = choose_caption(labels, weights=[s * 0.9 for s in sizes], bank=bank, seed=seed("team"))
+    assert weighted.bank == "group:all_happy"
+    # One vote each, the same faces are an odd one out; and a real split stays one.
+    assert choose_caption(labels, bank=bank, seed=seed("team")).bank == "group:odd_one_out"
+    split = choose_caption(["happy"] * 3 + ["sad"] * 2, weights=[1.0] * 5, bank=bank, seed=seed("split"))
+    assert split.bank == "group:mixed"
+    # Two faces keep their joke: the other face is the odd one, whatever its size.
+    pair = choose_caption(["happy", "sad"], weights=[100.0, 1.0], bank=bank, seed=seed("pair"))
+    assert pair.bank == "group:odd_one_out"
+    with pytest.raises(ValueError, match="weights"):
+        choose_caption(labels, weights=[1.0], bank=bank, seed=seed("team"))

@@ -27,6 +27,8 @@ MIN_GROUP_PAIRS = 15
 MIN_NO_FACE_PAIRS = 30
 # The renderer shrinks the font to fit; past this a line is unreadable on a phone.
 MAX_LINE = 70
+# The share of a group's weight (face area times confidence) one label needs to speak for the group.
+CONSENSUS = 0.75
 
 GROUP_KINDS: tuple[str, ...] = (*(f"all_{label}" for label in LABELS), "odd_one_out", "mixed")
 NO_FACE = "no_face"
@@ -158,6 +160,7 @@ def choose_caption(
     top: str | None = None,
     bottom: str | None = None,
     variant: int = 0,
+    weights: Sequence[float] | None = None,
 ) -> Caption:
     """Pick the caption for a photo whose faces show ``labels`` (biggest face first).
 
@@ -173,6 +176,11 @@ def choose_caption(
     If ``top`` or ``bottom`` is given and not blank, they are returned stripped (a
     missing one as ``""``) with bank ``"user"``, and no bank is used. All-blank input
     (an empty form field, say) falls back to the bank rather than giving a blank meme.
+
+    ``weights`` (one per label, e.g. face area times confidence) let a group of three or more read
+    as one: when the faces of one label carry ``CONSENSUS`` of the weight, the group is
+    ``group:all_<label>`` however many small or unsure faces read otherwise (a jubilant team
+    with one frowning face at the back). Without weights every face counts the same.
 
     ``variant`` n > 0 asks for another caption of the same photo: the bank's entry n places
     after variant 0's, so variants 0 to size - 1 are all different; past that the bank is
@@ -194,7 +202,9 @@ def choose_caption(
         if user_top or user_bottom:
             return Caption(top=user_top, bottom=user_bottom, bank=USER)
 
-    name, rest, odd = _bank_for(labels)
+    if weights is not None and len(weights) != len(labels):
+        raise ValueError(f"{len(weights)} weights for {len(labels)} labels")
+    name, rest, odd = _bank_for(labels, weights)
     pairs = bank.pairs(name)
     if not 0 <= variant < len(pairs):
         if variant < 0:
@@ -212,12 +222,19 @@ def choose_caption(
     return Caption(top=chosen_top, bottom=chosen_bottom, bank=name)
 
 
-def _bank_for(labels: Sequence[str]) -> tuple[str, str | None, str | None]:
+def _bank_for(labels: Sequence[str], weights: Sequence[float] | None = None) -> tuple[str, str | None, str | None]:
     """The bank's name, and the ``rest`` and ``odd`` labels when it is odd one out."""
     if not labels:
         return NO_FACE, None, None
     if len(labels) == 1:
         return labels[0], None, None
+    if weights is not None and len(labels) >= 3 and (total := sum(max(w, 0.0) for w in weights)) > 0:
+        shares: Counter[str] = Counter()
+        for label, weight in zip(labels, weights, strict=True):
+            shares[label] += max(weight, 0.0) / total
+        (leader, share), *_ = shares.most_common(1)
+        if share >= CONSENSUS:
+            return f"{GROUP_PREFIX}all_{leader}", None, None
     counts = Counter(labels)
     if len(counts) == 1:
         return f"{GROUP_PREFIX}all_{labels[0]}", None, None

@@ -173,8 +173,11 @@ class Engine:
         found = self.read_faces(picture.rgb, scale=picture.scale)
         lap("faces")
         digest = hashlib.sha256(data).hexdigest()
+        # Biggest face first; each face weighs its area times the ensemble's confidence.
+        ranked = sorted(found, key=lambda f: -f[0].w * f[0].h)
         caption = choose_caption(
-            [scores.label for _, scores in sorted(found, key=lambda f: -f[0].w * f[0].h)],
+            [scores.label for _, scores in ranked],
+            weights=[face.w * face.h * max(scores.probabilities) for face, scores in ranked],
             bank=self.captions,
             seed=bytes.fromhex(digest),
             top=top,
