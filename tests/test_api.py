@@ -477,10 +477,17 @@ def test_an_upload_request_must_be_json(client: FlaskClient) -> None:
 
 
 def test_a_caption_of_exactly_the_limit_is_taken(client: FlaskClient) -> None:
-    caption = "😀" * 120
+    caption = "Ж" * 120  # Cyrillic: two bytes a character in UTF-8, six percent-encoded
     upload = new_upload(client, top=caption, bottom=None)
     assert unquote(upload["upload_headers"]["x-goog-meta-memegen-top"]) == caption
     assert "x-goog-meta-memegen-bottom" not in upload["upload_headers"]
+
+
+@pytest.mark.parametrize("caption", ["😀 party", "你好", "مرحبا"])
+def test_a_caption_no_font_can_draw_is_refused_with_what_is_drawn(client: FlaskClient, caption: str) -> None:
+    response = client.post("/v1/uploads", json={"content_type": "image/jpeg", "top": caption})
+    assert response.status_code == 400
+    assert "cannot draw" in json_of(response)["error"] and "Cyrillic" in json_of(response)["error"]
 
 
 @pytest.mark.parametrize(

@@ -62,3 +62,12 @@ def test_an_output_that_cannot_be_written_is_one_line_and_status_2(photos_dir: P
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert "Traceback" not in result.stderr and "cannot" in lines[-1] and len(lines) == 1, result.stderr
+
+
+def test_a_cyrillic_caption_is_drawn_and_emoji_are_refused_in_one_line(photos_dir: Path, tmp_path: Path) -> None:
+    drawn = run_cli("make", str(photos_dir / "obama-240p.jpg"), "--top", "Привет", "-o", str(tmp_path / "ru.jpg"))
+    assert drawn.returncode == 0, drawn.stderr
+    refused = run_cli("make", str(photos_dir / "obama-240p.jpg"), "--top", "party 🎉", "-o", str(tmp_path / "x.jpg"))
+    assert refused.returncode == 2 and not (tmp_path / "x.jpg").exists()
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot draw" in lines[0] and "Cyrillic" in lines[0], refused.stderr

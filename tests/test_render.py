@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from memegen.captions import own_caption
+from memegen.errors import CaptionRefused
+from memegen.fonts import font_for
 from memegen.render import Mark, _face, font_path, render
 
 HERE = Path(__file__).resolve().parent
@@ -286,11 +289,40 @@ def test_captions_are_upper_case() -> None:
 
 @pytest.mark.parametrize(
     "caption",
-    ["ÇA VA? Ünïcödé ß", "emoji 😀👍🏽 and 中文", "zero\u200bwidth\u202eright-to-left", "\x00\x07\r\t", "\ud800 lone"],
+    [
+        "ÇA VA? Ünïcödé ß",
+        "zero\u200bwidth\u202eright-to-left",
+        "\x00\x07\r\t",
+        "\ud800 lone",
+        "Привет, мир",
+        "Γειά σου",
+    ],
 )
-def test_any_text_renders(caption: str) -> None:
+def test_any_drawable_text_renders(caption: str) -> None:
     image = flat(320, 240)
     assert png(image, top=caption, bottom=caption).shape == image.shape
+
+
+@pytest.mark.parametrize(
+    ("caption", "font"), [("Привет, мир!", "Roboto Black"), ("ΓΕΙΆ ΣΟΥ", "Roboto Black"), ("ÇA VA", "Fjalla One")]
+)
+def test_greek_and_cyrillic_are_drawn_as_letters_never_boxes(caption: str, font: str) -> None:
+    chosen = font_for(caption)
+    assert chosen is not None and chosen.name == font
+    face = _face(40, chosen.path)
+    # The font's own empty box (.notdef), drawn for a character it lacks: no letter may look like it.
+    notdef = bytes(face.font.getmask("\U0010fffd"))
+    assert all(bytes(face.font.getmask(char)) != notdef for char in caption.upper() if not char.isspace())
+    image = flat(320, 240)
+    assert changed_box(image, png(image, top=caption, bottom="")) is not None
+
+
+@pytest.mark.parametrize("caption", ["emoji 😀👍🏽", "中文", "مرحبا"])
+def test_text_no_font_draws_is_refused_not_boxed(caption: str) -> None:
+    with pytest.raises(CaptionRefused, match="cannot draw"):
+        png(flat(320, 240), top=caption, bottom="")
+    with pytest.raises(CaptionRefused, match="Latin, Greek and Cyrillic"):
+        own_caption(caption, name="top")
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 40), (40, 5), (30, 600), (600, 30)])

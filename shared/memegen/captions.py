@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from memegen.errors import CaptionBankError, CaptionRefused, CaptionsExhausted
+from memegen.fonts import SCRIPTS, undrawable
 from memegen.labels import LABELS
 
 CAPTIONS_FILE = Path(__file__).resolve().with_name("captions.json")
@@ -60,6 +61,9 @@ def own_caption(value: str | None, *, name: str) -> str | None:
         raise CaptionRefused(f"{name} is {len(text)} characters long; the limit is {MAX_CAPTION}")
     if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
         raise CaptionRefused(f"{name} must not contain control characters (newlines and tabs included)")
+    if missing := undrawable(text):
+        shown = missing if len(missing) <= 8 else missing[:8] + "..."
+        raise CaptionRefused(f"{name} has characters MemeGen cannot draw ({shown}): use {SCRIPTS}")
     return text or None
 
 

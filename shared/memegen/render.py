@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from memegen.contract import MEME_CODECS
+from memegen.errors import CaptionRefused
+from memegen.fonts import caption_fonts, font_for, undrawable
 
 # Below this the text is unreadable anyway; a caption that does not fit even
 # here is broken inside words and, if still too long, cut with an ellipsis.
@@ -69,34 +71,17 @@ class _Block:
 
 
 def font_path() -> Path | None:
-    """The caption font (Fjalla One, from the font-fjallaone package), or None when it is not installed."""
-    try:
-        import font_fjallaone
-    except ImportError:
-        return None
-    path = Path(font_fjallaone.font_files["FjallaOne"])
-    return path if path.is_file() else None
-
-
-@lru_cache(maxsize=1)
-def _font_file() -> Path | None:
-    # Looked up once: an import that failed is not retried on every size.
-    return font_path()
+    """The first caption font (Fjalla One, from the font-fjallaone package), or None when it is not installed."""
+    fonts = [font for font in caption_fonts() if font.name == "Fjalla One"]
+    return fonts[0].path if fonts else None
 
 
 @lru_cache(maxsize=256)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    path = _font_file()
-    if path is not None:
-        # Basic layout rather than Raqm: faster, and the same pixels wherever
-        # the wheel's FreeType is the same (the goldens rely on that). The font
-        # has Latin glyphs only, so Raqm's shaping would buy nothing.
-        return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
-    font = ImageFont.load_default(size=size)
-    if not isinstance(font, ImageFont.FreeTypeFont):
-        # The bitmap fallback has one size and no outline: no meme can be drawn.
-        raise RuntimeError("Pillow was built without FreeType: captions cannot be drawn")
-    return font
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    # Basic layout rather than Raqm: faster, and the same pixels wherever the wheel's
+    # FreeType is the same (the goldens rely on that). The fonts' scripts (Latin, Greek,
+    # Cyrillic) need no shaping, so Raqm would buy nothing.
+    return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
 
 
 # A run of characters across, relative to where it starts: the pen's advance,
@@ -120,9 +105,9 @@ class _Face:
     # (a flood of random CJK, say) are measured each time rather than kept.
     _MAX_GLYPHS = 1024
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, path: Path, size: int) -> None:
         self.size = size
-        self.font = _font(size)
+        self.font = _font(path, size)
         self.stroke = max(1, round(size / 12))
         self._glyphs: dict[str, tuple[float, int, int, int, int]] = {}
         _, _, cap_top, _, cap_bottom = self._glyph("H")
@@ -169,8 +154,8 @@ class _Face:
 
 
 @lru_cache(maxsize=256)
-def _face(size: int) -> _Face:
-    return _Face(size)
+def _face(size: int, path: Path | None = None) -> _Face:
+    return _Face(path or caption_fonts()[0].path, size)
 
 
 def _clean(text: str) -> str:
@@ -262,6 +247,10 @@ def _block(lines: list[str], face: _Face, width: int) -> _Block:
 
 def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     """The largest caption block that fits; None when there is nothing to draw."""
+    font = font_for(_clean(text))
+    if font is None:
+        # Never boxes: the engine refuses such text first (own_caption); this guards other callers.
+        raise CaptionRefused(f"the caption has characters MemeGen cannot draw ({undrawable(_clean(text))})")
     paragraphs = [words for words in (p.split() for p in _clean(text).upper().split("\n")) if words]
     if not paragraphs:
         return None
@@ -273,7 +262,7 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
         return None
 
     def attempt(size: int) -> _Block | None:
-        face = _face(size)
+        face = _face(size, font.path)
         if face.pitch > max_pitch and size > _MIN_SIZE:
             return None
         # Lines start a pitch apart, so no more than this many can fit.
@@ -289,7 +278,7 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     low, high = _MIN_SIZE, max(_MIN_SIZE, int(1.25 * max_pitch) + 1)
     best = attempt(low)
     if best is None:
-        return _squeezed(paragraphs, width, line_width, max_height)
+        return _squeezed(paragraphs, width, line_width, max_height, font.path)
     # Binary search: fitting is monotone in the size but for the odd wrap that
     # happens to fit one size up; missing that costs nothing visible.
     while low < high:
@@ -302,9 +291,9 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     return best
 
 
-def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int) -> _Block | None:
+def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int, path: Path) -> _Block | None:
     """The smallest size, words broken where needed and lines beyond the room dropped for an ellipsis."""
-    face = _face(_MIN_SIZE)
+    face = _face(_MIN_SIZE, path)
     # Lines start a pitch apart, so no more than this many can fit.
     most = max_height // face.pitch + 1
     lines = _wrap(paragraphs, face, line_width, split_words=True, max_lines=most) or []
