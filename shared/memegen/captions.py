@@ -233,10 +233,10 @@ def _bank_for(labels: Sequence[str], weights: Sequence[float] | None = None) -> 
     if len(labels) == 1:
         return labels[0], None, None
     if weights is not None and len(labels) >= 3 and (total := sum(max(w, 0.0) for w in weights)) > 0:
-        shares: Counter[str] = Counter()
+        shares: dict[str, float] = {}
         for label, weight in zip(labels, weights, strict=True):
-            shares[label] += max(weight, 0.0) / total
-        (leader, share), *_ = shares.most_common(1)
+            shares[label] = shares.get(label, 0.0) + max(weight, 0.0) / total
+        leader, share = max(shares.items(), key=lambda item: item[1])
         if share >= CONSENSUS:
             return f"{GROUP_PREFIX}all_{leader}", None, None
     counts = Counter(labels)
