@@ -30,6 +30,9 @@ from memegen.fonts import caption_fonts, font_for, undrawable
 # Below this the text is unreadable anyway; a caption that does not fit even
 # here is broken inside words and, if still too long, cut with an ellipsis.
 _MIN_SIZE = 8
+# A caption whose words fit whole only below this share of the image height has its
+# longest words broken across lines instead, if that draws it larger.
+_READABLE_SHARE = 0.05
 # Each caption may take this share of the height, so the two never meet and
 # most of the photo stays visible.
 _MAX_BLOCK_SHARE = 0.4
@@ -261,34 +264,46 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     if line_width <= 0 or max_height <= 0:
         return None
 
-    def attempt(size: int) -> _Block | None:
+    def attempt(size: int, split_words: bool) -> _Block | None:
         face = _face(size, font.path)
         if face.pitch > max_pitch and size > _MIN_SIZE:
             return None
         # Lines start a pitch apart, so no more than this many can fit.
         most = max_height // face.pitch + 1
-        lines = _wrap(paragraphs, face, line_width, split_words=False, max_lines=most)
+        lines = _wrap(paragraphs, face, line_width, split_words=split_words, max_lines=most)
         if lines is None or len(lines) > most:
             return None
         block = _block(lines, face, width)
         return block if block.height <= max_height else None
 
-    # The pitch is about the font size (1.2 times for Fjalla One, a little under
-    # 1 for Pillow's font), so no size above this bound can pass.
-    low, high = _MIN_SIZE, max(_MIN_SIZE, int(1.25 * max_pitch) + 1)
-    best = attempt(low)
-    if best is None:
-        return _squeezed(paragraphs, width, line_width, max_height, font.path)
-    # Binary search: fitting is monotone in the size but for the odd wrap that
-    # happens to fit one size up; missing that costs nothing visible.
-    while low < high:
-        middle = (low + high + 1) // 2
-        block = attempt(middle)
-        if block is None:
-            high = middle - 1
-        else:
-            low, best = middle, block
-    return best
+    def largest(split_words: bool) -> _Block | None:
+        # The pitch is about the font size (1.2 times for Fjalla One, 0.95 for Roboto
+        # Black), so no size above this bound can pass.
+        low, high = _MIN_SIZE, max(_MIN_SIZE, int(1.25 * max_pitch) + 1)
+        best = attempt(low, split_words)
+        if best is None:
+            return None
+        # Binary search: fitting is monotone in the size but for the odd wrap that
+        # happens to fit one size up; missing that costs nothing visible.
+        while low < high:
+            middle = (low + high + 1) // 2
+            block = attempt(middle, split_words)
+            if block is None:
+                high = middle - 1
+            else:
+                low, best = middle, block
+        return best
+
+    # Words are kept whole where that leaves the text readable; a word too long for that
+    # (a URL, a 120-letter shout) is broken across lines as the classic meme does, rather
+    # than the whole caption shrinking to one unreadable line.
+    whole = largest(split_words=False)
+    if whole is not None and whole.font.size >= _READABLE_SHARE * height:
+        return whole
+    broken = largest(split_words=True)
+    if broken is not None and (whole is None or broken.font.size > whole.font.size):
+        return broken
+    return whole or _squeezed(paragraphs, width, line_width, max_height, font.path)
 
 
 def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int, path: Path) -> _Block | None:
