@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import importlib.util
 import io
 import json
 import re
@@ -41,12 +42,25 @@ from local.emulator import public_key_of
 from memegen import api
 from memegen.contract import OPENAPI_PATH
 from memegen.engine import Engine
+from memegen.records import record_schema
 from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "api" / "main.py"
+
+
+def _load_consumer() -> Any:
+    """The example integrator of the README (examples/consumer/main.py), loaded by path: it is not a package."""
+    spec = importlib.util.spec_from_file_location("example_consumer", ROOT / "examples" / "consumer" / "main.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+consumer = _load_consumer()
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -754,3 +768,73 @@ def test_another_caption_is_a_new_meme_with_its_own_link_and_a_different_caption
     for made in [upload, *versions, json_of(own)]:
         assert client.get(made["status_url"]).status_code == 410
         assert _objects_of(input_bucket.client, settings, made["id"]) == [f"records/{made['id']}/deleted.json"]
+
+
+def _push_envelope(blob: storage.Blob) -> dict[str, Any]:
+    """The Pub/Sub push body Cloud Storage's JSON_API_V1 notification sends for a new object."""
+    resource = {
+        "kind": "storage#object",
+        "bucket": blob.bucket.name,
+        "name": blob.name,
+        "generation": str(blob.generation),
+    }
+    return {
+        "message": {
+            "attributes": {
+                "eventType": "OBJECT_FINALIZE",
+                "payloadFormat": "JSON_API_V1",
+                "bucketId": blob.bucket.name,
+                "objectId": blob.name,
+                "objectGeneration": str(blob.generation),
+            },
+            "data": base64.b64encode(json.dumps(resource).encode()).decode(),
+            "messageId": uuid.uuid4().hex,
+        },
+        "subscription": "projects/p/subscriptions/memes-consumer",
+    }
+
+
+def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_it(
+    client: FlaskClient,
+    store: Store,
+    input_bucket: storage.Bucket,
+    settings: Settings,
+    engine: Engine,
+    photos_dir: Path,
+) -> None:
+    schema = json.loads((ROOT / "docs" / "record.schema.json").read_text())
+    assert schema == record_schema(), (
+        "docs/record.schema.json is stale: python -m memegen.records > docs/record.schema.json"
+    )
+    done = new_upload(client)
+    put_photo(done, (photos_dir / "two_people.jpg").read_bytes())
+    _make_meme_of(done["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+    auth = {"Authorization": f"Bearer {done['delete_token']}"}
+    version = json_of(client.post(f"{done['status_url']}/versions", headers=auth))
+    _make_meme_of(version["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+    failed = new_upload(client)
+    put_photo(failed, b"not a photo at all")
+    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{failed['id']}")
+    assert arrived is not None
+    handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
+    deleted = new_upload(client)
+    assert (
+        client.delete(deleted["status_url"], headers={"Authorization": f"Bearer {deleted['delete_token']}"}).status_code
+        == 204
+    )
+
+    records = list(input_bucket.client.list_blobs(settings.output_bucket, prefix="records/"))
+    validator = Draft202012Validator(schema)
+    seen = set()
+    for blob in records:
+        if "/versions/" in blob.name:
+            continue  # the photo's other captions, for the api: not a record of a meme
+        record = consumer.read_record(_push_envelope(blob), input_bucket.client)
+        assert record is not None, blob.name
+        validator.validate(record)
+        seen.add(record["status"])
+    assert seen == {"pending", "done", "failed", "deleted"}
+    # Anything but a new record is left alone.
+    other = _push_envelope(records[0])
+    other["message"]["attributes"]["eventType"] = "OBJECT_DELETE"
+    assert consumer.read_record(other, input_bucket.client) is None

@@ -1,0 +1,109 @@
+"""The records in the output bucket, as a JSON Schema: what an integrator reads from the events topic.
+
+Every record is ``records/<id>/<name>.json`` (``memegen.contract``): ``0.json`` when the api
+issues an upload URL (pending), ``<generation>.json`` when the upload is done or failed,
+``deleted.json`` when its uploader deleted it. ``python -m memegen.records`` prints the schema;
+``docs/record.schema.json`` is that output, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from memegen.contract import ID_PATTERN, MEME_PREFIX
+from memegen.labels import LABELS
+
+_ID = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
+_PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def record_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) every record the api and the worker write fits."""
+    face = {
+        "type": "object",
+        "required": ["box", "label", "scores", "detector_score"],
+        "additionalProperties": False,
+        "properties": {
+            "box": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "minItems": 4,
+                "maxItems": 4,
+                "description": "x, y, width, height in pixels of the uploaded photo (upright)",
+            },
+            "label": {"enum": list(LABELS)},
+            "scores": {
+                "type": "object",
+                "required": list(LABELS),
+                "additionalProperties": False,
+                "properties": {label: _PROBABILITY for label in LABELS},
+            },
+            "detector_score": _PROBABILITY,
+        },
+    }
+    pending = {
+        "type": "object",
+        "required": ["status", "id", "expires", "delete_sha256"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "pending"},
+            "id": _ID,
+            "expires": {"type": "integer", "description": "Unix time the upload URL expires"},
+            "delete_sha256": {"type": "string", "description": "SHA-256 of the deletion token (it cannot delete)"},
+            "source": {**_ID, "description": "Another caption of this upload's photo"},
+        },
+    }
+    done = {
+        "type": "object",
+        "required": ["status", "id", "meme", "faces", "caption", "content_type", "size", "model_version"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "done"},
+            "id": _ID,
+            "meme": {"type": "string", "pattern": f"^{MEME_PREFIX}", "description": "The meme's object"},
+            "faces": {"type": "array", "items": face, "description": "Biggest first"},
+            "caption": {
+                "type": "object",
+                "required": ["top", "bottom", "bank"],
+                "additionalProperties": False,
+                "properties": {
+                    "top": {"type": "string"},
+                    "bottom": {"type": "string"},
+                    "bank": {"type": "string", "description": "A label, group:<kind>, no_face, or user"},
+                },
+            },
+            "content_type": {"enum": ["image/jpeg", "image/png", "image/webp"]},
+            "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+            "model_version": {"type": "string"},
+            "input_sha256": {"type": "string"},
+            "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+            "source": {**_ID, "description": "Another caption: the upload whose photo it is"},
+            "variant": {"type": "integer", "minimum": 1},
+        },
+    }
+    failed = {
+        "type": "object",
+        "required": ["status", "id", "error"],
+        "additionalProperties": False,
+        "properties": {"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}},
+    }
+    deleted = {
+        "type": "object",
+        "required": ["status", "id", "deleted_at"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "deleted"},
+            "id": _ID,
+            "deleted_at": {"type": "integer", "description": "Unix time"},
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "MemeGen record",
+        "oneOf": [pending, done, failed, deleted],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(record_schema(), indent=1))
