@@ -248,6 +248,58 @@ def write_readme(path: Path, summary: dict[str, Any]) -> None:
         path.write_text(head + start + sentence + end + rest.split(end, 1)[1])
 
 
+# Cloud Run functions' list prices (1 vCPU, 1 GiB), and the storage round trip, which the bench
+# cannot measure: inputs of the Scale estimate, not measurements.
+PRICE_VCPU_SECOND = 0.000024
+PRICE_GIB_SECOND = 0.0000025
+PRICE_INVOCATION = 0.40 / 1_000_000
+STORAGE_SECONDS = (0.1, 0.3)
+
+
+def scale_section(*, make_ms: dict[str, float], cold_ms: float, peak_mb: float) -> str:
+    """The README's Scale paragraph and table, derived from this run's per-meme cost."""
+    big, small = make_ms["12 MP"] / 1000, make_ms["0.5 MP"] / 1000
+    low, high = big + STORAGE_SECONDS[0], big + STORAGE_SECONDS[1]
+    per_instance = (60 / high, 60 / low)
+    burst = 1000 / 60
+    cost = [w * (PRICE_VCPU_SECOND + PRICE_GIB_SECOND) * 1000 + PRICE_INVOCATION * 1000 for w in (low, high)]
+    return "\n".join(
+        [
+            "Cloud Functions scales the deployment past one machine. This run's `make bench` (one CPU) measured"
+            f" {big:.2f} s for a 12 MP photo's meme and {small:.2f} s for a 0.5 MP one, {cold_ms / 1000:.2f} s to"
+            f" import and load the models and {peak_mb:.0f} MB of memory at peak; reading the upload from and writing"
+            f" the meme to Cloud Storage in the same region adds an estimated {STORAGE_SECONDS[0]} to"
+            f" {STORAGE_SECONDS[1]} s (not measured here). So a meme costs {low:.2f} to {high:.2f} s of one instance:",
+            "",
+            "| uploads a minute | busy `on_upload` instances (one meme at a time each) | what happens |",
+            "|---:|---:|---|",
+            "| 1 | 0 to 1 | each meme usually meets a cold instance: container start (a few seconds, not measured"
+            f" here) plus {cold_ms / 1000:.2f} s of model loading, then {low:.2f} to {high:.2f} s of work |",
+            f"| 10 | 1 | one warm instance keeps up (it serves {per_instance[0]:.0f} to {per_instance[1]:.0f} memes a"
+            " minute) |",
+            "| 100 | 1 to 2 | warm instances; a burst adds an instance with one cold start |",
+            f"| 1,000 | about {burst * low:.0f} to {burst * high:.0f} | Eventarc delivers about {burst:.0f} a second;"
+            " the autoscaler adds instances up to `on_upload_max_instances` (20 by default); above the cap,"
+            " deliveries are refused and retried with backoff, so nothing is lost, only delayed |",
+            "",
+            f"At Cloud Run functions' list prices for 1 vCPU and 1 GiB (${PRICE_VCPU_SECOND} per vCPU-second,"
+            f" ${PRICE_GIB_SECOND} per GiB-second, $0.40 per million invocations), compute costs about"
+            f" ${cost[0]:.3f} to ${cost[1]:.3f} per 1,000 memes; at 1,000 uploads a minute, about"
+            f" ${cost[0] * 1440:.0f} to ${cost[1] * 1440:.0f} a day, before Cloud Storage, network and Eventarc.",
+        ]
+    )
+
+
+def write_scale(path: Path, *, make_ms: dict[str, float], cold_ms: float, peak_mb: float) -> None:
+    """The README's Scale section, between its ``<!-- bench:scale -->`` markers, from this run."""
+    text = path.read_text() if path.exists() else ""
+    start, end = "<!-- bench:scale -->", "<!-- /bench:scale -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        body = scale_section(make_ms=make_ms, cold_ms=cold_ms, peak_mb=peak_mb)
+        path.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
+
+
 def main() -> int:
     cv2.setNumThreads(1)
     settings = Settings.from_env()
@@ -262,12 +314,14 @@ def main() -> int:
         "",
     ]
     twelve: bytes = b""
+    make_ms: dict[str, float] = {}
     for label, size in SIZES.items():
         data = jpeg(image, size)
         twelve = twelve or data
         buffer = np.frombuffer(data, dtype=np.uint8)
         decode = median_ms(partial(cv2.imdecode, buffer, cv2.IMREAD_COLOR), repeat=10)
         make = median_ms(partial(engine.make, data), repeat=10)
+        make_ms[label] = make
         meme = engine.make(data)
         lines += [
             f"## {label} ({size[0]}x{size[1]}, {len(data) / 1e6:.1f} MB, {len(meme.faces)} face(s))",
@@ -331,6 +385,7 @@ def main() -> int:
     lines += peer_lines
     text = "\n".join(lines)
     write_readme(README, summary)
+    write_scale(README, make_ms=make_ms, cold_ms=cold * 1000, peak_mb=rss_peak)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text)
     print(text)
