@@ -200,7 +200,7 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
 
 def page_response(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
     """The upload page with its security headers; revalidated cheaply through its ETag."""
-    page = _page(settings.max_bytes, settings.url_ttl_seconds, settings.meme_retention_days)
+    page = _page(settings.max_bytes, settings.meme_retention_days)
     response = flask.Response(page.html, status=200, mimetype="text/html")
     response.headers["Content-Security-Policy"] = page.csp(store.origin)
     # Short-lived: a new deployment (new limits, new script) should reach people within minutes.
@@ -467,7 +467,7 @@ class _Page:
 
 
 @functools.cache
-def _page(max_bytes: int, url_ttl_seconds: int, retention_days: int) -> _Page:
+def _page(max_bytes: int, retention_days: int) -> _Page:
     # Built once per settings: the page is the same for everyone, so its script and style
     # are allowed by hash (no per-response nonce) and the response can be cached and revalidated.
     template = resources.files("memegen").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -476,7 +476,6 @@ def _page(max_bytes: int, url_ttl_seconds: int, retention_days: int) -> _Page:
         "contentTypes": list(UPLOAD_TYPES),
         "maxCaption": MAX_CAPTION,
         "uploadsUrl": UPLOADS_PATH,
-        "urlTtlSeconds": url_ttl_seconds,
         "retentionDays": retention_days,
     }
     # A JSON data block is never executed, so it needs no hash; "<" is escaped so it cannot end the block.
