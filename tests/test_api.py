@@ -8,6 +8,7 @@ storage emulator does not verify signatures.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import html
 import importlib.util
@@ -44,7 +45,7 @@ from memegen.contract import OPENAPI_PATH
 from memegen.engine import Engine
 from memegen.records import record_schema
 from memegen.settings import Settings
-from memegen.storage import Store
+from memegen.storage import Store, Upload
 from memegen.worker import Result, handle_upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -837,3 +838,40 @@ def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_i
     other = _push_envelope(records[0])
     other["message"]["attributes"]["eventType"] = "OBJECT_DELETE"
     assert consumer.read_record(other, input_bucket.client) is None
+
+
+def test_a_share_link_outlives_every_signed_url_it_hands_out(
+    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, key_file: Path
+) -> None:
+    """The link is /m/{id}, not a signed URL: pasted after its URLs expired, it still shows the meme."""
+    from google.oauth2 import service_account
+
+    short = dataclasses.replace(settings, url_ttl_seconds=1)
+    store = Store(
+        empty_buckets, short, signing_credentials=service_account.Credentials.from_service_account_file(str(key_file))
+    )
+    upload = store.new_upload(content_type="image/jpeg")
+    written = Upload(
+        name=f"{settings.upload_prefix}{upload.id}",
+        generation=5,
+        size=9,
+        content_type="image/jpeg",
+        id=upload.id,
+        top=None,
+        bottom=None,
+    )
+    store.write_meme(
+        written, image=b"the meme", content_type="image/jpeg", metadata={"caption": {"top": "a", "bottom": ""}}
+    )
+
+    def follow() -> requests.Response:
+        with app.test_request_context(f"/m/{upload.id}/image"):
+            redirect = api.handle(flask.request, store=store, settings=short)
+        assert redirect.status_code == 302
+        return requests.get(redirect.headers["Location"], timeout=10)
+
+    first = follow()
+    assert first.content == b"the meme"
+    time.sleep(2.1)
+    assert requests.get(first.url, timeout=10).status_code == 400  # the URL it handed out has expired
+    assert follow().content == b"the meme"  # the link has not
