@@ -499,6 +499,7 @@ def train_members(
             {
                 "recipe": m["name"],
                 "data": m.get("data", "fer2013"),
+                "teachers": m.get("teachers", []),
                 "config": m["config"],
                 "history": m["history"],
                 "val_accuracy": m["val_accuracy"],

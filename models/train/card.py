@@ -215,13 +215,16 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "contrast, and random erasing; in bfloat16 autocast where the CPU has it. The epoch with the best",
         "`fer2013 val` accuracy is kept. Some learn from FER2013 alone, some from FER2013 with the other",
         "populations' training people, so that posed faces and other lighting are not new to them; `mixup`",
-        "is the Beta parameter of blending each batch with a shuffled copy of itself (0: none).",
+        "is the Beta parameter of blending each batch with a shuffled copy of itself (0: none); `distill` is",
+        "the weight of the teachers' averaged reading of each FER2013 training face (face and mirror image) in",
+        "its target, the rest being its smoothed label (0: none; knowledge distillation from the recipes the",
+        "`teachers` column names, trained first).",
         "",
         "Every recipe trained, kept in the ensemble or not (the selection is under Combination):",
         "",
         "| recipe | in the ensemble as | data | width | stages | epochs | lr | weight decay | dropout | erase | mixup"
-        " | best epoch | fer2013 val (float) | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | distill | teachers | best epoch | fer2013 val (float) | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kept = {m.get("recipe", m["name"]): m["name"] for m in record["members"] if m["population"] == "fer2013"}
     recipes = record["report"].get("fer_recipes") or [
@@ -238,7 +241,8 @@ def training_section(record: dict[str, Any]) -> list[str]:
             f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data}"
             f" | {c['width']} | {c['stages']}"
             f" | {len(history)} | {c['lr']} | {c['weight_decay']} | {c['dropout']} | {c.get('erase', 0)}"
-            f" | {c.get('mixup', 0):g} | {best['epoch'] + 1} | {_pct(best['val_accuracy'])}% | {seconds:.0f} |"
+            f" | {c.get('mixup', 0):g} | {c.get('distill', 0):g} | {', '.join(recipe.get('teachers', [])) or '-'}"
+            f" | {best['epoch'] + 1} | {_pct(best['val_accuracy'])}% | {seconds:.0f} |"
         )
     lines += [
         "",
@@ -412,10 +416,11 @@ def closing_sections(manifest: dict[str, Any], record: dict[str, Any], measured:
         "",
         "## Not measured in this build",
         "",
-        "A student distilled from a larger teacher ensemble, and mixup or cutmix, were not tried: the FER2013",
-        f"members were trained on a 2-core CPU, at {_seconds_per_epoch(record):.0f} s an epoch (the training",
-        "table), and the budget went to epochs. `models/train/fer.py` holds the recipes; a GPU",
-        "(`models/train/gpu.py`) affords a search.",
+        "Larger teachers (VGG- or ResNet-style networks of hundreds of millions of MACs) to distil from, and",
+        "cutmix, were not tried: the FER2013 members were trained on a 2-core CPU, at",
+        f"{_seconds_per_epoch(record):.0f} s an epoch (the training table), so the students learn from teachers",
+        "of their own size. `models/train/fer.py` holds the recipes; a GPU (`models/train/gpu.py`) affords",
+        "larger ones and a search.",
         "",
         "## Retraining",
         "",
