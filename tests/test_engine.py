@@ -16,7 +16,7 @@ from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
 from memegen.ensemble import Ensemble
-from memegen.errors import ImageTooLarge, UnsupportedImage
+from memegen.errors import CaptionRefused, ImageTooLarge, UnsupportedImage
 from memegen.labels import LABELS
 from memegen.settings import Settings
 
@@ -63,6 +63,19 @@ def test_user_caption_wins(engine: Engine, photos_dir: Path) -> None:
     meme = engine.make((photos_dir / "biden.jpg").read_bytes(), top="my own", bottom="words", format="webp")
     assert (meme.caption.top, meme.caption.bottom, meme.caption.bank) == ("my own", "words", "user")
     assert Image.open(io.BytesIO(meme.image)).format == "WEBP"
+
+
+def test_own_words_too_long_for_the_photo_are_refused_not_cut_or_shrunk(engine: Engine) -> None:
+    tall = io.BytesIO()
+    Image.fromarray(np.full((1600, 600, 3), 90, dtype=np.uint8)).save(tall, "PNG")
+    # 120 letters with no space: on a 600x1600 meme they fit only below 4% of the height.
+    with pytest.raises(CaptionRefused, match="too long for a 600x1600 meme"):
+        engine.make(tall.getvalue(), top="W" * 120)
+    # The same words fit a landscape photo, and a sentence fits the tall one.
+    wide = io.BytesIO()
+    Image.fromarray(np.full((600, 1600, 3), 90, dtype=np.uint8)).save(wide, "PNG")
+    assert engine.make(wide.getvalue(), top="W" * 120).caption.top == "W" * 120
+    assert engine.make(tall.getvalue(), bottom="when the build is green and nobody knows why").caption.bank == "user"
 
 
 def test_no_face_gets_its_own_caption(engine: Engine) -> None:

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from memegen.captions import Caption, CaptionBank, choose_caption, own_caption
+from memegen.captions import USER, Caption, CaptionBank, choose_caption, own_caption
 from memegen.contract import MEME_TYPES
 from memegen.crop import align_crop
 from memegen.detect import Face, FaceDetector
 from memegen.ensemble import Ensemble, Scores
-from memegen.errors import UnsupportedImage
+from memegen.errors import CaptionRefused, UnsupportedImage
 from memegen.reader import read_image
-from memegen.render import Mark, render
+from memegen.render import Mark, caption_fits, render
 from memegen.settings import Settings
 
 # The smallest side of a meme, once its long side is capped at max_side: below it there is no
@@ -184,6 +184,14 @@ class Engine:
             bottom=bottom,
             variant=variant,
         )
+        if caption.bank == USER:
+            # A person's own words are drawn whole or not at all: never silently cut short.
+            meme_width, meme_height = round(width * out_scale), round(height * out_scale)
+            for which, text in (("top", caption.top), ("bottom", caption.bottom)):
+                if not caption_fits(text, width=meme_width, height=meme_height):
+                    raise CaptionRefused(
+                        f"the {which} caption is too long for a {meme_width}x{meme_height} meme: shorten it"
+                    )
         lap("caption")
         marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []
         image = render(

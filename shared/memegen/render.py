@@ -11,6 +11,7 @@ profile, comments) can reach the output.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import unicodedata
@@ -33,6 +34,8 @@ _MIN_SIZE = 8
 # A caption whose words fit whole only below this share of the image height has its
 # longest words broken across lines instead, if that draws it larger.
 _READABLE_SHARE = 0.05
+# A person's own caption is refused (caption_fits) rather than drawn below this share of the height.
+_READABLE_MIN_SHARE = 0.04
 # Each caption may take this share of the height, so the two never meet and
 # most of the photo stays visible.
 _MAX_BLOCK_SHARE = 0.4
@@ -71,6 +74,7 @@ class _Block:
     stroke: int
     lines: tuple[_Line, ...]
     height: int  # from the top of the first line's box to the bottom of the last, outline included
+    shortened: bool = False  # lines dropped for an ellipsis: the text did not fit
 
 
 def font_path() -> Path | None:
@@ -322,7 +326,7 @@ def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_heig
                 continue
         block = _block(kept, face, width)
         if block.height <= max_height:
-            return block
+            return dataclasses.replace(block, shortened=count < len(lines))
     return None  # not even one line fits: the image is a few pixels tall
 
 
@@ -379,6 +383,20 @@ def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
 
 
+def _margin(width: int, height: int) -> int:
+    return max(1, round(0.02 * min(width, height)))
+
+
+def caption_fits(text: str, *, width: int, height: int) -> bool:
+    """Whether ``render`` draws all of ``text`` on a meme of that size, at a readable size.
+
+    Readable: letters at least ``_READABLE_MIN_SHARE`` of the height. Otherwise the text would be
+    drawn smaller, or shortened with "...".
+    """
+    block = _layout(text, width, height, _margin(width, height))
+    return block is None or (not block.shortened and block.font.size >= _READABLE_MIN_SHARE * height)
+
+
 def render(
     image: np.ndarray,
     *,
@@ -423,7 +441,7 @@ def render(
     for mark in marks:
         _draw_mark(draw, mark, scale, width, height)
     # Captions last: they stay readable where a mark's tag runs under them.
-    margin = max(1, round(0.02 * min(width, height)))
+    margin = _margin(width, height)
     top_block = _layout(top, width, height, margin)
     if top_block is not None:
         _draw_caption(draw, top_block, margin)
