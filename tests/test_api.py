@@ -18,6 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -46,7 +47,7 @@ from memegen.engine import Engine
 from memegen.records import record_schema
 from memegen.settings import Settings
 from memegen.storage import Store, Upload
-from memegen.worker import Result, handle_upload
+from memegen.worker import Outcome, Result, handle_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "api" / "main.py"
@@ -625,149 +626,142 @@ def test_a_share_link_shows_a_finished_meme_or_nothing(client: FlaskClient) -> N
     assert client.post(f"/m/{pending}").status_code == 405
 
 
-def _objects_of(client: storage.Client, settings: Settings, upload_id: str) -> list[str]:
-    """Every object version of either bucket whose name holds the upload's id."""
-    return sorted(
-        blob.name
-        for bucket in (settings.input_bucket, settings.output_bucket)
-        for blob in client.list_blobs(bucket, versions=True)
-        if upload_id in blob.name
-    )
+@dataclass
+class Flow:
+    """An uploader's part (the api, by its test client) and the worker's (the real handler) on the emulator."""
+
+    client: FlaskClient
+    store: Store
+    input_bucket: storage.Bucket
+    settings: Settings
+    engine: Engine
+
+    def upload(self, data: bytes) -> dict[str, Any]:
+        """A new upload through the api, its photo PUT to the signed URL: the api's answer."""
+        upload = new_upload(self.client)
+        put_photo(upload, data)
+        return upload
+
+    def event(self, upload_id: str) -> Any:
+        """The event Eventarc sends for the upload's object (a photo, or another caption of one)."""
+        arrived = self.input_bucket.get_blob(f"{self.settings.upload_prefix}{upload_id}")
+        assert arrived is not None
+        return finalized_event(object_data(arrived))
+
+    def deliver(self, upload_id: str, *, engine: Engine | None = None, event: Any = None) -> Outcome:
+        """That event (or ``event``, kept from before), handled by the worker."""
+        event = event or self.event(upload_id)
+        return handle_upload(event, store=self.store, engine=engine or self.engine, settings=self.settings)
+
+    def make(self, upload_id: str) -> None:
+        outcome = self.deliver(upload_id)
+        assert outcome.result is Result.MADE, outcome
+
+    def objects_of(self, upload_id: str) -> list[str]:
+        """Every object version of either bucket whose name holds the upload's id."""
+        return sorted(
+            blob.name
+            for bucket in (self.settings.input_bucket, self.settings.output_bucket)
+            for blob in self.input_bucket.client.list_blobs(bucket, versions=True)
+            if upload_id in blob.name
+        )
 
 
-def test_the_uploader_deletes_a_meme_and_nothing_of_the_photo_remains(
-    client: FlaskClient,
-    store: Store,
-    input_bucket: storage.Bucket,
-    settings: Settings,
-    engine: Engine,
-    photos_dir: Path,
-) -> None:
-    upload = new_upload(client)
+def bearer(upload: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {upload['delete_token']}"}
+
+
+@pytest.fixture
+def flow(client: FlaskClient, store: Store, input_bucket: storage.Bucket, settings: Settings, engine: Engine) -> Flow:
+    return Flow(client, store, input_bucket, settings, engine)
+
+
+def test_the_uploader_deletes_a_meme_and_nothing_of_the_photo_remains(flow: Flow, photos_dir: Path) -> None:
+    client = flow.client
+    upload = flow.upload((photos_dir / "obama-240p.jpg").read_bytes())
     upload_id, token = upload["id"], upload["delete_token"]
     assert len(token) >= 40 and token not in json.dumps(json_of(client.get(upload["status_url"])))
-    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
-    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload_id}")
-    assert arrived is not None
-    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
-    assert outcome.result is Result.MADE
+    event = flow.event(upload_id)
+    flow.make(upload_id)
     assert client.get(f"/m/{upload_id}").status_code == 200
-    assert len(_objects_of(input_bucket.client, settings, upload_id)) == 4  # the photo, the meme, two records
+    assert len(flow.objects_of(upload_id)) == 4  # the photo, the meme, two records
 
     for headers in ({}, {"Authorization": "Bearer " + token[::-1]}, {"Authorization": token}):
         refused = client.delete(upload["status_url"], headers=headers)
         assert refused.status_code == 403 and "token" in json_of(refused)["error"], headers
     assert client.get(upload["status_url"]).status_code == 200
-    deleted = client.delete(upload["status_url"], headers={"Authorization": f"Bearer {token}"})
+    deleted = client.delete(upload["status_url"], headers=bearer(upload))
     assert deleted.status_code == 204 and deleted.data == b""
 
     # Only the deletion record is left, and it holds nothing of the photo.
-    assert _objects_of(input_bucket.client, settings, upload_id) == [f"records/{upload_id}/deleted.json"]
-    tombstone = json.loads(
-        input_bucket.client.bucket(settings.output_bucket).blob(f"records/{upload_id}/deleted.json").download_as_bytes()
-    )
+    tombstone_name = f"records/{upload_id}/deleted.json"
+    assert flow.objects_of(upload_id) == [tombstone_name]
+    output = flow.input_bucket.client.bucket(flow.settings.output_bucket)
+    tombstone = json.loads(output.blob(tombstone_name).download_as_bytes())
     assert set(tombstone) == {"status", "id", "deleted_at"} and tombstone["status"] == "deleted"
     for path in (upload["status_url"], f"/m/{upload_id}", f"/m/{upload_id}/image"):
         gone = client.get(path)
         assert gone.status_code == 410 and json_of(gone) == {"error": "this meme was deleted"}, path
-    assert client.delete(upload["status_url"], headers={"Authorization": f"Bearer {token}"}).status_code == 410
-    assert (
-        client.delete(f"/v1/memes/{uuid.uuid4().hex}", headers={"Authorization": f"Bearer {token}"}).status_code == 404
-    )
+    assert client.delete(upload["status_url"], headers=bearer(upload)).status_code == 410
+    assert client.delete(f"/v1/memes/{uuid.uuid4().hex}", headers=bearer(upload)).status_code == 404
     # A late delivery of the upload's event makes nothing.
-    late = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
-    assert late.result is Result.SKIPPED
-    assert _objects_of(input_bucket.client, settings, upload_id) == [f"records/{upload_id}/deleted.json"]
+    assert flow.deliver(upload_id, event=event).result is Result.SKIPPED
+    assert flow.objects_of(upload_id) == [tombstone_name]
 
 
-def test_a_meme_deleted_while_it_was_being_made_is_removed(
-    client: FlaskClient,
-    store: Store,
-    input_bucket: storage.Bucket,
-    settings: Settings,
-    engine: Engine,
-    photos_dir: Path,
-) -> None:
-    upload = new_upload(client)
-    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
-    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload['id']}")
-    assert arrived is not None
+def test_a_meme_deleted_while_it_was_being_made_is_removed(flow: Flow, photos_dir: Path) -> None:
+    upload = flow.upload((photos_dir / "obama-240p.jpg").read_bytes())
 
     class DeletedMidway:
         """The engine makes the meme while its uploader deletes it."""
 
         def make(self, data: bytes, **options: Any) -> Any:
-            meme = engine.make(data, **options)
-            assert (
-                client.delete(
-                    upload["status_url"], headers={"Authorization": f"Bearer {upload['delete_token']}"}
-                ).status_code
-                == 204
-            )
+            meme = flow.engine.make(data, **options)
+            assert flow.client.delete(upload["status_url"], headers=bearer(upload)).status_code == 204
             return meme
 
-    midway = cast(Engine, DeletedMidway())
-    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=midway, settings=settings)
+    outcome = flow.deliver(upload["id"], engine=cast(Engine, DeletedMidway()))
     assert outcome.result is Result.SKIPPED and "deleted" in outcome.reason
-    assert _objects_of(input_bucket.client, settings, upload["id"]) == [f"records/{upload['id']}/deleted.json"]
+    assert flow.objects_of(upload["id"]) == [f"records/{upload['id']}/deleted.json"]
 
 
-def _make_meme_of(
-    upload_id: str, *, input_bucket: storage.Bucket, store: Store, engine: Engine, settings: Settings
-) -> None:
-    """The worker's part for an upload (a photo, or another caption of one): the event Eventarc would send."""
-    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{upload_id}")
-    assert arrived is not None
-    outcome = handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
-    assert outcome.result is Result.MADE, outcome
-
-
-def test_another_caption_is_a_new_meme_with_its_own_link_and_a_different_caption(
-    client: FlaskClient,
-    store: Store,
-    input_bucket: storage.Bucket,
-    settings: Settings,
-    engine: Engine,
-    photos_dir: Path,
-) -> None:
-    upload = new_upload(client)
-    put_photo(upload, (photos_dir / "obama-240p.jpg").read_bytes())
-    _make_meme_of(upload["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+def test_another_caption_is_a_new_meme_with_its_own_link_and_a_different_caption(flow: Flow, photos_dir: Path) -> None:
+    client = flow.client
+    upload = flow.upload((photos_dir / "obama-240p.jpg").read_bytes())
+    flow.make(upload["id"])
     first = json_of(client.get(upload["status_url"]))["caption"]
 
     path = f"{upload['status_url']}/versions"
     assert client.post(path).status_code == 403  # only the uploader asks
     assert client.post(path, headers={"Authorization": "Bearer nope"}).status_code == 403
-    auth = {"Authorization": f"Bearer {upload['delete_token']}"}
     captions, versions = [first], []
     for _ in range(3):
-        response = client.post(path, headers=auth)
+        response = client.post(path, headers=bearer(upload))
         assert response.status_code == 201, response.data
         version = json_of(response)
         assert set(version) == {"id", "status_url", "delete_token"} and version["id"] != upload["id"]
         assert json_of(client.get(version["status_url"]))["status"] == "pending"
-        _make_meme_of(version["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
+        flow.make(version["id"])
         done = json_of(client.get(version["status_url"]))
         assert done["status"] == "done" and client.get(f"/m/{version['id']}").status_code == 200
         captions.append(done["caption"])
         versions.append(version)
     assert len({(c["top"], c["bottom"]) for c in captions}) == 4, captions  # four different captions
     # Your own words, asked with a version's own token: the photo is the same.
-    own = client.post(
-        f"{versions[0]['status_url']}/versions",
-        json={"top": "my own words"},
-        headers={"Authorization": f"Bearer {versions[0]['delete_token']}"},
+    answer = client.post(
+        f"{versions[0]['status_url']}/versions", json={"top": "my own words"}, headers=bearer(versions[0])
     )
-    assert own.status_code == 201, own.data
-    _make_meme_of(json_of(own)["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
-    assert json_of(client.get(json_of(own)["status_url"]))["caption"] == {"top": "my own words", "bottom": ""}
-    assert client.post(path, json={"content_type": "image/png"}, headers=auth).status_code == 400
+    assert answer.status_code == 201, answer.data
+    own = json_of(answer)
+    flow.make(own["id"])
+    assert json_of(client.get(own["status_url"]))["caption"] == {"top": "my own words", "bottom": ""}
+    assert client.post(path, json={"content_type": "image/png"}, headers=bearer(upload)).status_code == 400
 
     # Deleting the photo deletes every meme made of it.
-    assert client.delete(upload["status_url"], headers=auth).status_code == 204
-    for made in [upload, *versions, json_of(own)]:
+    assert client.delete(upload["status_url"], headers=bearer(upload)).status_code == 204
+    for made in [upload, *versions, own]:
         assert client.get(made["status_url"]).status_code == 410
-        assert _objects_of(input_bucket.client, settings, made["id"]) == [f"records/{made['id']}/deleted.json"]
+        assert flow.objects_of(made["id"]) == [f"records/{made['id']}/deleted.json"]
 
 
 def _push_envelope(blob: storage.Blob) -> dict[str, Any]:
@@ -794,42 +788,26 @@ def _push_envelope(blob: storage.Blob) -> dict[str, Any]:
     }
 
 
-def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_it(
-    client: FlaskClient,
-    store: Store,
-    input_bucket: storage.Bucket,
-    settings: Settings,
-    engine: Engine,
-    photos_dir: Path,
-) -> None:
+def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_it(flow: Flow, photos_dir: Path) -> None:
     schema = json.loads((ROOT / "docs" / "record.schema.json").read_text())
-    assert schema == record_schema(), (
-        "docs/record.schema.json is stale: python -m memegen.records > docs/record.schema.json"
-    )
-    done = new_upload(client)
-    put_photo(done, (photos_dir / "two_people.jpg").read_bytes())
-    _make_meme_of(done["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
-    auth = {"Authorization": f"Bearer {done['delete_token']}"}
-    version = json_of(client.post(f"{done['status_url']}/versions", headers=auth))
-    _make_meme_of(version["id"], input_bucket=input_bucket, store=store, engine=engine, settings=settings)
-    failed = new_upload(client)
-    put_photo(failed, b"not a photo at all")
-    arrived = input_bucket.get_blob(f"{settings.upload_prefix}{failed['id']}")
-    assert arrived is not None
-    handle_upload(finalized_event(object_data(arrived)), store=store, engine=engine, settings=settings)
-    deleted = new_upload(client)
-    assert (
-        client.delete(deleted["status_url"], headers={"Authorization": f"Bearer {deleted['delete_token']}"}).status_code
-        == 204
-    )
+    stale = "docs/record.schema.json is stale: python -m memegen.records > docs/record.schema.json"
+    assert schema == record_schema(), stale
+    done = flow.upload((photos_dir / "two_people.jpg").read_bytes())
+    flow.make(done["id"])
+    version = json_of(flow.client.post(f"{done['status_url']}/versions", headers=bearer(done)))
+    flow.make(version["id"])
+    failed = flow.upload(b"not a photo at all")
+    assert flow.deliver(failed["id"]).result is Result.FAILED
+    deleted = new_upload(flow.client)
+    assert flow.client.delete(deleted["status_url"], headers=bearer(deleted)).status_code == 204
 
-    records = list(input_bucket.client.list_blobs(settings.output_bucket, prefix="records/"))
+    records = list(flow.input_bucket.client.list_blobs(flow.settings.output_bucket, prefix="records/"))
     validator = Draft202012Validator(schema)
     seen = set()
     for blob in records:
         if "/versions/" in blob.name:
             continue  # the photo's other captions, for the api: not a record of a meme
-        record = consumer.read_record(_push_envelope(blob), input_bucket.client)
+        record = consumer.read_record(_push_envelope(blob), flow.input_bucket.client)
         assert record is not None, blob.name
         validator.validate(record)
         seen.add(record["status"])
@@ -837,7 +815,7 @@ def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_i
     # Anything but a new record is left alone.
     other = _push_envelope(records[0])
     other["message"]["attributes"]["eventType"] = "OBJECT_DELETE"
-    assert consumer.read_record(other, input_bucket.client) is None
+    assert consumer.read_record(other, flow.input_bucket.client) is None
 
 
 def test_a_share_link_outlives_every_signed_url_it_hands_out(
