@@ -155,3 +155,28 @@ def _client(stack: object) -> storage.Client:
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": f"http://127.0.0.1:{stack.storage_port}"},  # type: ignore[attr-defined]
     )
+
+
+def test_a_cyrillic_caption_is_drawn_and_an_emoji_one_is_refused_with_a_message(
+    settings: Settings, photos_dir: Path, tmp_path: Path
+) -> None:
+    with running_stack(tmp_path / "key.json") as stack, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True)
+            page.goto(stack.page)
+            page.set_input_files("#library", photos_dir / "obama-480p.jpg")
+            page.fill("#top", "party 🎉")
+            page.click("#make")
+            page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+            assert "cannot draw" in page.inner_text("#error") and "Cyrillic" in page.inner_text("#error")
+            assert page.is_visible("#form")  # the photo and the form are kept, to fix the caption
+            page.fill("#top", "Когда тесты прошли")
+            page.click("#make")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "cyrillic-caption.png"), full_page=True)
+            assert "Когда тесты прошли" in (page.get_attribute("#meme", "alt") or "")
+        finally:
+            browser.close()
+    assert stack.status == 0, "".join(stack.output)
