@@ -44,6 +44,7 @@ from local.emulator import public_key_of
 from memegen import api
 from memegen.contract import OPENAPI_PATH
 from memegen.engine import Engine
+from memegen.openapi import openapi_document
 from memegen.records import record_schema
 from memegen.settings import Settings
 from memegen.storage import Store, Upload
@@ -853,3 +854,22 @@ def test_a_share_link_outlives_every_signed_url_it_hands_out(
     time.sleep(2.1)
     assert requests.get(first.url, timeout=10).status_code == 400  # the URL it handed out has expired
     assert follow().content == b"the meme"  # the link has not
+
+
+def test_a_photo_has_at_most_max_versions_other_captions(
+    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, key_file: Path
+) -> None:
+    from google.oauth2 import service_account
+
+    capped = dataclasses.replace(settings, max_versions=2)
+    signer = service_account.Credentials.from_service_account_file(str(key_file))
+    store = Store(empty_buckets, capped, signing_credentials=signer)
+    upload = store.new_upload(content_type="image/jpeg")
+    for _ in range(2):
+        store.new_version(upload.id, token=upload.delete_token)
+    with app.test_request_context(
+        f"/v1/memes/{upload.id}/versions", method="POST", headers={"Authorization": f"Bearer {upload.delete_token}"}
+    ):
+        refused = api.handle(flask.request, store=store, settings=capped)
+    assert refused.status_code == 409 and "2 other captions" in refused.get_json()["error"]
+    check_against_openapi(openapi_document(capped), "POST", f"/v1/memes/{upload.id}/versions", refused)

@@ -77,6 +77,12 @@ class DeleteRefused(RequestError):
     status = 403
 
 
+class TooManyVersions(RequestError):
+    """A photo already has as many other captions as the settings allow (409)."""
+
+    status = 409
+
+
 class MemeDeleted(RequestError):
     """The meme was deleted by whoever uploaded its photo (410)."""
 

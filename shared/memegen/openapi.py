@@ -158,6 +158,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "400": _error("The body is not valid JSON, or a field is wrong"),
                         "403": _error("The deletion token is missing or wrong"),
                         "404": _error("No such meme"),
+                        "409": _error(f"The photo already has {settings.max_versions} other captions"),
                         "410": _error("Deleted by whoever uploaded the photo"),
                         "413": _error("The body is too large"),
                         "415": _error("The request is not JSON"),

@@ -50,6 +50,8 @@ class Settings:
     url_ttl_seconds: int = MAX_URL_TTL_SECONDS
     # How long the output bucket keeps a meme and its record (its lifecycle rule): the page says so.
     meme_retention_days: int = 30
+    # Other captions of one photo (POST /v1/memes/{id}/versions): each is a meme's worth of work.
+    max_versions: int = 50
     max_event_age_seconds: int = MAX_EVENT_AGE_SECONDS
     # The storage client retries a transient error itself for this long, then raises: well inside
     # both functions' timeouts (the api's is 30 s), so that the api can still answer 503 in time.
@@ -74,6 +76,8 @@ class Settings:
         if not (self.min_face >= 1 or self.min_face_fraction > 0):
             # The detector's pyramid would go on halving the smallest face it looks for, for ever.
             raise SettingsError("min_face (1 px or more) or min_face_fraction (above 0) must bound the smallest face")
+        if not 0 <= self.max_versions <= 1000:
+            raise SettingsError("max_versions must be between 0 and 1000")
         if not 1 <= self.meme_retention_days <= 3650:
             raise SettingsError("meme_retention_days must be between 1 and 3650")
         if not 0 < self.storage_retry_seconds <= 60:

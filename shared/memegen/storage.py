@@ -58,6 +58,7 @@ from memegen.errors import (
     MemeNotFound,
     PhotoNotKept,
     SigningUnavailable,
+    TooManyVersions,
     UnsupportedImage,
     UploadGone,
 )
@@ -276,10 +277,14 @@ class Store:
         issued = self._authorized(upload_id, token)
         source = issued.get("source") if isinstance(issued.get("source"), str) else upload_id
         assert isinstance(source, str)
-        new_id, new_token = uuid.uuid4().hex, secrets.token_urlsafe(32)
-        self._issue(new_id, new_token, source=source)
         prefix = f"{RECORD_PREFIX}{source}/{VERSIONS_FOLDER}"
         variant = 1 + sum(1 for _ in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry))
+        if variant > self._settings.max_versions:
+            raise TooManyVersions(
+                f"this photo already has {self._settings.max_versions} other captions: upload it again for more"
+            )
+        new_id, new_token = uuid.uuid4().hex, secrets.token_urlsafe(32)
+        self._issue(new_id, new_token, source=source)
         # Two requests at once may count alike: the marker is written only if absent, so one moves on.
         while not self._create(version_marker(source, variant), _json({"id": new_id}), content_type=JSON_TYPE):
             variant += 1
