@@ -44,9 +44,17 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
         assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1"]) == 0
     assert "1 unreadable and skipped" in caplog.text
     states = tmp_path / "fer"
-    # Two of the recipes: one on FER2013 alone, one with mixup.
-    assert fer.main(["--data", str(data), "--out", str(states), "--epochs", "1", "--only", "fer_a", "fer_c"]) == 0
-    assert sorted(p.name for p in states.glob("*.pt")) == ["fer_a.pt", "fer_c.pt"]
+    # The four teachers (FER2013 alone, with mixup, with the other populations), then a student of theirs.
+    recipes = ["fer_a", "fer_b", "fer_c", "fer_d", "fer_e"]
+    assert fer.main(["--data", str(data), "--out", str(states), "--epochs", "1", "--only", *recipes]) == 0
+    assert sorted(p.name for p in states.glob("*.pt")) == [f"{r}.pt" for r in recipes]
+    import numpy as np
+    import torch
+
+    student = torch.load(states / "fer_e.pt", weights_only=False)
+    assert student["teachers"] == ["fer_a", "fer_b", "fer_c", "fer_d"] and student["config"]["distill"] > 0
+    soft = np.load(states / "teachers.npy")
+    assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
     out = tmp_path / "models"
     out.mkdir()
     (out / "stale.tflite").write_bytes(b"a member of an earlier build")
@@ -66,7 +74,9 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
     assert record["report"]["objective"]["name"] == "judged mix"
     assert record["report"]["views"]["chosen"] == "single"
-    assert {step["added"] for step in record["report"]["greedy"]} <= {"fer_a", "fer_c"}
+    assert {step["added"] for step in record["report"]["greedy"]} <= set(recipes)
+    teachers = {r["recipe"]: r["teachers"] for r in record["report"]["fer_recipes"]}
+    assert teachers == {**{r: [] for r in recipes[:4]}, "fer_e": recipes[:4]}
     assert set(record["report"]["objectives"]) == {"judged mix", "populations alike"}
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
     readme = tmp_path / "README.md"
