@@ -571,14 +571,15 @@ class MemeGenStack(TerraformStack):
             role="roles/pubsub.publisher",
             member=self.gcs_agent.member,
         )
-        # One message per finished record (done or failed): subscribers read the record, never poll.
+        # One message per record made (pending, done or failed), and per record deleted (its uploader
+        # deleted the meme, or the lifecycle rule expired it): subscribers read the record, never poll.
         StorageNotification(
             self,
             "records-notification",
             bucket=self.output_bucket.name,
             topic=self.topic.id,
             payload_format="JSON_API_V1",
-            event_types=["OBJECT_FINALIZE"],
+            event_types=["OBJECT_FINALIZE", "OBJECT_ARCHIVE", "OBJECT_DELETE"],
             object_name_prefix=RECORD_PREFIX,
             depends_on=[publisher],
         )
@@ -590,7 +591,10 @@ class MemeGenStack(TerraformStack):
             "page_url": (self.api.service_config.uri, "The upload page (the api function's run.app address)."),
             "input_bucket": (self.input_bucket.name, "Uploads land here (under uploads/)."),
             "output_bucket": (self.output_bucket.name, "Memes (memes/) and their records (records/)."),
-            "events_topic": (self.topic.name, "Pub/Sub topic with a message for every finished meme or failure."),
+            "events_topic": (
+                self.topic.name,
+                "Pub/Sub topic: a message for every record made (pending, done, failed) or deleted.",
+            ),
             "on_upload_function": (self.on_upload.name, "The function the uploads trigger."),
         }
         for key, (value, description) in outputs.items():

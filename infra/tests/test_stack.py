@@ -163,11 +163,12 @@ def test_identities_have_only_what_they_need(synthesized):
     assert invokers["api-public"]["count"] == "${var.public_page ? 1 : 0}"
 
 
-def test_finished_records_are_announced_on_a_topic(synthesized):
+def test_records_made_and_deleted_are_announced_on_a_topic(synthesized):
     (notification,) = resources(synthesized, "google_storage_notification").values()
     assert notification["bucket"] == ref("google_storage_bucket", "output", "name")
     assert notification["payload_format"] == "JSON_API_V1"
-    assert notification["event_types"] == ["OBJECT_FINALIZE"]
+    # New records, and deleted ones (a versioned bucket archives the live one, then deletes it).
+    assert notification["event_types"] == ["OBJECT_FINALIZE", "OBJECT_ARCHIVE", "OBJECT_DELETE"]
     assert notification["object_name_prefix"] == "records/"
     assert "events_topic" in synthesized["output"]
 

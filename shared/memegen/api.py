@@ -38,7 +38,6 @@ from memegen.contract import (
 from memegen.errors import (
     BodyTooLarge,
     CaptionRefused,
-    MemeDeleted,
     MemeNotFound,
     MethodNotAllowed,
     Policy,
@@ -249,8 +248,6 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
     body: dict[str, Any]
     if record is None:
         raise MemeNotFound("no such meme")
-    if record.get("status") == "deleted":
-        raise MemeDeleted("this meme was deleted")
     if record.get("status") == "done":
         # What the meme itself shows, and no more: anyone who was sent its link can read the
         # id in it. Face boxes and scores stay in the record, for the event's integrators.
@@ -277,8 +274,6 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
 
 def _done_record(upload_id: str, store: Store) -> dict[str, Any]:
     record = store.latest_record(upload_id)
-    if record is not None and record.get("status") == "deleted":
-        raise MemeDeleted("this meme was deleted")
     if record is None or record.get("status") != "done":
         # Pending, failed or unknown: a share link shows a finished meme or nothing.
         raise MemeNotFound("no such meme")

@@ -10,9 +10,8 @@ user chose):
 - input bucket: ``{UPLOAD_PREFIX}{id}`` (api uploads), or any other name under the prefix;
 - output bucket: ``{MEME_PREFIX}{id}/{generation}.{jpg|png|webp}`` and
   ``{RECORD_PREFIX}{id}/{generation}.json``, one pair per generation of the upload, each
-  written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload;
-  ``{RECORD_PREFIX}{id}/deleted.json`` the one written when its uploader deletes it, after which
-  nothing else of the upload is kept in either bucket.
+  written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload.
+  When its uploader deletes it, every object of the upload goes, in both buckets.
 """
 
 from __future__ import annotations
@@ -50,17 +49,11 @@ def record_object(upload_id: str, generation: int) -> str:
     return f"{RECORD_PREFIX}{upload_id}/{generation}.json"
 
 
-def deleted_object(upload_id: str) -> str:
-    """The output object that says the upload was deleted (``{"status": "deleted"}``): all that is left of it."""
-    return f"{RECORD_PREFIX}{upload_id}/{DELETED_NAME}"
-
-
 def version_marker(source_id: str, variant: int) -> str:
     """The output object that says which upload is the photo's ``variant``-th other caption (``{"id": ...}``)."""
     return f"{RECORD_PREFIX}{source_id}/{VERSIONS_FOLDER}{variant}.json"
 
 
-DELETED_NAME: Final = "deleted.json"
 VERSIONS_FOLDER: Final = "versions/"
 # Another caption of an uploaded photo is an upload of its own, ``{UPLOAD_PREFIX}{id}``, that holds no
 # photo but this JSON, ``{"source": <the photo's upload id>, "variant": n}``: the worker reads the photo.

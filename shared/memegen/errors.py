@@ -83,12 +83,6 @@ class TooManyVersions(RequestError):
     status = 409
 
 
-class MemeDeleted(RequestError):
-    """The meme was deleted by whoever uploaded its photo (410)."""
-
-    status = 410
-
-
 class MethodNotAllowed(RequestError):
     """The route exists but not for this method (405)."""
 

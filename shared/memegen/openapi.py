@@ -115,8 +115,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _answer("The status", {"oneOf": [pending, done, failed]}),
-                        "404": _error("No such meme"),
-                        "410": _error("Deleted by whoever uploaded the photo"),
+                        "404": _error("No such meme, or deleted"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error, or the service cannot sign URLs"),
@@ -126,14 +125,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "summary": "Delete the meme, its records and the photo, with the upload's deletion token",
                     "description": "Send `Authorization: Bearer <delete_token>` (the token the upload's creation"
                     " returned, to the uploader only). Afterwards the status, the share page and its image answer"
-                    " 410, and the events topic carries the deletion record (`records/<id>/deleted.json`).",
+                    " 404, and the events topic carries the records' deletion events (OBJECT_DELETE and"
+                    " OBJECT_ARCHIVE on `records/<id>/`).",
                     "parameters": [_ID_PARAMETER],
                     "security": [{"deleteToken": []}],
                     "responses": {
                         "204": {"description": "Deleted: nothing of the photo is kept"},
                         "403": _error("The deletion token is missing or wrong"),
-                        "404": _error("No such meme"),
-                        "410": _error("Already deleted"),
+                        "404": _error("No such meme, or deleted"),
                         "503": _error("Storage is unavailable for now: try again (the delete can be repeated)"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error"),
@@ -157,9 +156,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "201": _answer("The new meme, on its way", {"$ref": "#/components/schemas/Version"}),
                         "400": _error("The body is not valid JSON, or a field is wrong"),
                         "403": _error("The deletion token is missing or wrong"),
-                        "404": _error("No such meme"),
+                        "404": _error("No such meme, or deleted"),
                         "409": _error(f"The photo already has {settings.max_versions} other captions"),
-                        "410": _error("Deleted by whoever uploaded the photo"),
                         "413": _error("The body is too large"),
                         "415": _error("The request is not JSON"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
@@ -175,8 +173,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "parameters": [_ID_PARAMETER],
                     "responses": {
                         "200": {"description": "The page", "content": {"text/html": {}}},
-                        "404": _error("No such meme, not made yet, or failed"),
-                        "410": _error("Deleted by whoever uploaded the photo"),
+                        "404": _error("No such meme, not made yet, failed, or deleted"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
@@ -189,8 +186,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "parameters": [_ID_PARAMETER],
                     "responses": {
                         "302": {"description": "Location: the signed URL of the meme"},
-                        "404": _error("No such meme, not made yet, or failed"),
-                        "410": _error("Deleted by whoever uploaded the photo"),
+                        "404": _error("No such meme, not made yet, failed, or deleted"),
                         "405": _error("Another method (the Allow header lists this path's)"),
                         "500": _error("An internal error, or the service cannot sign URLs"),
                         "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),

@@ -1,8 +1,9 @@
 """The records in the output bucket, as a JSON Schema: what an integrator reads from the events topic.
 
 Every record is ``records/<id>/<name>.json`` (``memegen.contract``): ``0.json`` when the api
-issues an upload URL (pending), ``<generation>.json`` when the upload is done or failed,
-``deleted.json`` when its uploader deleted it. ``python -m memegen.records`` prints the schema;
+issues an upload URL (pending), ``<generation>.json`` when the upload is done or failed. When its
+uploader deletes a meme, its records are deleted with it (the events topic carries those deletions).
+``python -m memegen.records`` prints the schema;
 ``docs/record.schema.json`` is that output, and a test keeps the two equal.
 """
 
@@ -88,20 +89,10 @@ def record_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}},
     }
-    deleted = {
-        "type": "object",
-        "required": ["status", "id", "deleted_at"],
-        "additionalProperties": False,
-        "properties": {
-            "status": {"const": "deleted"},
-            "id": _ID,
-            "deleted_at": {"type": "integer", "description": "Unix time"},
-        },
-    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "MemeGen record",
-        "oneOf": [pending, done, failed, deleted],
+        "oneOf": [pending, done, failed],
     }
 
 

@@ -34,7 +34,6 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from memegen.contract import (
     BOTTOM_KEY,
-    DELETED_NAME,
     ID_PATTERN,
     ISSUED_GENERATION,
     JSON_TYPE,
@@ -46,7 +45,6 @@ from memegen.contract import (
     VERSION_TYPE,
     VERSIONS_FOLDER,
     WRITER_KEY,
-    deleted_object,
     meme_object,
     record_object,
     version_marker,
@@ -54,7 +52,6 @@ from memegen.contract import (
 from memegen.errors import (
     DeleteRefused,
     ImageTooLarge,
-    MemeDeleted,
     MemeNotFound,
     PhotoNotKept,
     SigningUnavailable,
@@ -318,8 +315,6 @@ class Store:
             self._read_json(record_object(upload_id, ISSUED_GENERATION)) if ID_PATTERN.fullmatch(upload_id) else None
         )
         if issued is None:
-            if ID_PATTERN.fullmatch(upload_id) and self.is_deleted(upload_id):
-                raise MemeDeleted("this meme was deleted")
             raise MemeNotFound("no such meme")
         expected = issued.get("delete_sha256")
         if not token or not isinstance(expected, str) or not hmac.compare_digest(_token_hash(token), expected):
@@ -331,13 +326,13 @@ class Store:
     # Deletion.
 
     def delete(self, upload_id: str, *, token: str) -> None:
-        """Delete the upload, its memes and its records, every version, if ``token`` is its deletion token.
+        """Delete the upload, its memes and its records, every object version, if ``token`` is its deletion token.
 
-        What is left is ``deleted_object(upload_id)``, ``{"status": "deleted", "id", "deleted_at"}``, which
-        says so to the api, the worker and the events topic, and holds nothing of the photo. Raises
-        ``MemeNotFound`` for an id the api did not issue, ``MemeDeleted`` when it is already deleted,
-        ``DeleteRefused`` for a missing or wrong token. A delete cut short by an error can be repeated:
-        the record that holds the token's hash goes last.
+        Nothing of the upload is left in either bucket; the records' own deletion events
+        (``OBJECT_DELETE``, ``OBJECT_ARCHIVE`` on ``records/``) tell the events topic. The photo's
+        other captions go with it. Raises ``MemeNotFound`` for an id the api did not issue (or
+        deleted already) and ``DeleteRefused`` for a missing or wrong token. A delete cut short by
+        an error can be repeated: the record that holds the token's hash goes last.
         """
         self._authorized(upload_id, token)
         # The photo's other captions show the photo too: they go with it.
@@ -348,28 +343,26 @@ class Store:
             if (record := self._read_json(blob.name)) is not None and ID_PATTERN.fullmatch(str(record.get("id")))
         ]
         for doomed in [*versions, upload_id]:
-            tombstone = {"status": "deleted", "id": doomed, "deleted_at": int(time.time())}
-            self._create(deleted_object(doomed), _json(tombstone), content_type=JSON_TYPE)
             self.purge(doomed)
 
-    def is_deleted(self, upload_id: str) -> bool:
-        """Whether the upload's uploader deleted it."""
-        return bool(self._output.blob(deleted_object(upload_id)).exists(retry=self._retry))
+    def upload_exists(self, upload: Upload) -> bool:
+        """Whether that generation of the upload is still in the input bucket (its uploader may have deleted it)."""
+        blob = self._input.blob(upload.name, generation=upload.generation)
+        return bool(blob.exists(retry=self._retry))
 
     def purge(self, upload_id: str, *, upload: bool = True) -> None:
         """Remove every version of the upload (unless ``upload`` is false) and of its memes and records.
 
-        The deletion record stays. The worker, which may not delete uploads, passes ``upload=False``.
+        The worker, which may not delete uploads, passes ``upload=False``.
         """
         if upload:
             with contextlib.suppress(NotFound):
                 self._input.blob(f"{self._settings.upload_prefix}{upload_id}").delete(retry=self._retry)
-        keep, issued = deleted_object(upload_id), record_object(upload_id, ISSUED_GENERATION)
+        issued = record_object(upload_id, ISSUED_GENERATION)
         blobs = [
             blob
             for prefix in (f"{MEME_PREFIX}{upload_id}/", f"{RECORD_PREFIX}{upload_id}/")
             for blob in self._client.list_blobs(self._output, prefix=prefix, versions=True, retry=self._retry)
-            if blob.name != keep
         ]
         # The issued record (the token's hash) last, so that a delete cut short can be repeated.
         for blob in sorted(blobs, key=lambda b: b.name == issued):
@@ -412,9 +405,6 @@ class Store:
             match = RECORD_NAME_PATTERN.fullmatch(blob.name[len(prefix) :])
             if match and (latest is None or int(match[1]) > latest[0]):
                 latest = (int(match[1]), blob)
-            elif blob.name[len(prefix) :] == DELETED_NAME:
-                # Deleted by its uploader: that is the whole story, whatever else is still listed.
-                return self._read_json(blob.name) or {"status": "deleted", "id": upload_id}
         if latest is None:
             return None
         return self._read_json(latest[1].name)

@@ -118,9 +118,6 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
     if store.result_exists(upload):
         log("INFO", "duplicate event: already done", **fields)
         return Outcome(Result.DUPLICATE, "already done", upload.id)
-    if store.is_deleted(upload.id):
-        log("INFO", "event skipped: deleted by its uploader", **fields)
-        return Outcome(Result.SKIPPED, "deleted by its uploader", upload.id)
     if upload.size == 0:
         # Every upload ends done or failed: an empty one too, or its page would wait for ever.
         return _refuse(upload, "the upload is empty", store=store, fields=fields)
@@ -149,8 +146,8 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
     if not written:
         log("INFO", "duplicate event: another delivery finished first", timings_ms=timings, **fields)
         return Outcome(Result.DUPLICATE, "another delivery finished first", upload.id)
-    if store.is_deleted(upload.id):
-        # Deleted while this meme was being made: nothing of it may stay behind.
+    if not store.upload_exists(upload):
+        # Deleted (by its uploader) while this meme was being made: nothing of it may stay behind.
         store.purge(upload.id, upload=False)
         log("INFO", "meme removed: deleted by its uploader meanwhile", **fields)
         return Outcome(Result.SKIPPED, "deleted by its uploader", upload.id)
