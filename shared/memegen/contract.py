@@ -49,9 +49,14 @@ def record_object(upload_id: str, generation: int) -> str:
     return f"{RECORD_PREFIX}{upload_id}/{generation}.json"
 
 
+def versions_prefix(source_id: str) -> str:
+    """Where the markers of a photo's other captions are, one per caption (``version_marker``)."""
+    return f"{RECORD_PREFIX}{source_id}/{VERSIONS_FOLDER}"
+
+
 def version_marker(source_id: str, variant: int) -> str:
     """The output object that says which upload is the photo's ``variant``-th other caption (``{"id": ...}``)."""
-    return f"{RECORD_PREFIX}{source_id}/{VERSIONS_FOLDER}{variant}.json"
+    return f"{versions_prefix(source_id)}{variant}.json"
 
 
 VERSIONS_FOLDER: Final = "versions/"

@@ -43,11 +43,11 @@ from memegen.contract import (
     RECORD_PREFIX,
     TOP_KEY,
     VERSION_TYPE,
-    VERSIONS_FOLDER,
     WRITER_KEY,
     meme_object,
     record_object,
     version_marker,
+    versions_prefix,
 )
 from memegen.errors import (
     DeleteRefused,
@@ -73,6 +73,11 @@ def upload_id(name: str, *, prefix: str) -> str:
     if ID_PATTERN.fullmatch(last):
         return last
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+def _caption_metadata(top: str | None, bottom: str | None) -> dict[str, str]:
+    """A person's caption as custom metadata: percent-encoded, as header values must be ASCII."""
+    return {key: quote(value, safe="") for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)) if value}
 
 
 def _caption(metadata: object, key: str) -> str | None:
@@ -215,13 +220,15 @@ class Store:
 
     def _version_photo(self, upload: Upload, data: bytes) -> tuple[Upload, bytes]:
         """The photo another caption is of, and the upload with its source and variant."""
+        refused = UnsupportedImage("this upload is neither a photo nor another caption of one")
         try:
-            pointer = json.loads(data[: MAX_VERSION_BYTES + 1]) if len(data) <= MAX_VERSION_BYTES else None
-            source, variant = pointer["source"], pointer["variant"]  # type: ignore[index]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise UnsupportedImage("this upload is neither a photo nor another caption of one") from exc
+            pointer = json.loads(data) if len(data) <= MAX_VERSION_BYTES else None
+        except ValueError as exc:
+            raise refused from exc
+        source = pointer.get("source") if isinstance(pointer, dict) else None
+        variant = pointer.get("variant") if isinstance(pointer, dict) else None
         if not (isinstance(source, str) and ID_PATTERN.fullmatch(source) and isinstance(variant, int) and variant > 0):
-            raise UnsupportedImage("this upload is neither a photo nor another caption of one")
+            raise refused
         blob = self._input.blob(f"{self._settings.upload_prefix}{source}")
         try:
             photo = blob.download_as_bytes(retry=self._retry)
@@ -247,9 +254,7 @@ class Store:
             # instead of replacing the photo and its meme.
             "x-goog-if-generation-match": "0",
         }
-        for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)):
-            if value:
-                headers[f"x-goog-meta-{key}"] = quote(value, safe="")
+        headers |= {f"x-goog-meta-{key}": value for key, value in _caption_metadata(top, bottom).items()}
         blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
         # A copy: the client's signer adds the Host header to the dict it is given, and a browser
         # refuses to set Host itself (it sends its own, the same).
@@ -271,11 +276,11 @@ class Store:
         variants); with them, the person's own. The new upload holds no photo, only which photo
         (``VERSION_TYPE``); its event makes the meme.
         """
-        issued = self._authorized(upload_id, token)
-        source = issued.get("source") if isinstance(issued.get("source"), str) else upload_id
-        assert isinstance(source, str)
-        prefix = f"{RECORD_PREFIX}{source}/{VERSIONS_FOLDER}"
-        variant = 1 + sum(1 for _ in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry))
+        source = self._authorized(upload_id, token).get("source")
+        if not isinstance(source, str):
+            source = upload_id  # the photo itself; a version names its photo
+        listed = self._client.list_blobs(self._output, prefix=versions_prefix(source), retry=self._retry)
+        variant = 1 + sum(1 for _ in listed)
         if variant > self._settings.max_versions:
             raise TooManyVersions(
                 f"this photo already has {self._settings.max_versions} other captions: upload it again for more"
@@ -286,9 +291,7 @@ class Store:
         while not self._create(version_marker(source, variant), _json({"id": new_id}), content_type=JSON_TYPE):
             variant += 1
         pointer = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
-        pointer.metadata = {
-            key: quote(value, safe="") for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)) if value
-        }
+        pointer.metadata = _caption_metadata(top, bottom)
         pointer.upload_from_string(
             _json({"source": source, "variant": variant}),
             content_type=VERSION_TYPE,
@@ -336,10 +339,9 @@ class Store:
         """
         self._authorized(upload_id, token)
         # The photo's other captions show the photo too: they go with it.
-        prefix = f"{RECORD_PREFIX}{upload_id}/{VERSIONS_FOLDER}"
         versions = [
             str(record["id"])
-            for blob in self._client.list_blobs(self._output, prefix=prefix, retry=self._retry)
+            for blob in self._client.list_blobs(self._output, prefix=versions_prefix(upload_id), retry=self._retry)
             if (record := self._read_json(blob.name)) is not None and ID_PATTERN.fullmatch(str(record.get("id")))
         ]
         for doomed in [*versions, upload_id]:
