@@ -707,6 +707,20 @@ def test_the_uploader_deletes_a_meme_and_nothing_of_the_photo_remains(flow: Flow
     assert flow.objects_of(upload_id) == []
 
 
+@pytest.mark.parametrize(
+    "pointer",
+    [b"not json", b"[1, 2]", b'{"source": "../x", "variant": 1}', b'{"source": "' + b"a" * 32 + b'", "variant": 0}'],
+)
+def test_an_upload_that_claims_to_be_another_caption_but_is_not_fails_with_a_reason(flow: Flow, pointer: bytes) -> None:
+    name = f"{flow.settings.upload_prefix}{uuid.uuid4().hex}"
+    flow.input_bucket.blob(name).upload_from_string(pointer, content_type="application/vnd.memegen.version+json")
+    outcome = flow.deliver(name.removeprefix(flow.settings.upload_prefix))
+    assert (
+        outcome.result is Result.FAILED
+        and outcome.reason == "this upload is neither a photo nor another caption of one"
+    )
+
+
 def test_a_meme_deleted_while_it_was_being_made_is_removed(flow: Flow, photos_dir: Path) -> None:
     upload = flow.upload((photos_dir / "obama-240p.jpg").read_bytes())
 
