@@ -30,6 +30,6 @@ def services() -> tuple[Settings, Store]:
 
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
-    """HTTP: ``GET /``, ``POST /v1/uploads``, ``GET /v1/memes/<id>``, ``GET /v1/openapi.json``."""
+    """HTTP: the page, uploads, a meme's status, versions and deletion, share links, the OpenAPI document."""
     settings, store = services()
     return handle(request, store=store, settings=settings)

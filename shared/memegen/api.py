@@ -93,12 +93,9 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             response.headers["Cache-Control"] = "public, max-age=300"
         elif request.path.startswith(SHARE_PATH):
             _allow(request, "GET", "HEAD")
-            candidate, image = request.path.removeprefix(SHARE_PATH), False
-            if candidate.endswith(SHARE_IMAGE):
-                candidate, image = candidate.removesuffix(SHARE_IMAGE), True
-            if not ID_PATTERN.fullmatch(candidate):
-                raise MemeNotFound("no such meme")
-            upload_id = candidate
+            candidate = request.path.removeprefix(SHARE_PATH)
+            image = candidate.endswith(SHARE_IMAGE)
+            upload_id = _upload_id(candidate.removesuffix(SHARE_IMAGE))
             response = (
                 _shared_image(upload_id, store=store)
                 if image
@@ -106,19 +103,12 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             )
         elif request.path.startswith(MEMES_PATH) and request.path.endswith(VERSIONS_PATH):
             _allow(request, "POST")
-            candidate = request.path.removeprefix(MEMES_PATH).removesuffix(VERSIONS_PATH)
-            if not ID_PATTERN.fullmatch(candidate):
-                raise MemeNotFound("no such meme")
-            upload_id = candidate
+            upload_id = _upload_id(request.path.removeprefix(MEMES_PATH).removesuffix(VERSIONS_PATH))
             version = parse_version_request(_read_body(request), content_type=request.mimetype)
             response = _new_version(upload_id, version, token=_bearer_token(request), store=store)
         elif request.path.startswith(MEMES_PATH):
             _allow(request, "GET", "HEAD", "DELETE")
-            candidate = request.path.removeprefix(MEMES_PATH)
-            # A malformed id never reaches storage: it cannot name an upload this API issued.
-            if not ID_PATTERN.fullmatch(candidate):
-                raise MemeNotFound("no such meme")
-            upload_id = candidate
+            upload_id = _upload_id(request.path.removeprefix(MEMES_PATH))
             if request.method == "DELETE":
                 store.delete(upload_id, token=_bearer_token(request))
                 response = flask.Response(status=204)
@@ -221,24 +211,20 @@ def error_response(exc: RequestError) -> flask.Response:
 
 def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Response, str]:
     signed = store.new_upload(content_type=upload.content_type, top=upload.top, bottom=upload.bottom)
-    status_url = MEMES_PATH + signed.id
-    body = {
-        "id": signed.id,
-        "upload_url": signed.url,
-        "upload_headers": signed.headers,
-        "status_url": status_url,
-        "delete_token": signed.delete_token,
-    }
-    response = _json(body, status=201)
-    response.headers["Location"] = status_url
-    return response, signed.id
+    body = {"upload_url": signed.url, "upload_headers": signed.headers}
+    return _created(signed.id, signed.delete_token, body), signed.id
 
 
 def _new_version(upload_id: str, caption: tuple[str | None, str | None], *, token: str, store: Store) -> flask.Response:
     top, bottom = caption
     version = store.new_version(upload_id, token=token, top=top, bottom=bottom)
-    status_url = MEMES_PATH + version.id
-    response = _json({"id": version.id, "status_url": status_url, "delete_token": version.delete_token}, status=201)
+    return _created(version.id, version.delete_token, {})
+
+
+def _created(upload_id: str, delete_token: str, body: dict[str, Any]) -> flask.Response:
+    """201 for a new upload (a photo's, or another caption's): its id, where to poll, its deletion token."""
+    status_url = MEMES_PATH + upload_id
+    response = _json({"id": upload_id, **body, "status_url": status_url, "delete_token": delete_token}, status=201)
     response.headers["Location"] = status_url
     return response
 
@@ -358,6 +344,13 @@ def _never_arrived(record: dict[str, Any], settings: Settings) -> bool:
     if not isinstance(expires, int | float):
         return False
     return time.time() > expires + settings.retry_window_seconds + _WORKER_GRACE_SECONDS
+
+
+def _upload_id(candidate: str) -> str:
+    """The upload id a path names; a malformed one never reaches storage: it cannot name an upload this api issued."""
+    if not ID_PATTERN.fullmatch(candidate):
+        raise MemeNotFound("no such meme")
+    return candidate
 
 
 def _allow(request: flask.Request, *methods: str) -> None:
