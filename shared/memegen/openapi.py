@@ -19,6 +19,7 @@ from memegen.contract import (
     UPLOADS_PATH,
     VERSIONS_PATH,
 )
+from memegen.records import closed
 from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -33,6 +34,19 @@ def _error(description: str) -> dict[str, Any]:
     return _answer(description, _ERROR)
 
 
+_UNAVAILABLE = "Storage is unavailable for now: try again shortly (Retry-After)"
+_INTERNAL = "An internal error"
+
+
+def _usual(*, internal: str = _INTERNAL, unavailable: str = _UNAVAILABLE) -> dict[str, Any]:
+    """The answers every storage-backed route may give: 503, 405 and 500."""
+    return {
+        "503": _error(unavailable),
+        "405": _error("Another method (the Allow header lists this path's)"),
+        "500": _error(internal),
+    }
+
+
 @functools.cache
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document of the api as deployed with ``settings``."""
@@ -41,17 +55,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "maxLength": MAX_CAPTION,
         "description": "Your own caption line (no control characters).",
     }
-    pending = {
-        "type": "object",
-        "required": ["status", "id"],
-        "additionalProperties": False,
-        "properties": {"status": {"const": "pending"}, "id": {"$ref": "#/components/schemas/Id"}},
-    }
-    done = {
-        "type": "object",
-        "required": ["status", "id", "meme_url", "caption"],
-        "additionalProperties": False,
-        "properties": {
+    pending = closed({"status": {"const": "pending"}, "id": {"$ref": "#/components/schemas/Id"}})
+    done = closed(
+        {
             "status": {"const": "done"},
             "id": {"$ref": "#/components/schemas/Id"},
             "meme_url": {
@@ -60,24 +66,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "description": f"A signed GET URL of the meme, valid {settings.url_ttl_seconds} s; ask again for a"
                 f" fresh one (a meme is kept {settings.meme_retention_days} days).",
             },
-            "caption": {
-                "type": "object",
-                "required": ["top", "bottom"],
-                "additionalProperties": False,
-                "properties": {"top": {"type": "string"}, "bottom": {"type": "string"}},
-            },
-        },
-    }
-    failed = {
-        "type": "object",
-        "required": ["status", "id", "error"],
-        "additionalProperties": False,
-        "properties": {
+            "caption": closed({"top": {"type": "string"}, "bottom": {"type": "string"}}),
+        }
+    )
+    failed = closed(
+        {
             "status": {"const": "failed"},
             "id": {"$ref": "#/components/schemas/Id"},
             "error": {"type": "string", "description": "Why, in words for the person who uploaded."},
-        },
-    }
+        }
+    )
+    signing = "An internal error, or the service cannot sign URLs"
     return {
         "openapi": "3.1.0",
         "info": {
@@ -101,24 +100,18 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "400": _error("The body is not valid JSON, or a field is wrong"),
                         "413": _error("The body is too large"),
                         "415": _error("The request is not JSON, or the photo's type is not one MemeGen reads"),
-                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error, or the service cannot sign URLs"),
+                        **_usual(internal=signing),
                     },
                 }
             },
             MEMES_PATH + "{id}": {
                 "get": {
                     "summary": "The meme's status: pending, done (with a signed URL of the meme) or failed (and why)",
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"$ref": "#/components/schemas/Id"}}
-                    ],
+                    "parameters": [_ID_PARAMETER],
                     "responses": {
                         "200": _answer("The status", {"oneOf": [pending, done, failed]}),
                         "404": _error("No such meme, or deleted"),
-                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error, or the service cannot sign URLs"),
+                        **_usual(internal=signing),
                     },
                 },
                 "delete": {
@@ -133,9 +126,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "204": {"description": "Deleted: nothing of the photo is kept"},
                         "403": _error("The deletion token is missing or wrong"),
                         "404": _error("No such meme, or deleted"),
-                        "503": _error("Storage is unavailable for now: try again (the delete can be repeated)"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error"),
+                        **_usual(unavailable="Storage is unavailable for now: try again (the delete can be repeated)"),
                     },
                 },
             },
@@ -160,9 +151,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "409": _error(f"The photo already has {settings.max_versions} other captions"),
                         "413": _error("The body is too large"),
                         "415": _error("The request is not JSON"),
-                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error"),
+                        **_usual(),
                     },
                 }
             },
@@ -174,9 +163,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The page", "content": {"text/html": {}}},
                         "404": _error("No such meme, not made yet, failed, or deleted"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error"),
-                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                        **_usual(),
                     },
                 }
             },
@@ -187,9 +174,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "302": {"description": "Location: the signed URL of the meme"},
                         "404": _error("No such meme, not made yet, failed, or deleted"),
-                        "405": _error("Another method (the Allow header lists this path's)"),
-                        "500": _error("An internal error, or the service cannot sign URLs"),
-                        "503": _error("Storage is unavailable for now: try again shortly (Retry-After)"),
+                        **_usual(internal=signing),
                     },
                 }
             },
@@ -213,21 +198,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "pattern": f"^{ID_PATTERN.pattern}$",
                     "description": "An upload's id (random).",
                 },
-                "UploadRequest": {
-                    "type": "object",
-                    "required": ["content_type"],
-                    "additionalProperties": False,
-                    "properties": {
+                "UploadRequest": closed(
+                    {
                         "content_type": {"enum": list(UPLOAD_TYPES), "description": "The photo's media type."},
                         "top": caption,
                         "bottom": caption,
                     },
-                },
-                "Upload": {
-                    "type": "object",
-                    "required": ["id", "upload_url", "upload_headers", "status_url", "delete_token"],
-                    "additionalProperties": False,
-                    "properties": {
+                    optional=("top", "bottom"),
+                ),
+                "Upload": closed(
+                    {
                         "id": {"$ref": "#/components/schemas/Id"},
                         "upload_url": {
                             "type": "string",
@@ -242,29 +222,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "description": "Deletes the meme and the photo (DELETE status_url); given only here,"
                             " never in a share link: keep it to yourself.",
                         },
-                    },
-                },
-                "VersionRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"top": caption, "bottom": caption},
-                },
-                "Version": {
-                    "type": "object",
-                    "required": ["id", "status_url", "delete_token"],
-                    "additionalProperties": False,
-                    "properties": {
+                    }
+                ),
+                "VersionRequest": closed({"top": caption, "bottom": caption}, optional=("top", "bottom")),
+                "Version": closed(
+                    {
                         "id": {"$ref": "#/components/schemas/Id"},
                         "status_url": {"type": "string", "description": "Where to poll: GET it."},
                         "delete_token": {"type": "string", "description": "Deletes this meme (keep it to yourself)."},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "additionalProperties": False,
-                    "properties": {"error": {"type": "string"}},
-                },
+                    }
+                ),
+                "Error": closed({"error": {"type": "string"}}),
             },
         },
     }

@@ -12,20 +12,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from memegen.contract import ID_PATTERN, MEME_PREFIX
+from memegen.contract import ID_PATTERN, MEME_EXTENSIONS, MEME_PREFIX
 from memegen.labels import LABELS
 
 _ID = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
 _PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 
 
+def closed(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object schema with exactly these properties, all required but the ``optional`` ones."""
+    required = [name for name in properties if name not in optional]
+    return {
+        "type": "object",
+        **({"required": required} if required else {}),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
 def record_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) every record the api and the worker write fits."""
-    face = {
-        "type": "object",
-        "required": ["box", "label", "scores", "detector_score"],
-        "additionalProperties": False,
-        "properties": {
+    face = closed(
+        {
             "box": {
                 "type": "array",
                 "items": {"type": "integer"},
@@ -34,47 +42,34 @@ def record_schema() -> dict[str, Any]:
                 "description": "x, y, width, height in pixels of the uploaded photo (upright)",
             },
             "label": {"enum": list(LABELS)},
-            "scores": {
-                "type": "object",
-                "required": list(LABELS),
-                "additionalProperties": False,
-                "properties": {label: _PROBABILITY for label in LABELS},
-            },
+            "scores": closed({label: _PROBABILITY for label in LABELS}),
             "detector_score": _PROBABILITY,
-        },
-    }
-    pending = {
-        "type": "object",
-        "required": ["status", "id", "expires", "delete_sha256"],
-        "additionalProperties": False,
-        "properties": {
+        }
+    )
+    pending = closed(
+        {
             "status": {"const": "pending"},
             "id": _ID,
             "expires": {"type": "integer", "description": "Unix time the upload URL expires"},
             "delete_sha256": {"type": "string", "description": "SHA-256 of the deletion token (it cannot delete)"},
             "source": {**_ID, "description": "Another caption of this upload's photo"},
         },
-    }
-    done = {
-        "type": "object",
-        "required": ["status", "id", "meme", "faces", "caption", "content_type", "size", "model_version"],
-        "additionalProperties": False,
-        "properties": {
+        optional=("source",),
+    )
+    done = closed(
+        {
             "status": {"const": "done"},
             "id": _ID,
             "meme": {"type": "string", "pattern": f"^{MEME_PREFIX}", "description": "The meme's object"},
             "faces": {"type": "array", "items": face, "description": "Biggest first"},
-            "caption": {
-                "type": "object",
-                "required": ["top", "bottom", "bank"],
-                "additionalProperties": False,
-                "properties": {
+            "caption": closed(
+                {
                     "top": {"type": "string"},
                     "bottom": {"type": "string"},
                     "bank": {"type": "string", "description": "A label, group:<kind>, no_face, or user"},
-                },
-            },
-            "content_type": {"enum": ["image/jpeg", "image/png", "image/webp"]},
+                }
+            ),
+            "content_type": {"enum": list(MEME_EXTENSIONS)},
             "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
             "model_version": {"type": "string"},
             "input_sha256": {"type": "string"},
@@ -82,13 +77,9 @@ def record_schema() -> dict[str, Any]:
             "source": {**_ID, "description": "Another caption: the upload whose photo it is"},
             "variant": {"type": "integer", "minimum": 1},
         },
-    }
-    failed = {
-        "type": "object",
-        "required": ["status", "id", "error"],
-        "additionalProperties": False,
-        "properties": {"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}},
-    }
+        optional=("input_sha256", "timings_ms", "source", "variant"),
+    )
+    failed = closed({"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "MemeGen record",
