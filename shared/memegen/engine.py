@@ -184,9 +184,9 @@ class Engine:
             bottom=bottom,
             variant=variant,
         )
+        meme_width, meme_height = round(width * out_scale), round(height * out_scale)
         if caption.bank == USER:
             # A person's own words are drawn whole or not at all: never silently cut short.
-            meme_width, meme_height = round(width * out_scale), round(height * out_scale)
             for which, text in (("top", caption.top), ("bottom", caption.bottom)):
                 if not caption_fits(text, width=meme_width, height=meme_height):
                     raise CaptionRefused(
@@ -215,7 +215,7 @@ class Engine:
         return Meme(
             image=image,
             content_type=MEME_TYPES[format.lower()],
-            size=(round(width * out_scale), round(height * out_scale)),
+            size=(meme_width, meme_height),
             faces=readings,
             caption=caption,
             model_version=self.ensemble.version,

@@ -161,8 +161,8 @@ class _Face:
 
 
 @lru_cache(maxsize=256)
-def _face(size: int, path: Path | None = None) -> _Face:
-    return _Face(path or caption_fonts()[0].path, size)
+def _face(size: int, path: Path) -> _Face:
+    return _Face(path, size)
 
 
 def _clean(text: str) -> str:
@@ -252,13 +252,17 @@ def _block(lines: list[str], face: _Face, width: int) -> _Block:
     )
 
 
+# Kept: the engine asks whether a person's caption fits (caption_fits) before render draws it,
+# and bank captions recur on photos of one size.
+@lru_cache(maxsize=256)
 def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     """The largest caption block that fits; None when there is nothing to draw."""
-    font = font_for(_clean(text))
+    cleaned = _clean(text)
+    font = font_for(cleaned)
     if font is None:
         # Never boxes: the engine refuses such text first (own_caption); this guards other callers.
-        raise CaptionRefused(f"the caption has characters MemeGen cannot draw ({undrawable(_clean(text))})")
-    paragraphs = [words for words in (p.split() for p in _clean(text).upper().split("\n")) if words]
+        raise CaptionRefused(f"the caption has characters MemeGen cannot draw ({undrawable(cleaned)})")
+    paragraphs = [words for words in (p.split() for p in cleaned.upper().split("\n")) if words]
     if not paragraphs:
         return None
     line_width = width - 2 * margin
@@ -355,7 +359,7 @@ def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, 
     label = _clean(mark.label).replace("\n", " ").strip()
     if not label:
         return
-    face = _face(min(40, max(10, round(min(width, height) / 30))))
+    face = _face(min(40, max(10, round(min(width, height) / 30))), caption_fonts()[0].path)
     pad = max(1, face.size // 8)
     # The label is drawn without an outline: the box measured with one leaves
     # that much more padding around it.
