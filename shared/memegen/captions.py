@@ -208,11 +208,11 @@ def choose_caption(
 
     if weights is not None and len(weights) != len(labels):
         raise ValueError(f"{len(weights)} weights for {len(labels)} labels")
+    if variant < 0:
+        raise ValueError(f"variant must be 0 or more, not {variant}")
     name, rest, odd = _bank_for(labels, weights)
     pairs = bank.pairs(name)
-    if not 0 <= variant < len(pairs):
-        if variant < 0:
-            raise ValueError(f"variant must be 0 or more, not {variant}")
+    if variant >= len(pairs):
         raise CaptionsExhausted(
             f"MemeGen has no more captions for this photo (all {len(pairs)} were used): write your own"
         )
