@@ -175,19 +175,16 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
 
 def test_no_photo_loses_a_face(photos_dir: Path, settings) -> None:
     """Every photo's face count at the engine's settings is at least the golden file's (scripts/faces.py --update)."""
-    from memegen.reader import read_image
+    from scripts.faces import GOLDEN, as_the_engine_reads
 
-    golden = json.loads((Path(__file__).parent / "golden" / "face_counts.json").read_text())
+    golden = json.loads(GOLDEN.read_text())
     detector = FaceDetector.from_dir(settings.detector_dir)
     counts = {}
     for name in golden:
         if not (photos_dir / name).exists():
             continue
-        picture = read_image((photos_dir / name).read_bytes(), min_side=settings.max_side)
-        height, width = picture.rgb.shape[:2]
-        counts[name] = len(
-            detector.detect(picture.rgb, min_face=settings.smallest_face(width, height, scale=picture.scale))
-        )
+        rgb, smallest = as_the_engine_reads((photos_dir / name).read_bytes(), settings)
+        counts[name] = len(detector.detect(rgb, min_face=smallest))
     assert len(counts) >= 40, "the golden file names the photos of MEMEGEN_PHOTOS"
     assert {n: (c, golden[n]) for n, c in counts.items() if c < golden[n]} == {}
     assert sum(counts.values()) <= sum(golden[n] for n in counts) + 2  # and no flood of new (false) faces
