@@ -20,6 +20,7 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.oauth2 import service_account
 
 from local.devkey import write_key
 from local.run import free_port
@@ -78,6 +79,12 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("signing") / "dev-key.json"
     write_key(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def signer(signing_key_file: Path) -> service_account.Credentials:
+    """The development key the storage server checks signed URLs against, as signing credentials."""
+    return service_account.Credentials.from_service_account_file(str(signing_key_file))
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask.testing import FlaskClient
 from google.api_core.exceptions import ServiceUnavailable
+from google.auth.credentials import Credentials
 from google.cloud import storage
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
@@ -831,15 +832,11 @@ def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_i
 
 
 def test_a_share_link_outlives_every_signed_url_it_hands_out(
-    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, key_file: Path
+    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, signer: Credentials
 ) -> None:
     """The link is /m/{id}, not a signed URL: pasted after its URLs expired, it still shows the meme."""
-    from google.oauth2 import service_account
-
     short = dataclasses.replace(settings, url_ttl_seconds=1)
-    store = Store(
-        empty_buckets, short, signing_credentials=service_account.Credentials.from_service_account_file(str(key_file))
-    )
+    store = Store(empty_buckets, short, signing_credentials=signer)
     upload = store.new_upload(content_type="image/jpeg")
     written = Upload(
         name=f"{settings.upload_prefix}{upload.id}",
@@ -868,12 +865,9 @@ def test_a_share_link_outlives_every_signed_url_it_hands_out(
 
 
 def test_a_photo_has_at_most_max_versions_other_captions(
-    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, key_file: Path
+    app: flask.Flask, empty_buckets: storage.Client, settings: Settings, signer: Credentials
 ) -> None:
-    from google.oauth2 import service_account
-
     capped = dataclasses.replace(settings, max_versions=2)
-    signer = service_account.Credentials.from_service_account_file(str(key_file))
     store = Store(empty_buckets, capped, signing_credentials=signer)
     upload = store.new_upload(content_type="image/jpeg")
     for _ in range(2):

@@ -8,7 +8,6 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,12 +23,6 @@ from local.run import free_port
 from memegen.errors import ImageTooLarge
 from memegen.settings import Settings
 from memegen.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
-
-
-@pytest.fixture(scope="module")
-def signer(signing_key_file: Path) -> service_account.Credentials:
-    """The development key the storage server checks signed URLs against."""
-    return service_account.Credentials.from_service_account_file(str(signing_key_file))
 
 
 @pytest.fixture
