@@ -241,11 +241,16 @@ def write_readme(path: Path, summary: dict[str, Any]) -> None:
             f"On the {summary['photos']} real photos of MEMEGEN_PHOTOS the whole meme took a median"
             f" {summary['make_ms']:.0f} ms and its faces stage {summary['faces_ms']:.0f} ms (the peer did not run)."
         )
-    text = path.read_text()
-    start, end = "<!-- bench:peer -->", "<!-- /bench:peer -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        path.write_text(head + start + sentence + end + rest.split(end, 1)[1])
+    replace_between_markers(path, "peer", sentence)
+
+
+def replace_between_markers(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- bench:NAME -->`` marker pair of ``path`` (a README), if it has them."""
+    old = path.read_text() if path.exists() else ""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        path.write_text(head + start + text + end + rest.split(end, 1)[1])
 
 
 # Cloud Run functions' list prices (1 vCPU, 1 GiB), and the storage round trip, which the bench
@@ -292,12 +297,8 @@ def scale_section(*, make_ms: dict[str, float], cold_ms: float, peak_mb: float) 
 
 def write_scale(path: Path, *, make_ms: dict[str, float], cold_ms: float, peak_mb: float) -> None:
     """The README's Scale section, between its ``<!-- bench:scale -->`` markers, from this run."""
-    text = path.read_text() if path.exists() else ""
-    start, end = "<!-- bench:scale -->", "<!-- /bench:scale -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        body = scale_section(make_ms=make_ms, cold_ms=cold_ms, peak_mb=peak_mb)
-        path.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
+    body = scale_section(make_ms=make_ms, cold_ms=cold_ms, peak_mb=peak_mb)
+    replace_between_markers(path, "scale", "\n" + body + "\n")
 
 
 def main() -> int:
