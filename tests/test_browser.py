@@ -133,6 +133,7 @@ def test_another_caption_then_delete_it_on_a_desktop(settings: Settings, photos_
         errors = page_errors(page)
         page.goto(stack.page)
         page.set_input_files("#library", photos_dir / "two_people.jpg")
+        page.fill("#top", "my own words first")  # a new meme after the delete must not keep them
         page.click("#make")
         page.wait_for_selector("#result:not([hidden])", timeout=60_000)
         assert f"kept {settings.meme_retention_days} days" in page.inner_text("#kept")
