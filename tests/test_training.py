@@ -44,8 +44,9 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
         assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1"]) == 0
     assert "1 unreadable and skipped" in caplog.text
     states = tmp_path / "fer"
-    # The four teachers (FER2013 alone, with mixup, with the other populations), then a student of theirs.
-    recipes = ["fer_a", "fer_b", "fer_c", "fer_d", "fer_e"]
+    # The four teachers (FER2013 alone, with mixup, with the other populations), two students of
+    # theirs, and a student of all six: a second generation, trained after the first.
+    recipes = ["fer_a", "fer_b", "fer_c", "fer_d", "fer_e", "fer_f", "fer_g"]
     assert fer.main(["--data", str(data), "--out", str(states), "--epochs", "1", "--only", *recipes]) == 0
     assert sorted(p.name for p in states.glob("*.pt")) == [f"{r}.pt" for r in recipes]
     import numpy as np
@@ -53,8 +54,12 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
 
     student = torch.load(states / "fer_e.pt", weights_only=False)
     assert student["teachers"] == ["fer_a", "fer_b", "fer_c", "fer_d"] and student["config"]["distill"] > 0
-    soft = np.load(states / "teachers.npy")
-    assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    first, second = (np.load(fer.teachers_path(states, fer.SECOND[:n])) for n in (4, 6))
+    for soft in (first, second):
+        assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    # Each student learned from its own teachers' reading, not from one file shared by every set.
+    assert not np.allclose(first, second)
+    assert torch.load(states / "fer_g.pt", weights_only=False)["teachers"] == list(fer.SECOND)
     out = tmp_path / "models"
     out.mkdir()
     (out / "stale.tflite").write_bytes(b"a member of an earlier build")
@@ -76,7 +81,8 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert record["report"]["views"]["chosen"] == "single"
     assert {step["added"] for step in record["report"]["greedy"]} <= set(recipes)
     teachers = {r["recipe"]: r["teachers"] for r in record["report"]["fer_recipes"]}
-    assert teachers == {**{r: [] for r in recipes[:4]}, "fer_e": recipes[:4]}
+    students = {"fer_e": recipes[:4], "fer_f": recipes[:4], "fer_g": recipes[:6]}
+    assert teachers == {**{r: [] for r in recipes[:4]}, **students}
     assert set(record["report"]["objectives"]) == {"judged mix", "populations alike"}
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
     readme = tmp_path / "README.md"

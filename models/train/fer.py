@@ -65,7 +65,10 @@ BASE = Config(
 # fer_c is fer_a with mixup, which measures whether mixup pays; fer_d is fer_b with another seed.
 # fer_e and fer_f are students of the first four (knowledge distillation): each FER2013 face's target
 # is half its label, half the teachers' averaged reading of it, which measures whether distillation pays.
+# fer_g and fer_h are a second generation: students of all six, trained half as long again, which
+# measures whether more teachers and more epochs pay (fer_g on FER2013 alone, fer_h with the others).
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
+SECOND = (*TEACHERS, "fer_e", "fer_f")
 RECIPES = (
     Recipe("fer_a", BASE, "fer2013", seed=1),
     Recipe("fer_b", replace(BASE, epochs=30), "all", seed=2),
@@ -73,6 +76,8 @@ RECIPES = (
     Recipe("fer_d", replace(BASE, epochs=30), "all", seed=4),
     Recipe("fer_e", replace(BASE, epochs=30, distill=0.5), "all", seed=5, teachers=TEACHERS),
     Recipe("fer_f", replace(BASE, epochs=30, distill=0.5, mixup=0.2), "all", seed=6, teachers=TEACHERS),
+    Recipe("fer_g", replace(BASE, epochs=45, distill=0.5), "fer2013", seed=7, teachers=SECOND),
+    Recipe("fer_h", replace(BASE, epochs=45, distill=0.5), "all", seed=8, teachers=SECOND),
 )
 
 
@@ -93,13 +98,18 @@ def training_faces(data: dict[str, np.ndarray], recipe: Recipe, *, soft: np.ndar
     return Split(x, y, np.concatenate([soft, others]))
 
 
+def teachers_path(out: Path, teachers: tuple[str, ...]) -> Path:
+    """Where one set of teachers' averaged probabilities is kept: one file per set."""
+    return out / f"teachers-{'+'.join(teachers)}.npy"
+
+
 def teacher_probabilities(data: dict[str, np.ndarray], out: Path, teachers: tuple[str, ...]) -> Path:
     """Average the teachers' probabilities (face and mirror image) on FER2013's training faces, once.
 
-    Written to ``out/teachers.npy`` beside the teachers' ``NAME.pt`` and reused while they stay the same.
+    Written to ``teachers_path`` beside the teachers' ``NAME.pt`` and reused while they stay the same.
     """
-    path = out / "teachers.npy"
-    stamp = out / "teachers.json"
+    path = teachers_path(out, teachers)
+    stamp = path.with_suffix(".json")
     key = {name: (out / f"{name}.pt").stat().st_mtime_ns for name in teachers}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
         return path
@@ -125,7 +135,7 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {recipe.name} %(message)s")
     config = replace(recipe.config, epochs=epochs or recipe.config.epochs)
     data = dict(np.load(data_path))
-    soft = np.load(out / "teachers.npy") if recipe.teachers else None
+    soft = np.load(teachers_path(out, recipe.teachers)) if recipe.teachers else None
     started = time.time()
     net, history = train(
         config,
@@ -180,16 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     todo = [r for r in recipes if not (args.out / f"{r.name}.pt").exists()]
     log.info("%d members to train: %s", len(todo), ", ".join(r.name for r in todo) or "none")
     epochs = args.epochs or None
-    # Teachers first: the students learn from what they read.
+    # Teachers first: the students learn from what they read, and a student can teach the next generation.
     results = train_members(args, [r for r in todo if not r.teachers], epochs=epochs)
     students = [r for r in todo if r.teachers]
-    for teachers in sorted({r.teachers for r in students}):
-        missing = [name for name in teachers if not (args.out / f"{name}.pt").exists()]
-        if missing:
+    while students:
+        ready = [r for r in students if all((args.out / f"{name}.pt").exists() for name in r.teachers)]
+        if not ready:
+            missing = sorted({n for r in students for n in r.teachers if not (args.out / f"{n}.pt").exists()})
             print(f"error: the students' teachers {', '.join(missing)} are not trained", file=sys.stderr)
             return 2
-        teacher_probabilities(dict(np.load(args.data)), args.out, teachers)
-    results += train_members(args, students, epochs=epochs)
+        for teachers in sorted({r.teachers for r in ready}):
+            teacher_probabilities(dict(np.load(args.data)), args.out, teachers)
+        results += train_members(args, ready, epochs=epochs)
+        students = [r for r in students if r not in ready]
     for result in results:
         log.info("trained %s", json.dumps(result))
     # build --states reads the trials of the search that chose the recipes; these are fixed.

@@ -1,0 +1,80 @@
+"""The build's choice of members: forward selection within the time budget, pruning by the gain a member brings.
+
+The selection logic is checked on a scripted objective (which member sets score what), so that each
+rule is seen alone; the smoke training run in ``test_training.py`` runs it on real members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the build's tools are in requirements-train.txt")
+
+from models.train import build
+
+# Members 0-2 read FER2013's faces, 3 and 4 are the JAFFE and LFW ones.
+POPULATIONS = ["fer2013", "fer2013", "fer2013", "jaffe", "lfw"]
+
+
+@dataclass
+class Scripted:
+    """A pool whose cross-validated objective is a table: the score of each set of members."""
+
+    scores: dict[frozenset[int], float]
+    asked: list[frozenset[int]] = field(default_factory=list)
+
+    def cross_validated(self, probs: np.ndarray, members: list[int]) -> float:
+        key = frozenset(members)
+        self.asked.append(key)
+        return self.scores.get(key, 0.0)
+
+
+def _greedy(pool: Scripted, **kw: object) -> list[int]:
+    keep, _ = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, **kw)  # type: ignore[arg-type]
+    return keep
+
+
+def test_forward_selection_stops_at_the_time_budget() -> None:
+    # Every FER2013 member added raises the objective: only the budget stops the selection.
+    scores = {frozenset({*fer, 3, 4}): 0.6 + 0.02 * len(fer) - 0.001 * sum(fer) for fer in _subsets([0, 1, 2])}
+    assert _greedy(Scripted(scores)) == [0, 1, 2, 3, 4]
+    # The two population members cost 1 ms a face each, a FER2013 member 1.5 ms: 4 ms fit one, 5 ms two.
+    costs = [1.5, 1.5, 1.5, 1.0, 1.0]
+    assert _greedy(Scripted(scores), costs=costs, budget_ms=4.0) == [0, 3, 4]
+    assert _greedy(Scripted(scores), costs=costs, budget_ms=5.0) == [0, 1, 3, 4]
+    # The first member is taken whatever it costs: the ensemble must read faces in the wild.
+    assert _greedy(Scripted(scores), costs=costs, budget_ms=1.0) == [0, 3, 4]
+
+
+def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
+    gain = build.MIN_GAIN
+    scores = {
+        frozenset({0, 3, 4}): 0.60,
+        frozenset({1, 3, 4}): 0.59,
+        frozenset({2, 3, 4}): 0.58,
+        frozenset({0, 1, 3, 4}): 0.60 + 0.9 * gain,  # below the gain a member must bring
+        frozenset({0, 2, 3, 4}): 0.60 + 0.5 * gain,
+    }
+    assert _greedy(Scripted(scores)) == [0, 3, 4]
+    scores[frozenset({0, 2, 3, 4})] = 0.60 + 1.1 * gain
+    assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
+
+
+def test_a_population_member_goes_unless_it_raises_the_objective_by_min_gain() -> None:
+    gain = build.MIN_GAIN
+    scores = {
+        frozenset({0, 1, 2}): 0.70,
+        frozenset({0, 2}): 0.70 - 0.5 * gain,  # JAFFE's member (1) adds half the gain: it goes
+        frozenset({0}): 0.70 - 2.0 * gain,  # LFW's (2) adds twice the gain, JAFFE's gone: it stays
+    }
+    pool = Scripted(scores)
+    keep, steps = build.prune_population_members(np.zeros((1, 3, 7)), pool, ["fer2013", "jaffe", "lfw"])  # type: ignore[arg-type]
+    assert keep == [0, 2]
+    assert [step["kept"] for step in steps] == [False, True]
+
+
+def _subsets(items: list[int]) -> list[tuple[int, ...]]:
+    return [tuple(i for i in items if mask >> i & 1) for mask in range(1, 2 ** len(items))]
