@@ -446,7 +446,9 @@ def readme_sentences(manifest: dict[str, Any], measured: Measured) -> dict[str, 
     best = max(names, key=lambda n: test[n]["accuracy"])
     populations = sorted({e["population"] for e in manifest["members"]} - {"fer2013"})
     fer = sum(e["population"] == "fer2013" for e in manifest["members"])
-    others = f", and one each for {', '.join(p.upper() for p in populations)}" if populations else ""
+    listed = ", ".join(p.upper() for p in populations)
+    each = " each" if len(populations) > 1 else ""
+    others = f", and one{each} for {listed}" if populations else ""
     views = len(manifest["members"][0].get("views", [[0, 0, 1]]))
     gain = 100 * (test["ensemble"]["accuracy"] - test[best]["accuracy"])
     return {
