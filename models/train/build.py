@@ -297,17 +297,22 @@ VIEW_SETS: dict[str, list[list[float]]] = {
 
 
 def choose_views(
-    models: dict[str, bytes], entries: list[dict[str, Any]], pool: Pool, *, budget_ms: float
+    models: dict[str, bytes],
+    entries: list[dict[str, Any]],
+    pool: Pool,
+    *,
+    budget_ms: float,
+    run_ms: float,
+    single: np.ndarray,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Which views of a face the members read, by the combination's cross-validated score on validation faces.
 
     A set with more views must score ``VIEW_GAIN`` higher than one with fewer: each view is
-    another run of every member; and the whole ensemble, measured here on one thread, must
-    stay within ``budget_ms`` a face. Sets the members' ``views``; returns the comparison and
-    the members' outputs on the pool's faces with the chosen views.
+    another run of every member; and the whole ensemble (``run_ms`` for one view of every
+    member, one thread) must stay within ``budget_ms`` a face. ``single`` is the members'
+    outputs on the pool's faces with the one view every face has, already computed. Sets the
+    members' ``views``; returns the comparison and the members' outputs with the chosen views.
     """
-    face = pool.x[0]
-    run_ms = sum(_run_ms(models[e["file"]], face, size=e["input_size"], flip=e["flip"]) for e in entries)
     # One view is how a member reads a face at all: the budget decides only the extra views.
     affordable = {
         name: views for name, views in VIEW_SETS.items() if len(views) == 1 or run_ms * len(views) <= budget_ms
@@ -316,7 +321,10 @@ def choose_views(
     scores: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
     for name, views in affordable.items():
-        outputs[name] = member_outputs(models, [{**e, "views": views} for e in entries], pool.x)
+        if name == "single":
+            outputs[name] = single
+        else:
+            outputs[name] = member_outputs(models, [{**e, "views": views} for e in entries], pool.x)
         scores[name] = pool.cross_validated(outputs[name], list(range(len(entries))))
         log.info("views %s: %.4f", name, scores[name])
     by_cost = sorted(scores, key=lambda n: len(VIEW_SETS[n]))
@@ -787,9 +795,12 @@ def main(argv: list[str] | None = None) -> int:
     # Members are chosen on the one view every face has; the extra views, for the members kept,
     # where their cost fits the budget (chosen first, they would be priced for every candidate).
     single = member_outputs(models, [{**e, "views": VIEW_SETS["single"]} for e in entries], pool.x)
-    costs = [_run_ms(models[e["file"]], pool.x[0], size=e["input_size"], flip=e["flip"]) for e in entries]
-    entries, _, models = select_members(args, entries, models, single, pool, record, costs=costs)
-    record["views"], probs = choose_views(models, entries, pool, budget_ms=args.budget_ms)
+    # Timed once, by model: the selection renames the files it keeps.
+    ms = {e["sha256"]: _run_ms(models[e["file"]], pool.x[0], size=e["input_size"], flip=e["flip"]) for e in entries}
+    costs = [ms[e["sha256"]] for e in entries]
+    entries, single, models = select_members(args, entries, models, single, pool, record, costs=costs)
+    run_ms = sum(ms[e["sha256"]] for e in entries)
+    record["views"], probs = choose_views(models, entries, pool, budget_ms=args.budget_ms, run_ms=run_ms, single=single)
     method, weights, comparison = choose_combination(probs, pool)
     report = {
         "public_test": public_test_report(data, entries, models, weights),

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     # Teachers first: the students learn from what they read, and a student can teach the next generation.
     results = train_members(args, [r for r in todo if not r.teachers], epochs=epochs)
     students = [r for r in todo if r.teachers]
+    data = dict(np.load(args.data)) if students else {}
     while students:
         ready = [r for r in students if all((args.out / f"{name}.pt").exists() for name in r.teachers)]
         if not ready:
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the students' teachers {', '.join(missing)} are not trained", file=sys.stderr)
             return 2
         for teachers in sorted({r.teachers for r in ready}):
-            teacher_probabilities(dict(np.load(args.data)), args.out, teachers)
+            teacher_probabilities(data, args.out, teachers)
         results += train_members(args, ready, epochs=epochs)
         students = [r for r in students if r not in ready]
     for result in results:
