@@ -130,3 +130,34 @@ def test_missing_dataset_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
     assert fer.main(["--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "fer")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "models.train.prepare" in err[0]
+
+
+def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
+    """``models.train.gpu`` on the CPU, every network an eighth as wide: the pack, the two rounds, the states."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import numpy as np
+    import torch
+
+    from models.train import build, gpu, prepare
+    from models.train.train import load_split
+
+    data, packed, out = tmp_path / "faces.npz", tmp_path / "pack.npz", tmp_path / "gpu"
+    assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1", "--limit", "8"]) == 0
+    assert gpu.main(["pack", "--data", str(data), "--out", str(packed)]) == 0
+    faces, parts = dict(np.load(data)), gpu.load_packed(packed)
+    for part, (population, split) in gpu.PARTS.items():
+        # Lossless: the GPU learns from the very faces the CPU recipes do.
+        assert np.array_equal(parts[part].x, load_split(faces, population, split, gpu.SIZE).x), part
+    run = ["distil", "--data", str(packed), "--out", str(out), "--smoke", "--budget-s", "1", "--workers", "2"]
+    assert gpu.main(run) == 0
+    names = [r.name for r in (*gpu.TEACHERS, *gpu.STUDENTS)]
+    members, _ = build._trained_fer_members(sorted(out.glob("*.pt")), len(names))
+    assert sorted(m["name"] for m in members) == sorted(names)
+    order = {r.name: i for i, r in enumerate(gpu.TEACHERS)}
+    teachers = sorted((m for m in members if m["name"] in order), key=lambda m: order[m["name"]])
+    for student in (m for m in members if m["name"] not in order):
+        assert student["teachers"] == [r.name for r in gpu.TEACHERS] and student["config"]["distill"] > 0
+    # The students learned from the trained teachers' reading, not the probe's.
+    soft = gpu.teacher_reading(teachers, parts["fer_train"].x, "cpu")
+    assert np.allclose(np.load(out / "teachers.npy"), soft, atol=1e-5)
+    assert all(isinstance(v, torch.Tensor) for m in members for v in m["state"].values())

@@ -44,10 +44,18 @@ POPULATION_INFO = {
 }
 
 
-FER_WITH_OTHERS = (
-    "FER2013 train (in the wild, 48x48, sharp), 90% at random, with the LFW, JAFFE and IMFDB train splits"
-    " (their validation people held out); public_test kept for the report"
-)
+# What a FER2013 member learnt from besides FER2013's train split, by its recipe's ``data``
+# ("all": models.train.fer's; "posed": models.train.gpu's, whose pack leaves LFW out).
+FER_WITH_OTHERS = {
+    "all": (
+        "FER2013 train (in the wild, 48x48, sharp), 90% at random, with the LFW, JAFFE and IMFDB train splits"
+        " (their validation people held out); public_test kept for the report"
+    ),
+    "posed": (
+        "FER2013 train (in the wild, 48x48, sharp), 90% at random, with the JAFFE and IMFDB train splits"
+        " (their validation people held out); public_test kept for the report"
+    ),
+}
 
 
 def _space(population: str) -> dict[str, list[Any]]:
@@ -536,7 +544,6 @@ def train_members(
         ]
         names = ["fer2013"] + [f"fer2013_{rank + 1}" for rank in range(1, len(fer_members))]
         for name, member in zip(names, fer_members, strict=True):
-            more = member.get("data") == "all"
             entries.append(
                 export(
                     name,
@@ -546,7 +553,7 @@ def train_members(
                     history=member["history"],
                     init="scratch",
                     seed=0,
-                    datasets=FER_WITH_OTHERS if more else None,
+                    datasets=FER_WITH_OTHERS.get(member.get("data", "fer2013")),
                 )
             )
             entries[-1]["recipe"] = member["name"]  # models.train.fer's recipe (fer_a, ...) or the GPU run's

@@ -67,8 +67,11 @@ BASE = Config(
 # is half its label, half the teachers' averaged reading of it, which measures whether distillation pays.
 # fer_g and fer_h are a second generation: students of all six, trained half as long again, which
 # measures whether more teachers and more epochs pay (fer_g on FER2013 alone, fer_h with the others).
+# fer_i is a third generation at 40 px: a student of all eight that sees the face at another scale,
+# which measures whether a member that differs from the others (not only a stronger one) pays.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
+THIRD = (*SECOND, "fer_g", "fer_h")
 RECIPES = (
     Recipe("fer_a", BASE, "fer2013", seed=1),
     Recipe("fer_b", replace(BASE, epochs=30), "all", seed=2),
@@ -78,6 +81,7 @@ RECIPES = (
     Recipe("fer_f", replace(BASE, epochs=30, distill=0.5, mixup=0.2), "all", seed=6, teachers=TEACHERS),
     Recipe("fer_g", replace(BASE, epochs=45, distill=0.5), "fer2013", seed=7, teachers=SECOND),
     Recipe("fer_h", replace(BASE, epochs=45, distill=0.5), "all", seed=8, teachers=SECOND),
+    Recipe("fer_i", replace(BASE, size=40, epochs=42, distill=0.5), "all", seed=9, teachers=THIRD),
 )
 
 

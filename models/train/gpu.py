@@ -1,166 +1,276 @@
-"""Search and train FER2013 members on a GPU, for ``build --states``.
+"""Train large FER2013 teachers and their small students on a GPU, in one call, for ``build --states``.
 
-FER2013 is the population where capacity and epochs pay; a CPU affords a few
-small trials, a GPU affords a real search. Two steps:
+A CPU affords students of teachers their own size; a GPU affords teachers of hundreds of
+millions of MACs, trained long, and students distilled from them. Two steps:
 
-    # here: pack FER2013's train and validation faces at the members' input side
-    python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/fer48.npz
-    # on the GPU machine (needs only torch, numpy, opencv): search, then train the best
-    python -m models.train.gpu run --data models/work/gpu/fer48.npz --out OUT --budget-s 420
+    # here: pack the training faces (lossless WebP, small enough to travel with the code)
+    python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/faces.npz
+    # on the GPU machine (needs only torch, numpy, opencv): teachers, then students
+    python -m models.train.gpu distil --data models/work/gpu/faces.npz --out OUT --budget-s 480
 
-``run`` trains ``--trials`` random configurations for ``--search-epochs`` each,
-several at once (small networks leave a GPU mostly idle), then trains the
-``--top`` best again with ``--seeds`` seeds for as many epochs as the time
-budget allows. It writes one state file per final member (``fer_N.pt``: config,
-weights, history) and ``search.json``; ``build --states`` quantizes and
-combines them. Only the validation split judges; public_test is not packed.
+``distil`` trains every teacher (``TEACHERS``) at once, several processes sharing the
+GPU (small networks leave one mostly idle), averages their reading of FER2013's training
+faces (face and mirror image), then trains every student (``STUDENTS``) at once on those
+readings blended with the labels. A probe epoch of each sizes the epochs to fit
+``--budget-s``. It writes one state file per network (``NAME.pt``: config, weights,
+history, teachers) and ``search.json``; ``build --states OUT/*.pt`` quantizes and combines
+them and prices each against the ensemble's time budget (a teacher is too slow to keep).
+Only FER2013's validation split judges an epoch; public_test is not packed.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import multiprocessing
-import random
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
-from models.train.net import Config, macs
-from models.train.train import TRAIN, VAL, Split, load_split, train
+from models.train.fer import BASE
+from models.train.net import Config, ExpressionNet, macs
+from models.train.train import TRAIN, VAL, Split, load_split, predict, train
 
 log = logging.getLogger("gpu")
 SIZE = 48
-SPACE: dict[str, list[Any]] = {
-    "width": [32, 48, 64],
-    "stages": [3, 4],
-    "lr": [1e-3, 2e-3, 4e-3],
-    "balance": [0.2, 0.4, 0.6],
-    "dropout": [0.2, 0.3, 0.5],
-    "weight_decay": [0.01, 0.05],
-    "label_smoothing": [0.0, 0.1],
+# The parts packed: FER2013's train and validation faces, and the posed (JAFFE) and film (IMFDB)
+# training people, whom the "posed" recipes add. LFW's 10,765 training faces would take the pack past
+# what travels with the code (64 MiB); LFW has a member of its own.
+PARTS = {
+    "fer_train": ("fer2013", TRAIN),
+    "fer_val": ("fer2013", VAL),
+    "jaffe": ("jaffe", TRAIN),
+    "imfdb": ("imfdb", TRAIN),
 }
+MAX_PACK_BYTES = 60 * 2**20
 
 
-def pack(data_path: Path, out: Path) -> None:
-    """FER2013 train and validation faces at the input side, for the GPU machine."""
+@dataclass(frozen=True)
+class GpuRecipe:
+    """One network of the run: configuration, faces ("fer2013"; "posed": with JAFFE's and IMFDB's), seed."""
+
+    name: str
+    config: Config
+    data: str
+    seed: int
+    student: bool = False
+
+
+_WIDE = replace(BASE, width=64, dropout=0.4)  # 4x the students' MACs (225 M)
+_WIDER = replace(BASE, width=96, dropout=0.5)  # 9x (508 M)
+TEACHERS = (
+    GpuRecipe("gpu_t1", _WIDE, "fer2013", seed=101),
+    GpuRecipe("gpu_t2", replace(_WIDE, mixup=0.2), "fer2013", seed=102),
+    GpuRecipe("gpu_t3", _WIDE, "posed", seed=103),
+    GpuRecipe("gpu_t4", _WIDER, "fer2013", seed=104),
+    GpuRecipe("gpu_t5", replace(_WIDER, mixup=0.2), "posed", seed=105),
+)
+_STUDENT = replace(BASE, distill=0.7)  # the CPU members' network (56 M MACs)
+STUDENTS = (
+    GpuRecipe("gpu_s1", _STUDENT, "fer2013", seed=201, student=True),
+    GpuRecipe("gpu_s2", _STUDENT, "posed", seed=202, student=True),
+    GpuRecipe("gpu_s3", replace(_STUDENT, size=40), "posed", seed=203, student=True),
+    GpuRecipe("gpu_s4", replace(_STUDENT, mixup=0.2), "fer2013", seed=204, student=True),
+)
+
+
+def pack(data_path: Path, out: Path, *, limit: int = 0) -> int:
+    """The faces ``distil`` trains on, each a lossless WebP, in one uncompressed ``.npz``.
+
+    ``limit`` keeps that many faces of each part (smoke runs). Returns the file's size; refuses
+    (ValueError) a pack too large to travel with the code.
+    """
     data = dict(np.load(data_path))
-    train_set = load_split(data, "fer2013", TRAIN, SIZE)
-    val_set = load_split(data, "fer2013", VAL, SIZE)
+    arrays: dict[str, np.ndarray] = {}
+    for part, (population, split) in PARTS.items():
+        faces = load_split(data, population, split, SIZE)
+        # Faces are in label order: a limited pack takes them evenly spaced, every label its share.
+        keep = np.linspace(0, len(faces.y) - 1, min(limit, len(faces.y))).astype(int) if limit else slice(None)
+        x, y = faces.x[keep], faces.y[keep]
+        blobs = [cv2.imencode(".webp", face, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].ravel() for face in x]
+        arrays[f"{part}_webp"] = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        arrays[f"{part}_ends"] = np.cumsum([len(b) for b in blobs], dtype=np.int64)
+        arrays[f"{part}_y"] = y.astype(np.int64)
+        if not np.array_equal(_decoded(arrays, part), x):
+            raise ValueError(f"{part}: the WebP round trip changed the faces")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, train_x=train_set.x, train_y=train_set.y, val_x=val_set.x, val_y=val_set.y)
-    log.info("packed %d train and %d validation faces into %s", len(train_set.y), len(val_set.y), out)
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    size = out.stat().st_size
+    if size > MAX_PACK_BYTES:
+        out.unlink()
+        raise ValueError(f"the pack would be {size / 2**20:.0f} MiB, more than travels with the code")
+    counts = ", ".join(f"{len(arrays[p + '_y'])} {p}" for p in PARTS)
+    log.info("packed %s into %s (%.1f MiB)", counts, out, size / 2**20)
+    return size
 
 
-_data: dict[str, np.ndarray] = {}
+def _decoded(arrays: dict[str, np.ndarray], part: str) -> np.ndarray:
+    blob, ends = arrays[f"{part}_webp"], arrays[f"{part}_ends"]
+    starts = np.concatenate([[0], ends]).astype(np.int64)[:-1]
+    faces = [cv2.imdecode(blob[s:e], cv2.IMREAD_GRAYSCALE) for s, e in zip(starts, ends, strict=True)]
+    if any(face is None for face in faces):
+        raise ValueError(f"{part}: a packed face does not decode")
+    return np.stack(faces) if faces else np.zeros((0, SIZE, SIZE), np.uint8)  # type: ignore[arg-type]
 
 
-def _init(data_path: str) -> None:
+def load_packed(path: Path) -> dict[str, Split]:
+    """Every packed part as faces and labels."""
+    arrays = dict(np.load(path))
+    return {part: Split(_decoded(arrays, part), arrays[f"{part}_y"]) for part in PARTS}
+
+
+def _at(faces: np.ndarray, size: int) -> np.ndarray:
+    if size == faces.shape[-1] or len(faces) == 0:
+        return faces
+    interpolation = cv2.INTER_AREA if size < faces.shape[-1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in faces])
+
+
+def training_faces(parts: dict[str, Split], recipe: GpuRecipe, soft: np.ndarray | None) -> Split:
+    """A recipe's faces at its input side; a student's FER2013 faces carry the teachers' reading."""
+    names = ["fer_train"] + (["jaffe", "imfdb"] if recipe.data == "posed" else [])
+    x = _at(np.concatenate([parts[n].x for n in names]), recipe.config.size)
+    y = np.concatenate([parts[n].y for n in names])
+    if soft is None:
+        return Split(x, y)
+    others = np.eye(soft.shape[1], dtype=np.float32)[y[len(soft) :]]
+    return Split(x, y, np.concatenate([soft, others]))
+
+
+_parts: dict[str, Split] = {}
+
+
+def _init(data_path: str, device: str) -> None:
     logging.basicConfig(level=logging.WARNING)
-    torch.backends.cudnn.benchmark = True
-    _data.update(np.load(data_path))
+    torch.backends.cudnn.benchmark = device == "cuda"
+    if device == "cpu":
+        torch.set_num_threads(1)  # the workers share the cores
+    _parts.update(load_packed(Path(data_path)))
 
 
-def _to_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def _job(config: dict[str, Any], seed: int) -> dict[str, Any]:
+def _job(recipe: GpuRecipe, epochs: int, soft_path: str, device: str, batch: int) -> dict[str, Any]:
+    """Train one recipe for ``epochs`` in a worker; its record, the weights as bytes."""
     started = time.time()
+    soft = np.load(soft_path) if recipe.student else None
     net, history = train(
-        Config(**config),
-        Split(_data["train_x"], _data["train_y"]),
-        Split(_data["val_x"], _data["val_y"]),
-        seed=seed,
-        batch_size=256,
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        replace(recipe.config, epochs=epochs),
+        training_faces(_parts, recipe, soft),
+        Split(_at(_parts["fer_val"].x, recipe.config.size), _parts["fer_val"].y),
+        seed=recipe.seed,
+        batch_size=batch,
+        device=device,
     )
     best = max(history, key=lambda row: row["val_accuracy"])
     return {
-        "config": config,
-        "seed": seed,
+        "name": recipe.name,
+        "config": replace(recipe.config, epochs=epochs).to_dict(),
+        "data": recipe.data,
+        "seed": recipe.seed,
         "val_accuracy": best["val_accuracy"],
         "val_macro_recall": best["val_macro_recall"],
-        "macs": macs(Config(**config)),
+        "macs": macs(recipe.config),
         "seconds": round(time.time() - started, 1),
         "history": history,
-        # Bytes rather than tensors: tensors would cross the process boundary
-        # as shared-memory handles, one open file each.
-        "state": _to_bytes(net.state_dict()),
+        # Plain numpy, not tensors: tensors would cross the process boundary as
+        # shared-memory handles, one open file each.
+        "state": {k: v.numpy() for k, v in net.state_dict().items()},
     }
 
 
-def run(args: argparse.Namespace) -> None:
+def _round(
+    pool: ProcessPoolExecutor, recipes: tuple[GpuRecipe, ...], epochs: list[int], soft: str, device: str, batch: int
+) -> list[dict[str, Any]]:
+    futures = [pool.submit(_job, r, e, soft, device, batch) for r, e in zip(recipes, epochs, strict=True)]
+    return [f.result() for f in futures]
+
+
+def teacher_reading(teachers: list[dict[str, Any]], faces: np.ndarray, device: str) -> np.ndarray:
+    """The teachers' averaged probabilities for faces and their mirror images (states: arrays or tensors)."""
+    total = np.zeros((len(faces), 7), dtype=np.float64)
+    for member in teachers:
+        config = Config(**member["config"])
+        net = ExpressionNet(config)
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in member["state"].items()})
+        net = net.to(device)
+        sized = _at(faces, config.size)
+        total += (predict(net, sized) + predict(net, np.ascontiguousarray(sized[:, :, ::-1]))) / 2
+    return (total / len(teachers)).astype(np.float32)
+
+
+def _save(out: Path, member: dict[str, Any], teachers: list[str]) -> dict[str, Any]:
+    state = {k: torch.from_numpy(v) for k, v in member["state"].items()}
+    torch.save({**member, "state": state, "teachers": teachers}, out / f"{member['name']}.pt")
+    return {k: v for k, v in member.items() if k not in ("state", "history")} | {"teachers": teachers}
+
+
+def _smoke(recipes: tuple[GpuRecipe, ...]) -> tuple[GpuRecipe, ...]:
+    """The same recipes an eighth as wide (and in batches of 32), for a run on a CPU that only proves the steps."""
+    return tuple(replace(r, config=replace(r.config, width=r.config.width // 8)) for r in recipes)
+
+
+def distil(args: argparse.Namespace) -> None:
+    """Teachers, their reading of FER2013's training faces, then students; all within ``--budget-s``."""
     started = time.time()
-    rng = random.Random(args.seed)
-    configs: list[dict[str, Any]] = []
-    while len(configs) < args.trials:
-        choice = {k: rng.choice(v) for k, v in SPACE.items()}
-        choice.update(size=SIZE, epochs=args.search_epochs)
-        if choice not in configs:
-            configs.append(choice)
+    teachers_, students_ = (_smoke(TEACHERS), _smoke(STUDENTS)) if args.smoke else (TEACHERS, STUDENTS)
+    batch = 32 if args.smoke else 256
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
+    soft_path = args.out / "teachers.npy"
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_init, initargs=(str(args.data),)) as pool:
-        trials = list(pool.map(_job, configs, [args.seed] * len(configs)))
-        for trial in trials:
-            trial.pop("state")
-            log.info("trial %s", json.dumps({k: v for k, v in trial.items() if k != "history"}))
-        ranked = sorted(trials, key=lambda t: -t["val_accuracy"])
-        search_seconds = time.time() - started
-        # Epochs for the final round from the measured pace, to fit what is left of the budget.
-        per_epoch = max(t["seconds"] for t in trials) / args.search_epochs
-        rounds = -(-args.top * args.seeds // args.workers)
-        left = args.budget_s - search_seconds
-        epochs = int(min(args.max_epochs, max(args.search_epochs, left / rounds / per_epoch * 0.85)))
-        log.info("search took %.0f s; final members get %d epochs", search_seconds, epochs)
-        final = [
-            ({**t["config"], "epochs": epochs}, args.seed + 1 + seed)
-            for t in ranked[: args.top]
-            for seed in range(args.seeds)
-        ]
-        finished: list[dict[str, Any]] = []
-        record = {"space": SPACE, "trials": trials, "final_epochs": epochs, "final": finished}
-        for index, member in enumerate(pool.map(_job, *zip(*final, strict=True))):
-            member["state"] = torch.load(io.BytesIO(member["state"]))
-            torch.save(member, args.out / f"fer_{index}.pt")
-            finished.append({k: v for k, v in member.items() if k not in ("state", "history")})
-            (args.out / "search.json").write_text(json.dumps(record, indent=1))
-            log.info("final member %d: %s", index, json.dumps(finished[-1]))
-    log.info("done in %.0f s", time.time() - started)
+    workers = args.workers or len(teachers_) + len(students_)
+    record: dict[str, Any] = {"trials": [], "device": device, "recipes": [], "budget_s": args.budget_s}
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(str(args.data), device)) as pool:
+        _init(str(args.data), device)
+        # One epoch of every network at once measures the pace of each round as it will run.
+        probe_t = _round(pool, teachers_, [1] * len(teachers_), "", device, batch)
+        np.save(soft_path, teacher_reading(probe_t, _parts["fer_train"].x, device))
+        probe_s = _round(pool, students_, [1] * len(students_), str(soft_path), device, batch)
+        left = args.budget_s - (time.time() - started)
+        # Each round lasts as long as its slowest network; teachers and students get as many epochs,
+        # as many as fit what is left (0.85 of it: the reading, saving, and the first epoch's warm-up).
+        pace = max(p["history"][0]["seconds"] for p in probe_t) + max(p["history"][0]["seconds"] for p in probe_s)
+        epochs = max(1, min(args.max_epochs, int(left * 0.85 / pace)))
+        log.info("probe took %.0f s: teachers and students get %d epochs", time.time() - started, epochs)
+        teachers = _round(pool, teachers_, [epochs] * len(teachers_), "", device, batch)
+        names = [t["name"] for t in teachers]
+        record["recipes"] = [_save(args.out, t, []) for t in teachers]
+        record["epochs"] = epochs
+        (args.out / "search.json").write_text(json.dumps(record, indent=1))
+        np.save(soft_path, teacher_reading(teachers, _parts["fer_train"].x, device))
+        log.info("teachers done at %.0f s: %s", time.time() - started, [round(t["val_accuracy"], 4) for t in teachers])
+        students = _round(pool, students_, [epochs] * len(students_), str(soft_path), device, batch)
+        record["recipes"] += [_save(args.out, s, names) for s in students]
+        (args.out / "search.json").write_text(json.dumps(record, indent=1))
+    log.info("done in %.0f s: %s", time.time() - started, json.dumps(record["recipes"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack", help="pack FER2013 train and validation faces for the GPU machine")
+    p = sub.add_parser("pack", help="pack the training faces for the GPU machine")
     p.add_argument("--data", type=Path, default=Path("models/work/faces.npz"))
-    p.add_argument("--out", type=Path, default=Path("models/work/gpu/fer48.npz"))
-    r = sub.add_parser("run", help="search and train on the GPU")
-    r.add_argument("--data", type=Path, default=Path("models/work/gpu/fer48.npz"))
+    p.add_argument("--out", type=Path, default=Path("models/work/gpu/faces.npz"))
+    p.add_argument("--limit", type=int, default=0, help="N faces of each part (smoke runs)")
+    r = sub.add_parser("distil", help="train the teachers, then their students")
+    r.add_argument("--data", type=Path, default=Path("models/work/gpu/faces.npz"))
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--trials", type=int, default=16)
-    r.add_argument("--search-epochs", type=int, default=25)
-    r.add_argument("--top", type=int, default=3, help="configurations trained again in full")
-    r.add_argument("--seeds", type=int, default=2, help="seeds per configuration in the final round")
-    r.add_argument("--max-epochs", type=int, default=150)
-    r.add_argument("--workers", type=int, default=8)
-    r.add_argument("--budget-s", type=float, default=420, help="seconds for the whole run")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--budget-s", type=float, default=480, help="seconds for the whole run")
+    r.add_argument("--max-epochs", type=int, default=200)
+    r.add_argument("--workers", type=int, default=0, help="processes at once (default: one per network)")
+    r.add_argument("--smoke", action="store_true", help="every network an eighth as wide: prove the steps on a CPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "pack":
-        pack(args.data, args.out)
+        pack(args.data, args.out, limit=args.limit)
     else:
-        run(args)
+        distil(args)
     return 0
 
 
