@@ -12,9 +12,10 @@ millions of MACs, trained long, and students distilled from them. Two steps:
 GPU (small networks leave one mostly idle), averages their reading of FER2013's training
 faces (face and mirror image), then trains every student (``STUDENTS``) at once on those
 readings blended with the labels. A probe epoch of each sizes the epochs to fit
-``--budget-s``. It writes one state file per network (``NAME.pt``: config, weights,
-history, teachers) and ``search.json``; ``build --states OUT/*.pt`` quantizes and combines
-them and prices each against the ensemble's time budget (a teacher is too slow to keep).
+``--budget-s``. It writes one state file per student (``OUT/NAME.pt``: config, weights,
+history, teachers), the teachers' (``OUT/teachers/NAME.pt``), their reading
+(``OUT/teachers.npy``) and ``OUT/search.json``; ``build --states OUT/*.pt`` quantizes the
+students and combines them with the CPU's recipes.
 Only FER2013's validation split judges an epoch; public_test is not packed.
 """
 
@@ -156,7 +157,7 @@ def _init(data_path: str, device: str) -> None:
 
 
 def _job(recipe: GpuRecipe, epochs: int, soft_path: str, device: str, batch: int) -> dict[str, Any]:
-    """Train one recipe for ``epochs`` in a worker; its record, the weights as bytes."""
+    """Train one recipe for ``epochs`` in a worker; its record, the weights as arrays."""
     started = time.time()
     soft = np.load(soft_path) if recipe.student else None
     net, history = train(
@@ -204,9 +205,10 @@ def teacher_reading(teachers: list[dict[str, Any]], faces: np.ndarray, device: s
     return (total / len(teachers)).astype(np.float32)
 
 
-def _save(out: Path, member: dict[str, Any], teachers: list[str]) -> dict[str, Any]:
+def _save(folder: Path, member: dict[str, Any], teachers: list[str]) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
     state = {k: torch.from_numpy(v) for k, v in member["state"].items()}
-    torch.save({**member, "state": state, "teachers": teachers}, out / f"{member['name']}.pt")
+    torch.save({**member, "state": state, "teachers": teachers}, folder / f"{member['name']}.pt")
     return {k: v for k, v in member.items() if k not in ("state", "history")} | {"teachers": teachers}
 
 
@@ -236,11 +238,12 @@ def distil(args: argparse.Namespace) -> None:
         # Each round lasts as long as its slowest network; teachers and students get as many epochs,
         # as many as fit what is left (0.85 of it: the reading, saving, and the first epoch's warm-up).
         pace = max(p["history"][0]["seconds"] for p in probe_t) + max(p["history"][0]["seconds"] for p in probe_s)
-        epochs = max(1, min(args.max_epochs, int(left * 0.85 / pace)))
+        epochs = args.epochs or max(1, min(args.max_epochs, int(left * 0.85 / pace)))
         log.info("probe took %.0f s: teachers and students get %d epochs", time.time() - started, epochs)
         teachers = _round(pool, teachers_, [epochs] * len(teachers_), "", device, batch)
         names = [t["name"] for t in teachers]
-        record["recipes"] = [_save(args.out, t, []) for t in teachers]
+        # Teachers apart: too slow for the ensemble's budget, and 30 to 70 MB each.
+        record["recipes"] = [_save(args.out / "teachers", t, []) for t in teachers]
         record["epochs"] = epochs
         (args.out / "search.json").write_text(json.dumps(record, indent=1))
         np.save(soft_path, teacher_reading(teachers, _parts["fer_train"].x, device))
@@ -263,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--budget-s", type=float, default=480, help="seconds for the whole run")
     r.add_argument("--max-epochs", type=int, default=200)
+    r.add_argument("--epochs", type=int, default=0, help="every network's epochs, whatever the budget (smoke runs)")
     r.add_argument("--workers", type=int, default=0, help="processes at once (default: one per network)")
     r.add_argument("--smoke", action="store_true", help="every network an eighth as wide: prove the steps on a CPU")
     args = parser.parse_args(argv)
