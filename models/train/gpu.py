@@ -5,8 +5,9 @@ millions of MACs, trained long, and students distilled from them. Two steps:
 
     # here: pack the training faces (lossless WebP, small enough to travel with the code)
     python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/faces.npz
-    # on the GPU machine (needs only torch, numpy, opencv): teachers, then students
-    python -m models.train.gpu distil --data models/work/gpu/faces.npz --out OUT --budget-s 480
+    # on the GPU machine (needs only torch, numpy, opencv; the pack, 47 MiB, travels with the
+    # checkout, 7 MiB): teachers, then students
+    PYTHONPATH=.:shared python -m models.train.gpu distil --data models/work/gpu/faces.npz --out OUT --budget-s 480
 
 ``distil`` trains every teacher (``TEACHERS``) at once, several processes sharing the
 GPU (small networks leave one mostly idle), averages their reading of FER2013's training
