@@ -223,7 +223,9 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "contrast, and random erasing; in bfloat16 autocast where the CPU has it. The epoch with the best",
         "`fer2013 val` accuracy is kept. Some learn from FER2013 alone, some from FER2013 with the other",
         "populations' training people, so that posed faces and other lighting are not new to them; `mixup`",
-        "is the Beta parameter of blending each batch with a shuffled copy of itself (0: none); `distill` is",
+        "is the Beta parameter of blending each batch with a shuffled copy of itself (0: none), `cutmix` the",
+        "share of the other batches where each face gets a rectangle of another face, its target blended by",
+        "the area (0: none); `distill` is",
         "the weight of the teachers' averaged reading of each FER2013 training face (face and mirror image) in",
         "its target, the rest being its smoothed label (0: none; knowledge distillation from the recipes the",
         "`teachers` column names, trained first).",
@@ -231,8 +233,8 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "Every recipe trained, kept in the ensemble or not (the selection is under Combination):",
         "",
         "| recipe | in the ensemble as | data | input | width | stages | MACs | epochs | lr | weight decay | dropout"
-        " | erase | mixup | distill | teachers | best epoch | fer2013 val (float) | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | erase | mixup | cutmix | distill | teachers | best epoch | fer2013 val (float) | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kept = {m.get("recipe", m["name"]): m["name"] for m in record["members"] if m["population"] == "fer2013"}
     recipes = record["report"].get("fer_recipes") or [
@@ -249,7 +251,8 @@ def training_section(record: dict[str, Any]) -> list[str]:
             f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data} | {c['size']} px"
             f" | {c['width']} | {c['stages']} | {macs(Config(**c)) / 1e6:.0f} M"
             f" | {len(history)} | {c['lr']} | {c['weight_decay']} | {c['dropout']} | {c.get('erase', 0)}"
-            f" | {c.get('mixup', 0):g} | {c.get('distill', 0):g} | {', '.join(recipe.get('teachers', [])) or '-'}"
+            f" | {c.get('mixup', 0):g} | {c.get('cutmix', 0):g} | {c.get('distill', 0):g}"
+            f" | {', '.join(recipe.get('teachers', [])) or '-'}"
             f" | {best['epoch'] + 1} | {_pct(best['val_accuracy'])}% | {seconds:.0f} |"
         )
     lines += [
@@ -433,8 +436,9 @@ def closing_sections(manifest: dict[str, Any], record: dict[str, Any], measured:
         lines += [
             "## Not measured in this build",
             "",
-            "Larger teachers (VGG- or ResNet-style networks of hundreds of millions of MACs) to distil from, and",
-            "cutmix, were not tried: the FER2013 members were trained on a 2-core CPU, at",
+            "Larger teachers (VGG- or ResNet-style networks of hundreds of millions of MACs) to distil from"
+            + (" were" if any(r["config"].get("cutmix", 0) for r in recipes) else ", and cutmix, were"),
+            "not tried: the FER2013 members were trained on a 2-core CPU, at",
             f"{_seconds_per_epoch(record):.0f} s an epoch (the training table), so the students learn from",
             "teachers of their own size. `models/train/fer.py` holds the recipes; on a GPU,",
             "`python -m models.train.gpu distil` trains teachers of "

@@ -69,6 +69,7 @@ BASE = Config(
 # measures whether more teachers and more epochs pay (fer_g on FER2013 alone, fer_h with the others).
 # fer_i is a third generation at 40 px: a student of all eight that sees the face at another scale,
 # which measures whether a member that differs from the others (not only a stronger one) pays.
+# fer_j is fer_g's recipe with cutmix on half the batches, learning from the eight: whether cutmix pays.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
@@ -82,6 +83,7 @@ RECIPES = (
     Recipe("fer_g", replace(BASE, epochs=45, distill=0.5), "fer2013", seed=7, teachers=SECOND),
     Recipe("fer_h", replace(BASE, epochs=45, distill=0.5), "all", seed=8, teachers=SECOND),
     Recipe("fer_i", replace(BASE, size=40, epochs=42, distill=0.5), "all", seed=9, teachers=THIRD),
+    Recipe("fer_j", replace(BASE, epochs=45, distill=0.5, cutmix=0.5), "fer2013", seed=10, teachers=THIRD),
 )
 
 

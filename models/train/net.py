@@ -25,6 +25,7 @@ class Config:
     label_smoothing: float = 0.1
     erase: float = 0.5  # share of the faces that get a random rectangle erased
     mixup: float = 0.0  # alpha of the Beta draw that blends each batch with a shuffled copy; 0: off
+    cutmix: float = 0.0  # share of the batches (without mixup) that get a rectangle of a shuffled copy; 0: off
     distill: float = 0.0  # weight of the teachers' probabilities in the target (knowledge distillation); 0: off
 
     def to_dict(self) -> dict[str, float | int]:

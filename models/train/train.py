@@ -112,6 +112,24 @@ def augment(x: torch.Tensor, *, erase: float, generator: torch.Generator) -> tor
     return x
 
 
+def cutmix(x: torch.Tensor, pasted: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+    """``x`` with one rectangle of ``pasted`` in every face (cutmix), and the share of ``x`` left.
+
+    The rectangle's area is a uniform share of the face, its place uniform (clipped at the edges);
+    the returned share is what the targets are blended by: a face that is 30% another face's
+    pixels is read as 30% the other face's expression.
+    """
+    side = x.shape[-1]
+    cut = math.sqrt(1.0 - rng.uniform())
+    h = w = round(side * cut)
+    cy, cx = int(rng.integers(side)), int(rng.integers(side))
+    y0, y1 = max(cy - h // 2, 0), min(cy + h - h // 2, side)
+    x0, x1 = max(cx - w // 2, 0), min(cx + w - w // 2, side)
+    mixed = x.clone()
+    mixed[..., y0:y1, x0:x1] = pasted[..., y0:y1, x0:x1]
+    return mixed, 1.0 - (y1 - y0) * (x1 - x0) / side**2
+
+
 def bf16_autocast_pays(device: str) -> bool:
     """Whether bfloat16 autocast speeds training up here: a GPU, or a CPU with AMX or AVX-512 BF16."""
     if device != "cpu":
@@ -223,21 +241,25 @@ def train(
                 memory_format=torch.channels_last
             )
             y = y_all[idx]
+            other, blend = None, 1.0
             if config.mixup > 0:
                 # One blend per batch (mixup): the net learns from faces between two classes.
                 blend = float(rng.beta(config.mixup, config.mixup))
                 other = torch.randperm(len(idx), generator=generator, device=device)
                 x = blend * x + (1 - blend) * x[other]
+            elif config.cutmix > 0 and rng.random() < config.cutmix:
+                other = torch.randperm(len(idx), generator=generator, device=device)
+                x, blend = cutmix(x, x[other], rng)
             with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)
             if targets is not None:
                 target = targets[idx]
-                if config.mixup > 0:
+                if other is not None:
                     target = blend * target + (1 - blend) * target[other]
                 loss = -(target * F.log_softmax(logits.float(), -1)).sum(-1).mean()
             else:
                 loss = loss_fn(logits.float(), y)
-                if config.mixup > 0:
+                if other is not None:
                     loss = blend * loss + (1 - blend) * loss_fn(logits.float(), y[other])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
