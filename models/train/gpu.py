@@ -65,8 +65,8 @@ class GpuRecipe:
     student: bool = False
 
 
-_WIDE = replace(BASE, width=64, dropout=0.4)  # 4x the students' MACs (225 M)
-_WIDER = replace(BASE, width=96, dropout=0.5)  # 9x (508 M)
+_WIDE = replace(BASE, width=64, dropout=0.4)  # twice the students' width: about 4x their MACs
+_WIDER = replace(BASE, width=96, dropout=0.5)  # about 9x
 TEACHERS = (
     GpuRecipe("gpu_t1", _WIDE, "fer2013", seed=101),
     GpuRecipe("gpu_t2", replace(_WIDE, mixup=0.2), "fer2013", seed=102),
