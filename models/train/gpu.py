@@ -5,8 +5,8 @@ millions of MACs, trained long, and students distilled from them. Two steps:
 
     # here: pack the training faces (lossless WebP, small enough to travel with the code)
     python -m models.train.gpu pack --data models/work/faces.npz --out models/work/gpu/faces.npz
-    # on the GPU machine (needs only torch, numpy, opencv; the pack, 47 MiB, travels with the
-    # checkout, 7 MiB): teachers, then students
+    # on the GPU machine (needs only torch, numpy, opencv; the pack travels with the checkout,
+    # both within the 64 MiB a call carries): teachers, then students
     PYTHONPATH=.:shared python -m models.train.gpu distil --data models/work/gpu/faces.npz --out OUT --budget-s 480
 
 ``distil`` trains every teacher (``TEACHERS``) at once, several processes sharing the
@@ -38,7 +38,7 @@ import torch
 
 from models.train.fer import BASE
 from models.train.net import Config, ExpressionNet, macs
-from models.train.train import TRAIN, VAL, Split, load_split, predict, train
+from models.train.train import TRAIN, VAL, Split, at_side, load_split, predict, train
 
 log = logging.getLogger("gpu")
 SIZE = 48
@@ -128,17 +128,10 @@ def load_packed(path: Path) -> dict[str, Split]:
     return {part: Split(_decoded(arrays, part), arrays[f"{part}_y"]) for part in PARTS}
 
 
-def _at(faces: np.ndarray, size: int) -> np.ndarray:
-    if size == faces.shape[-1] or len(faces) == 0:
-        return faces
-    interpolation = cv2.INTER_AREA if size < faces.shape[-1] else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in faces])
-
-
 def training_faces(parts: dict[str, Split], recipe: GpuRecipe, soft: np.ndarray | None) -> Split:
     """A recipe's faces at its input side; a student's FER2013 faces carry the teachers' reading."""
     names = ["fer_train"] + (["jaffe", "imfdb"] if recipe.data == "posed" else [])
-    x = _at(np.concatenate([parts[n].x for n in names]), recipe.config.size)
+    x = at_side(np.concatenate([parts[n].x for n in names]), recipe.config.size)
     y = np.concatenate([parts[n].y for n in names])
     if soft is None:
         return Split(x, y)
@@ -164,7 +157,7 @@ def _job(recipe: GpuRecipe, epochs: int, soft_path: str, device: str, batch: int
     net, history = train(
         replace(recipe.config, epochs=epochs),
         training_faces(_parts, recipe, soft),
-        Split(_at(_parts["fer_val"].x, recipe.config.size), _parts["fer_val"].y),
+        Split(at_side(_parts["fer_val"].x, recipe.config.size), _parts["fer_val"].y),
         seed=recipe.seed,
         batch_size=batch,
         device=device,
@@ -201,7 +194,7 @@ def teacher_reading(teachers: list[dict[str, Any]], faces: np.ndarray, device: s
         net = ExpressionNet(config)
         net.load_state_dict({k: torch.as_tensor(v) for k, v in member["state"].items()})
         net = net.to(device)
-        sized = _at(faces, config.size)
+        sized = at_side(faces, config.size)
         total += (predict(net, sized) + predict(net, np.ascontiguousarray(sized[:, :, ::-1]))) / 2
     return (total / len(teachers)).astype(np.float32)
 

@@ -40,14 +40,18 @@ class Split:
     soft: np.ndarray | None = None
 
 
+def at_side(faces: np.ndarray, size: int) -> np.ndarray:
+    """(n, side, side) uint8 faces resized to ``size`` (area interpolation when shrinking)."""
+    if faces.shape[-1] == size or len(faces) == 0:
+        return faces
+    interpolation = cv2.INTER_AREA if size < faces.shape[-1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in faces])
+
+
 def load_split(data: dict[str, np.ndarray], population: str, split: int, size: int) -> Split:
     """One split of one population, resized to the member's input side."""
     mask = data[f"{population}_split"] == split
-    faces = data[f"{population}_x"][mask]
-    if faces.shape[1] != size:
-        interpolation = cv2.INTER_AREA if size < faces.shape[1] else cv2.INTER_LINEAR
-        faces = np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in faces])
-    return Split(faces, data[f"{population}_y"][mask].astype(np.int64))
+    return Split(at_side(data[f"{population}_x"][mask], size), data[f"{population}_y"][mask].astype(np.int64))
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
