@@ -139,7 +139,7 @@ def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     import torch
 
     from models.train import build, gpu, prepare
-    from models.train.train import load_split
+    from models.train.train import averaged_reading, load_split
 
     data, packed, out = tmp_path / "faces.npz", tmp_path / "pack.npz", tmp_path / "gpu"
     assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1", "--limit", "8"]) == 0
@@ -158,6 +158,6 @@ def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     for student in students:
         assert student["teachers"] == [r.name for r in gpu.TEACHERS] and student["config"]["distill"] > 0
     # The students learned from the trained teachers' reading, not the probe's.
-    soft = gpu.teacher_reading(teachers, parts["fer_train"].x, "cpu")
+    soft = averaged_reading(teachers, parts["fer_train"].x)
     assert np.allclose(np.load(out / "teachers.npy"), soft, atol=1e-5)
     assert all(isinstance(v, torch.Tensor) for m in students for v in m["state"].values())

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from memegen.labels import LABELS
-from models.train.net import Config, ExpressionNet, macs
-from models.train.train import TRAIN, VAL, Split, load_split, predict, train
+from models.train.net import Config, macs
+from models.train.train import TRAIN, VAL, Split, averaged_reading, load_split, train
 
 log = logging.getLogger("fer")
 OTHERS = ("lfw", "jaffe", "imfdb")
@@ -119,18 +119,10 @@ def teacher_probabilities(data: dict[str, np.ndarray], out: Path, teachers: tupl
     key = {name: (out / f"{name}.pt").stat().st_mtime_ns for name in teachers}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
         return path
-    total: np.ndarray | None = None
-    for name in teachers:
-        member = torch.load(out / f"{name}.pt", weights_only=False)
-        config = Config(**member["config"])
-        net = ExpressionNet(config)
-        net.load_state_dict(member["state"])
-        faces = load_split(data, "fer2013", TRAIN, config.size).x
-        probs = (predict(net, faces) + predict(net, faces[:, :, ::-1].copy())) / 2
-        total = probs if total is None else total + probs
-        log.info("teacher %s read FER2013's training faces", name)
-    assert total is not None
-    np.save(path, (total / len(teachers)).astype(np.float32))
+    members = [torch.load(out / f"{name}.pt", weights_only=False) for name in teachers]
+    faces = data["fer2013_x"][data["fer2013_split"] == TRAIN]
+    np.save(path, averaged_reading(members, faces))
+    log.info("teachers %s read FER2013's training faces", ", ".join(teachers))
     stamp.write_text(json.dumps(key))
     return path
 

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from models.train.fer import BASE
-from models.train.net import Config, ExpressionNet, macs
-from models.train.train import TRAIN, VAL, Split, at_side, load_split, predict, train
+from models.train.net import Config, macs
+from models.train.train import TRAIN, VAL, Split, at_side, averaged_reading, load_split, train
 
 log = logging.getLogger("gpu")
 SIZE = 48
@@ -186,19 +186,6 @@ def _round(
     return [f.result() for f in futures]
 
 
-def teacher_reading(teachers: list[dict[str, Any]], faces: np.ndarray, device: str) -> np.ndarray:
-    """The teachers' averaged probabilities for faces and their mirror images (states: arrays or tensors)."""
-    total = np.zeros((len(faces), 7), dtype=np.float64)
-    for member in teachers:
-        config = Config(**member["config"])
-        net = ExpressionNet(config)
-        net.load_state_dict({k: torch.as_tensor(v) for k, v in member["state"].items()})
-        net = net.to(device)
-        sized = at_side(faces, config.size)
-        total += (predict(net, sized) + predict(net, np.ascontiguousarray(sized[:, :, ::-1]))) / 2
-    return (total / len(teachers)).astype(np.float32)
-
-
 def _save(folder: Path, member: dict[str, Any], teachers: list[str]) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: torch.from_numpy(v) for k, v in member["state"].items()}
@@ -226,7 +213,7 @@ def distil(args: argparse.Namespace) -> None:
         _init(str(args.data), device)
         # One epoch of every network at once measures the pace of each round as it will run.
         probe_t = _round(pool, teachers_, [1] * len(teachers_), "", device, batch)
-        np.save(soft_path, teacher_reading(probe_t, _parts["fer_train"].x, device))
+        np.save(soft_path, averaged_reading(probe_t, _parts["fer_train"].x, device=device))
         probe_s = _round(pool, students_, [1] * len(students_), str(soft_path), device, batch)
         left = args.budget_s - (time.time() - started)
         # Each round lasts as long as its slowest network; teachers and students get as many epochs,
@@ -240,7 +227,7 @@ def distil(args: argparse.Namespace) -> None:
         record["recipes"] = [_save(args.out / "teachers", t, []) for t in teachers]
         record["epochs"] = epochs
         (args.out / "search.json").write_text(json.dumps(record, indent=1))
-        np.save(soft_path, teacher_reading(teachers, _parts["fer_train"].x, device))
+        np.save(soft_path, averaged_reading(teachers, _parts["fer_train"].x, device=device))
         log.info("teachers done at %.0f s: %s", time.time() - started, [round(t["val_accuracy"], 4) for t in teachers])
         students = _round(pool, students_, [epochs] * len(students_), str(soft_path), device, batch)
         record["recipes"] += [_save(args.out, s, names) for s in students]

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -158,6 +159,23 @@ def predict(net: ExpressionNet, faces: np.ndarray, *, batch: int = 512) -> np.nd
         for i in range(0, len(faces), batch):
             out.append(torch.softmax(net(to_tensor(faces[i : i + batch]).to(device)), -1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+
+
+def averaged_reading(members: list[dict[str, Any]], faces: np.ndarray, *, device: str = "cpu") -> np.ndarray:
+    """The members' averaged probabilities for faces and their mirror images: what students learn from.
+
+    ``members`` are trained-member records (``config`` and ``state``, tensors or arrays); each reads
+    the faces at its own input side.
+    """
+    total = np.zeros((len(faces), len(LABELS)), dtype=np.float64)
+    for member in members:
+        config = Config(**member["config"])
+        net = ExpressionNet(config)
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in member["state"].items()})
+        net = net.to(device)
+        sized = at_side(faces, config.size)
+        total += (predict(net, sized) + predict(net, np.ascontiguousarray(sized[:, :, ::-1]))) / 2
+    return (total / len(members)).astype(np.float32)
 
 
 def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
