@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from memegen.detect.patch import CAN_RESIZE, resized_model
-from memegen.detect.plan import INPUT, SHAPES_KEPT, plan_windows, pyramid
+from memegen.detect.plan import INPUT, SHAPES_KEPT, Window, hint_window, plan_windows, pyramid, tiles_around
 from memegen.errors import ModelError
 from memegen.runtime import Interpreter, load_interpreter
 
@@ -59,6 +59,10 @@ class Face:
         """Angle of the line from the right eye to the left eye, in degrees."""
         (rx, ry), (lx, ly) = self.keypoints[0], self.keypoints[1]
         return math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+def _logit(probability: float) -> float:
+    return math.log(probability / (1.0 - probability))
 
 
 def _anchors(height: int, width: int) -> np.ndarray:
@@ -143,11 +147,16 @@ class FaceDetector:
         min_face: float = 40.0,
         max_faces: int = 50,
         whole_levels: bool = True,
+        cascade: bool = True,
+        hint_score: float = 0.1,
     ) -> None:
         """Validate and load the model bytes.
 
         ``whole_levels=False`` cuts every pyramid level into 192 px tiles, as the detector must
         where the runtime is tflite-runtime, which cannot rewrite the model for other shapes.
+        ``cascade=False`` runs a photo's one whole level in full; with it, the level is first
+        looked at smaller and run at full scale only where a face may still be
+        (``hint_score``: the anchor score that says so).
         """
         digest = hashlib.sha256(model).hexdigest()
         if digest != FULL_RANGE_SHA256:
@@ -158,6 +167,8 @@ class FaceDetector:
         # Whole-level networks by input shape, least recently used first.
         self._levels: OrderedDict[tuple[int, int], _Net] = OrderedDict()
         self._whole_levels = whole_levels and CAN_RESIZE
+        self._cascade = cascade
+        self.hint_score = hint_score
         self.min_score = min_score
         self.min_face = min_face
         self.max_faces = max_faces
@@ -184,6 +195,66 @@ class FaceDetector:
         self._levels[(height, width)] = net
         return net
 
+    def _run(
+        self, window: Window, level: np.ndarray, *, min_logit: float, hint_logit: float | None = None
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """The detections of one model input (corners, keypoints, scores, in source pixels), and its hints.
+
+        Hints are the boxes (corners) and logits of the anchors scoring at least ``hint_logit``
+        (none without it), in source pixels, as (n, 5).
+        """
+        # The windows of one level are cut from one resized copy of the image.
+        net = self._net(window.height, window.width)
+        raw_all, logits = net.run(window.cut(level))
+        origin = np.array([window.x, window.y], dtype=np.float32)
+        scale = window.scale
+        hits = np.nonzero(logits >= min_logit)[0]
+        anchors = net.anchors[hits]
+        raw = raw_all[hits]
+        # Model pixels of this window -> source pixels.
+        centers = (raw[:, 0:2] + anchors + origin) / scale
+        sizes = raw[:, 2:4] / scale
+        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] + origin) / scale
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[hits], -100.0, 100.0)))
+        corners = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
+        hints = np.zeros((0, 5), dtype=np.float32)
+        if hint_logit is not None:
+            near = logits >= hint_logit
+            centers = (raw_all[near, 0:2] + net.anchors[near] + origin) / scale
+            sizes = raw_all[near, 2:4] / scale
+            hints = np.concatenate([centers - sizes / 2, centers + sizes / 2, logits[near, None]], axis=1)
+        return (corners, keypoints, scores), hints
+
+    def _first_look(
+        self,
+        image: np.ndarray,
+        coarse: Window,
+        level: Window,
+        *,
+        min_logit: float,
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> tuple[dict[float, np.ndarray], list[Window]]:
+        """Run the padded image and the whole level at ``HINT_SCALE``; the windows of ``level`` still to run.
+
+        The detections go to ``found``. Faces from 1 / ``HINT_SCALE`` times the smallest asked for
+        are found at the smaller scale; a smaller one leaves anchors scoring ``hint_score`` or more,
+        and the full-scale level is run only in tiles around those, or whole where the tiles would
+        cost as much.
+        """
+        hint = hint_window(image.shape[1], image.shape[0], level)
+        levels = pyramid(image, sorted({coarse.side, level.side, hint.side}))
+        found.append(self._run(coarse, levels[coarse.side], min_logit=min_logit)[0])
+        detections, near = self._run(hint, levels[hint.side], min_logit=min_logit, hint_logit=_logit(self.hint_score))
+        found.append(detections)
+        # A hint whose box overlaps a face already found, as weighted_nms merges them, is that face.
+        boxes = np.concatenate([corners for corners, _, _ in found])
+        near = near[[not (len(boxes) and _iou(hint[:4], boxes).max() > 0.3) for hint in near]]
+        # The strongest hint first, so that its tile is centred on it.
+        centres = (near[:, 0:2] + near[:, 2:4]) / 2
+        tiles = tiles_around(centres[np.argsort(-near[:, 4], kind="stable")], level)
+        # Tiles cost about their pixels: where they would cover most of the level, it runs whole.
+        return levels, [level] if len(tiles) * INPUT * INPUT >= level.width * level.height else tiles
+
     def detect(self, image: np.ndarray, *, min_face: float | None = None) -> list[Face]:
         """Find the faces in an RGB (or grayscale) uint8 image, best first.
 
@@ -195,35 +266,20 @@ class FaceDetector:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         height, width = image.shape[:2]
         windows = plan_windows(width, height, min_face=min_face, whole_levels=self._whole_levels)
-        levels = pyramid(image, sorted({window.side for window in windows}))
         # The score threshold as a logit: the sigmoid is only taken of the few anchors above it.
-        min_logit = math.log(self.min_score / (1.0 - self.min_score))
-        all_boxes, all_keypoints, all_scores = [], [], []
+        min_logit = _logit(self.min_score)
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if self._cascade and len(windows) == 2 and windows[1].width * windows[1].height > 2 * INPUT * INPUT:
+            levels, windows = self._first_look(image, *windows, min_logit=min_logit, found=found)
+        else:
+            levels = pyramid(image, sorted({window.side for window in windows}))
         for window in windows:
-            # The windows of one level are cut from one resized copy of the image.
-            net = self._net(window.height, window.width)
-            raw, logits = net.run(window.cut(levels[window.side]))
-            hits = np.nonzero(logits >= min_logit)[0]
-            if len(hits) == 0:
-                continue
-            anchors = net.anchors[hits]
-            raw = raw[hits]
-            # Model pixels of this window -> source pixels.
-            scale = window.scale
-            origin = np.array([window.x, window.y], dtype=np.float32)
-            centers = (raw[:, 0:2] + anchors + origin) / scale
-            sizes = raw[:, 2:4] / scale
-            keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] + origin) / scale
-            all_boxes.append(np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1))
-            all_keypoints.append(keypoints)
-            all_scores.append(1.0 / (1.0 + np.exp(-np.clip(logits[hits], -100.0, 100.0))))
-        if not all_scores:
-            return []
-        corners = np.concatenate(all_boxes)
-        keypoints = np.concatenate(all_keypoints)
-        scores = np.concatenate(all_scores)
+            found.append(self._run(window, levels[window.side], min_logit=min_logit)[0])
+        corners = np.concatenate([corners for corners, _, _ in found])
+        keypoints = np.concatenate([kps for _, kps, _ in found])
+        scores = np.concatenate([scores for _, _, scores in found])
         faces = []
-        for box, kps, score in weighted_nms(corners, keypoints, scores):
+        for box, kps, score in weighted_nms(corners, keypoints, scores) if len(scores) else []:
             x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
             x1, y1 = min(box[2], float(width)), min(box[3], float(height))
             # Far below the smallest face asked for, a detection is more

@@ -3,7 +3,9 @@
 Small faces in big photos are found by running the full-range model over an image
 pyramid, each level resized once. The network is fully convolutional, so a level of
 moderate size runs whole, as one input of its own shape; only a level too large for
-that is cut into overlapping tiles of the model's 192 px.
+that is cut into overlapping tiles of the model's 192 px. Where a photo needs one such
+level, the detector looks at it smaller first (``hint_window``) and then runs the
+full-scale level only in tiles around what may still be a face (``tiles_around``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,46 @@ def _one_level(width: int, height: int, *, min_face: float) -> list[Window] | No
     # The level sits in the middle of its grey-bordered input.
     level = Window(INPUT / scale, -((padded_w - level_w) // 2), -((padded_h - level_h) // 2), padded_w, padded_h)
     return [coarse, level]
+
+
+# The scale of the detector's first look at a photo's one whole level (about half its pixels).
+# Chosen with `python -m scripts.faces --pasted` (faces pasted at 1 to 2 times the smallest asked
+# for): at 0.5, more faces a little above the smallest size left hints too weak to call for a tile.
+HINT_SCALE = 0.7
+
+
+def hint_window(width: int, height: int, level: Window) -> Window:
+    """The whole ``level`` at ``HINT_SCALE``, in a grey border of that share of the level's: the first look.
+
+    Faces from 1 / ``HINT_SCALE`` times the smallest asked for span ``_MIN_MODEL_FACE`` model
+    pixels here and are found; a smaller one may not be, but the anchors over it score above the
+    background (``FaceDetector.hint_score``), which says where the full-scale level must look.
+    """
+    side = level.side / HINT_SCALE
+    level_w, level_h = _scaled_size(width, height, INPUT / side)[1]
+    margin = round(2 * _LEVEL_MARGIN * HINT_SCALE)
+    padded_w = _round_up(level_w + margin, _NET_STRIDE)
+    padded_h = _round_up(level_h + margin, _NET_STRIDE)
+    return Window(side, -((padded_w - level_w) // 2), -((padded_h - level_h) // 2), padded_w, padded_h)
+
+
+def tiles_around(points: np.ndarray, level: Window) -> list[Window]:
+    """192 px windows of the whole-level window ``level`` that hold a face centred on each of ``points``.
+
+    ``points`` are (n, 2) source pixels. A point within ``_TILE_OVERLAP / 2`` model pixels of a
+    tile's edge gets a tile of its own, centred on it, so a face up to ``_TILE_OVERLAP`` model
+    pixels wide there is whole in some tile; tiles stay inside the level's grey border.
+    """
+    scale = level.scale
+    reach = _TILE_OVERLAP // 2
+    tiles: list[Window] = []
+    for px, py in ((float(x) * scale, float(y) * scale) for x, y in points):
+        if any(t.x + reach <= px <= t.x + INPUT - reach and t.y + reach <= py <= t.y + INPUT - reach for t in tiles):
+            continue
+        x = max(min(round(px) - INPUT // 2, level.x + level.width - INPUT), level.x)
+        y = max(min(round(py) - INPUT // 2, level.y + level.height - INPUT), level.y)
+        tiles.append(Window(level.side, x, y, INPUT, INPUT))
+    return tiles
 
 
 def _tiles(width: int, height: int, *, min_face: float) -> dict[float, list[tuple[float, float]]]:
