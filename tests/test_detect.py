@@ -194,8 +194,8 @@ def test_the_first_look_finds_what_the_whole_level_finds_for_less(photos_dir: Pa
         for face in whole.detect(rgb, min_face=min_face):
             if face.w >= 1.1 * min_face:
                 assert max((_iou(face, f) for f in found), default=0.0) > 0.5, (photo.name, face)
-    # Measured: 0.70 of the pixels on the 47 photos; 5 points of margin for another set's hints.
-    assert pixels["first look"] < 0.75 * pixels["whole"], pixels
+    # Measured: 0.60 of the pixels on the 47 photos; 5 points of margin for another set's hints.
+    assert pixels["first look"] < 0.65 * pixels["whole"], pixels
 
 
 def test_the_first_look_finds_small_faces_in_scenes(photos_dir: Path, settings) -> None:
@@ -220,7 +220,7 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
     """A face a third outside the photo, at each edge: the level's grey border lets the detector see it whole.
 
     Measured on the portraits' faces (200 px in 1600x1200, a third of each face's width outside):
-    found at 115 of 120 placements, 108 with the cascade off (``cascade=False``).
+    found at 114 of 120 placements, 108 with the cascade off (``cascade=False``).
     """
     rng = np.random.default_rng(0)
     placements = found = 0
@@ -245,7 +245,7 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
             placements += 1
             found += len(detector.detect(canvas, min_face=60)) == 1
     assert placements >= 80
-    # Measured 96% (115 of 120). The bar leaves 5 points for other CPUs' rounding.
+    # Measured 95% (114 of 120). The bar leaves 5 points for other CPUs' rounding.
     assert found / placements >= 0.91, (found, placements)
 
 

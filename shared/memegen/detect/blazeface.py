@@ -19,7 +19,16 @@ import cv2
 import numpy as np
 
 from memegen.detect.patch import CAN_RESIZE, resized_model
-from memegen.detect.plan import INPUT, SHAPES_KEPT, Window, hint_window, plan_windows, pyramid, tiles_around
+from memegen.detect.plan import (
+    COARSE_INPUT,
+    INPUT,
+    SHAPES_KEPT,
+    Window,
+    hint_window,
+    plan_windows,
+    pyramid,
+    tiles_around,
+)
 from memegen.errors import ModelError
 from memegen.runtime import Interpreter, load_interpreter
 
@@ -234,7 +243,7 @@ class FaceDetector:
         min_logit: float,
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     ) -> tuple[dict[float, np.ndarray], list[Window]]:
-        """Run the padded image and the whole level at ``HINT_SCALE``; the windows of ``level`` still to run.
+        """Run the padded image (at ``COARSE_INPUT``) and the whole level at ``HINT_SCALE``; the windows still to run.
 
         The detections go to ``found``. Faces from 1 / ``HINT_SCALE`` times the smallest asked for
         are found at the smaller scale; a smaller one leaves anchors scoring ``hint_score`` or more,
@@ -242,6 +251,7 @@ class FaceDetector:
         cost as much.
         """
         hint = hint_window(image.shape[1], image.shape[0], level)
+        coarse = coarse.shrunk(COARSE_INPUT)
         levels = pyramid(image, sorted({coarse.side, level.side, hint.side}))
         found.append(self._run(coarse, levels[coarse.side], min_logit=min_logit)[0])
         detections, near = self._run(hint, levels[hint.side], min_logit=min_logit, hint_logit=_logit(self.hint_score))

@@ -57,6 +57,11 @@ class Window:
         """Level pixels per source pixel."""
         return INPUT / self.side
 
+    def shrunk(self, size: int) -> Window:
+        """The same part of the image as a ``size`` px square input (this window is a 192 px one)."""
+        ratio = size / INPUT
+        return Window(self.side / ratio, round(self.x * ratio), round(self.y * ratio), size, size)
+
     def cut(self, level: np.ndarray) -> np.ndarray:
         """This model input cut from its level; past the image edge it is mid grey (0), as MediaPipe pads."""
         x0, y0 = self.x, self.y
@@ -123,6 +128,9 @@ def _one_level(width: int, height: int, *, min_face: float) -> list[Window] | No
     return [coarse, level]
 
 
+# The padded image's input side where the first look runs: a face filling the photo spans
+# 80 model pixels, and faces too small for this are found on the first look's level.
+COARSE_INPUT = 128
 # The scale of the detector's first look at a photo's one whole level (about half its pixels).
 # Chosen with `python -m scripts.faces --pasted` (faces pasted at 1 to 2 times the smallest asked
 # for): at 0.5, more faces a little above the smallest size left hints too weak to call for a tile.
