@@ -279,7 +279,7 @@ class FaceDetector:
         # The score threshold as a logit: the sigmoid is only taken of the few anchors above it.
         min_logit = _logit(self.min_score)
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        if self._cascade and len(windows) == 2 and windows[1].width * windows[1].height > 2 * INPUT * INPUT:
+        if self._cascade and len(windows) == 2 and windows[1].width * windows[1].height > INPUT * INPUT:
             levels, windows = self._first_look(image, *windows, min_logit=min_logit, found=found)
         else:
             levels = pyramid(image, sorted({window.side for window in windows}))
