@@ -140,6 +140,30 @@ def test_a_level_runs_whole_where_it_is_small_enough() -> None:
     assert {(w.width, w.height) for w in plan_windows(4000, 3000, min_face=40)} >= {(192, 192), (384, 288), (768, 576)}
 
 
+def test_the_model_is_rewritten_for_another_shape(settings) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from memegen.detect.patch import resized_model
+    from memegen.runtime import load_interpreter
+
+    model = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
+    resized = resized_model(model, height=352, width=448)
+    graph_model = schema.Model.GetRootAs(resized, 0)
+    graph = graph_model.Subgraphs(0)
+    sizes = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = graph_model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.RESIZE_BILINEAR:
+            sizes.append(tuple(graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view("<i4")))
+    assert sorted(sizes) == [(22, 28), (44, 56), (88, 112)]  # the input over 16, 8 and 4
+    assert len(resized) == len(model) and sum(a != b for a, b in zip(resized, model, strict=True)) <= 3 * 8
+    interpreter = load_interpreter(resized, shape=(1, 352, 448, 3))
+    interpreter.invoke()
+    assert {int(d["shape"][1]) for d in interpreter.get_output_details()} == {88 * 112}  # one anchor per 4x4 pixels
+    assert resized_model(model, height=192, width=192) == model
+
+
 def test_tiles_around_hints_hold_a_face_on_each() -> None:
     # The engine's 12 MP case: one whole level of 448x352 with its 32 px grey border.
     level = plan_windows(2000, 1500, min_face=75)[1]

@@ -10,6 +10,8 @@ tflite-runtime has no schema module; there the detector runs tiles only (``CAN_R
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from memegen.detect.plan import INPUT
@@ -29,22 +31,33 @@ def resized_model(model: bytes, *, height: int, width: int) -> bytes:
     Every other layer follows the input shape by itself; the ``RESIZE_BILINEAR`` targets are
     constants written for 192 x 192 (12, 24 and 48, that is the input over 16, 8 and 4).
     """
+    data = bytearray(model)
+    for position, factor in _upsampling_sizes(model):
+        data[position : position + 8] = np.array([height // factor, width // factor], dtype="<i4").tobytes()
+    return bytes(data)
+
+
+@functools.lru_cache(maxsize=2)
+def _upsampling_sizes(model: bytes) -> tuple[tuple[int, int], ...]:
+    """Where the three upsampling sizes lie in the model's bytes, and the factor each divides the input by.
+
+    Found once per model: walking the flatbuffer in Python takes far longer than the interpreter
+    for a new shape takes to build.
+    """
     if _schema is None:  # pragma: no cover - tflite-runtime only
         raise ModelError("resizing the detector needs ai-edge-litert's flatbuffer schema")
-    data = bytearray(model)
-    graph_model = _schema.Model.GetRootAs(data, 0)
+    data = np.frombuffer(model, dtype=np.uint8)
+    graph_model = _schema.Model.GetRootAs(model, 0)
     graph = graph_model.Subgraphs(0)
-    resized = 0
+    sizes = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = graph_model.OperatorCodes(op.OpcodeIndex())
         if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != _schema.BuiltinOperator.RESIZE_BILINEAR:
             continue
-        # A writable numpy view into ``data``: the sizes are patched in place.
-        size = graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view(np.int32)
-        factor = INPUT // int(size[0])
-        size[:] = (height // factor, width // factor)
-        resized += 1
-    if resized != 3:
-        raise ModelError(f"the face detector has {resized} upsampling layers where BlazeFace has 3")
-    return bytes(data)
+        # The constant is a view into the model's bytes: its address gives its position.
+        size = graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view("<i4")
+        sizes.append((size.ctypes.data - data.ctypes.data, INPUT // int(size[0])))
+    if len(sizes) != 3:
+        raise ModelError(f"the face detector has {len(sizes)} upsampling layers where BlazeFace has 3")
+    return tuple(sizes)
