@@ -214,25 +214,23 @@ class FaceDetector:
         """
         # The windows of one level are cut from one resized copy of the image.
         net = self._net(window.height, window.width)
-        raw_all, logits = net.run(window.cut(level))
+        raw, logits = net.run(window.cut(level))
+        lowest = min_logit if hint_logit is None else min(min_logit, hint_logit)
+        hits = np.nonzero(logits >= lowest)[0]
+        anchors, raw, logits = net.anchors[hits], raw[hits], logits[hits]
+        # Model pixels of this window -> source pixels.
         origin = np.array([window.x, window.y], dtype=np.float32)
         scale = window.scale
-        hits = np.nonzero(logits >= min_logit)[0]
-        anchors = net.anchors[hits]
-        raw = raw_all[hits]
-        # Model pixels of this window -> source pixels.
         centers = (raw[:, 0:2] + anchors + origin) / scale
         sizes = raw[:, 2:4] / scale
-        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] + origin) / scale
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[hits], -100.0, 100.0)))
         corners = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
         hints = np.zeros((0, 5), dtype=np.float32)
         if hint_logit is not None:
-            near = logits >= hint_logit
-            centers = (raw_all[near, 0:2] + net.anchors[near] + origin) / scale
-            sizes = raw_all[near, 2:4] / scale
-            hints = np.concatenate([centers - sizes / 2, centers + sizes / 2, logits[near, None]], axis=1)
-        return (corners, keypoints, scores), hints
+            hints = np.concatenate([corners, logits[:, None]], axis=1)[logits >= hint_logit]
+        strong = logits >= min_logit
+        keypoints = (raw[strong, 4:16].reshape(-1, 6, 2) + anchors[strong, None, :] + origin) / scale
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[strong], -100.0, 100.0)))
+        return (corners[strong], keypoints, scores), hints
 
     def _first_look(
         self,
@@ -258,7 +256,7 @@ class FaceDetector:
         found.append(detections)
         # A hint whose box overlaps a face already found, as weighted_nms merges them, is that face.
         boxes = np.concatenate([corners for corners, _, _ in found])
-        near = near[[not (len(boxes) and _iou(hint[:4], boxes).max() > 0.3) for hint in near]]
+        near = near[[not (len(boxes) and _iou(candidate[:4], boxes).max() > 0.3) for candidate in near]]
         # The strongest hint first, so that its tile is centred on it.
         centres = (near[:, 0:2] + near[:, 2:4]) / 2
         tiles = tiles_around(centres[np.argsort(-near[:, 4], kind="stable")], level)
@@ -289,7 +287,7 @@ class FaceDetector:
         keypoints = np.concatenate([kps for _, kps, _ in found])
         scores = np.concatenate([scores for _, _, scores in found])
         faces = []
-        for box, kps, score in weighted_nms(corners, keypoints, scores) if len(scores) else []:
+        for box, kps, score in weighted_nms(corners, keypoints, scores):
             x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
             x1, y1 = min(box[2], float(width)), min(box[3], float(height))
             # Far below the smallest face asked for, a detection is more
