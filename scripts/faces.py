@@ -10,8 +10,8 @@ settings (the smallest face ``Settings.smallest_face`` asks for) and the detecto
 each show one person (JAFFE, IMFDB, LFW): the share of images where a face is found
 (recall) and the share where more than one is (extra faces, false or a bystander).
 ``tests/test_detect.py`` fails when a photo's count falls below the golden file's.
-Each photo is also run without the detector's first look at half its pixels (``cascade=False``:
-the whole level at full scale), for comparison. ``--pasted`` pastes the portraits' faces at 1 to 2
+Each photo is also run without the detector's first look (``cascade=False``: the whole level at
+full scale), for comparison. ``--pasted`` pastes the portraits' faces at 1 to 2
 times the smallest face asked for into blurred 1600x1200 scenes and counts those found each way.
 """
 
@@ -90,7 +90,8 @@ def _read_rgb(path: Path) -> np.ndarray:
 def pasted_rows(photos: Path, detectors: dict[str, FaceDetector], *, scenes: int = 24) -> list[dict[str, object]]:
     """Per face size (times the smallest asked for): faces pasted, and those found and other detections, each detector.
 
-    Each scene is a portrait blurred to 1600x1200 (no sharp face of its own) with up to five
+    Each scene is a portrait resized to 1600x1200 and blurred (its own face, blurred, is often
+    still found: it counts as other) with up to five
     of the portraits' faces pasted, apart, at random places; the smallest face asked for is 5%
     of the short side, as the engine asks. A face counts as found where a detection's centre is
     within half its width of the pasted face's; any other detection counts as other (a false
