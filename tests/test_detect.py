@@ -141,21 +141,12 @@ def test_a_level_runs_whole_where_it_is_small_enough() -> None:
 
 
 def test_the_model_is_rewritten_for_another_shape(settings) -> None:
-    from ai_edge_litert import schema_py_generated as schema
-
-    from memegen.detect.patch import resized_model
+    from memegen.detect.patch import resized_model, upsampling_sizes
     from memegen.runtime import load_interpreter
 
     model = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
     resized = resized_model(model, height=352, width=448)
-    graph_model = schema.Model.GetRootAs(resized, 0)
-    graph = graph_model.Subgraphs(0)
-    sizes = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = graph_model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.RESIZE_BILINEAR:
-            sizes.append(tuple(graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view("<i4")))
+    sizes = [tuple(int(v) for v in size) for size in upsampling_sizes(resized)]
     assert sorted(sizes) == [(22, 28), (44, 56), (88, 112)]  # the input over 16, 8 and 4
     assert len(resized) == len(model) and sum(a != b for a, b in zip(resized, model, strict=True)) <= 3 * 8
     interpreter = load_interpreter(resized, shape=(1, 352, 448, 3))

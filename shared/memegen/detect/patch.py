@@ -37,6 +37,23 @@ def resized_model(model: bytes, *, height: int, width: int) -> bytes:
     return bytes(data)
 
 
+def upsampling_sizes(model: bytes) -> list[np.ndarray]:
+    """The three ``RESIZE_BILINEAR`` target sizes, (height, width) each, as int32 views into the model's bytes."""
+    if _schema is None:  # pragma: no cover - tflite-runtime only
+        raise ModelError("resizing the detector needs ai-edge-litert's flatbuffer schema")
+    graph_model = _schema.Model.GetRootAs(model, 0)
+    graph = graph_model.Subgraphs(0)
+    sizes = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = graph_model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == _schema.BuiltinOperator.RESIZE_BILINEAR:
+            sizes.append(graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view("<i4"))
+    if len(sizes) != 3:
+        raise ModelError(f"the face detector has {len(sizes)} upsampling layers where BlazeFace has 3")
+    return sizes
+
+
 @functools.lru_cache(maxsize=2)
 def _upsampling_sizes(model: bytes) -> tuple[tuple[int, int], ...]:
     """Where the three upsampling sizes lie in the model's bytes, and the factor each divides the input by.
@@ -44,20 +61,6 @@ def _upsampling_sizes(model: bytes) -> tuple[tuple[int, int], ...]:
     Found once per model: walking the flatbuffer in Python takes far longer than the interpreter
     for a new shape takes to build.
     """
-    if _schema is None:  # pragma: no cover - tflite-runtime only
-        raise ModelError("resizing the detector needs ai-edge-litert's flatbuffer schema")
-    data = np.frombuffer(model, dtype=np.uint8)
-    graph_model = _schema.Model.GetRootAs(model, 0)
-    graph = graph_model.Subgraphs(0)
-    sizes = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = graph_model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != _schema.BuiltinOperator.RESIZE_BILINEAR:
-            continue
-        # The constant is a view into the model's bytes: its address gives its position.
-        size = graph_model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy().view("<i4")
-        sizes.append((size.ctypes.data - data.ctypes.data, INPUT // int(size[0])))
-    if len(sizes) != 3:
-        raise ModelError(f"the face detector has {len(sizes)} upsampling layers where BlazeFace has 3")
-    return tuple(sizes)
+    start = np.frombuffer(model, dtype=np.uint8).ctypes.data
+    # Each size is a view into the model's bytes: its address gives its position.
+    return tuple((size.ctypes.data - start, INPUT // int(size[0])) for size in upsampling_sizes(model))
