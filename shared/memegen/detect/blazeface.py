@@ -83,13 +83,14 @@ def _anchors(height: int, width: int) -> np.ndarray:
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
+    """Intersection over union of corner boxes (x0, y0, x1, y1 on the last axis), broadcast as numpy does."""
+    x0 = np.maximum(box[..., 0], boxes[..., 0])
+    y0 = np.maximum(box[..., 1], boxes[..., 1])
+    x1 = np.minimum(box[..., 2], boxes[..., 2])
+    y1 = np.minimum(box[..., 3], boxes[..., 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
@@ -256,7 +257,7 @@ class FaceDetector:
         found.append(detections)
         # A hint whose box overlaps a face already found, as weighted_nms merges them, is that face.
         boxes = np.concatenate([corners for corners, _, _ in found])
-        near = near[[not (len(boxes) and _iou(candidate[:4], boxes).max() > 0.3) for candidate in near]]
+        near = near[~(_iou(near[:, None, :4], boxes) > 0.3).any(axis=1)]
         # The strongest hint first, so that its tile is centred on it.
         centres = (near[:, 0:2] + near[:, 2:4]) / 2
         tiles = tiles_around(centres[np.argsort(-near[:, 4], kind="stable")], level)
