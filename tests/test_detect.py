@@ -209,8 +209,8 @@ def test_the_first_look_finds_what_the_whole_level_finds_for_less(photos_dir: Pa
         for face in whole.detect(rgb, min_face=min_face):
             if face.w >= 1.1 * min_face:
                 assert max((_iou(face, f) for f in found), default=0.0) > 0.5, (photo.name, face)
-    # Measured: 0.60 of the pixels on the 47 photos; 5 points of margin for another set's hints.
-    assert pixels["first look"] < 0.65 * pixels["whole"], pixels
+    # Measured: 0.48 of the pixels on the 47 photos; 5 points of margin for another set's hints.
+    assert pixels["first look"] < 0.53 * pixels["whole"], pixels
 
 
 def test_the_first_look_finds_small_faces_in_scenes(photos_dir: Path, settings) -> None:
@@ -235,7 +235,7 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
     """A face a third outside the photo, at each edge: the level's grey border lets the detector see it whole.
 
     Measured on the portraits' faces (200 px in 1600x1200, a third of each face's width outside):
-    found at 114 of 120 placements, and at 109 with the whole level alone (``cascade=False``).
+    found at 113 of 120 placements, and at 110 with the whole level alone (``cascade=False``).
     """
     whole = FaceDetector((settings.detector_dir / FULL_RANGE_FILE).read_bytes(), cascade=False)
     rng = np.random.default_rng(0)
@@ -262,7 +262,7 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
             found += len(detector.detect(canvas, min_face=60)) == 1
             found_whole += len(whole.detect(canvas, min_face=60)) == 1
     assert placements >= 80
-    # Measured 95% (114 of 120). The bar leaves 5 points for other CPUs' rounding.
+    # Measured 94% (113 of 120). The bar leaves 3 points for other CPUs' rounding.
     assert found / placements >= 0.91, (found, found_whole, placements)
     assert found >= found_whole, (found, found_whole, placements)  # the first look finds at least as many
 
