@@ -80,7 +80,8 @@ def photo_rows(
     return rows
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
+    """A photo file as RGB at full size (no DCT shrink), for the tests and the pasted scenes."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path} is not a readable image")
@@ -101,7 +102,7 @@ def pasted_rows(photos: Path, detectors: dict[str, FaceDetector], *, scenes: int
     finder = next(iter(detectors.values()))
     patches = []
     for path in portraits:
-        rgb = _read_rgb(path)
+        rgb = read_rgb(path)
         x, y, w, h = max(finder.detect(rgb), key=lambda f: f.w).box
         pad = w // 3
         patches.append((rgb[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad], w))
@@ -111,7 +112,7 @@ def pasted_rows(photos: Path, detectors: dict[str, FaceDetector], *, scenes: int
         rng = np.random.default_rng(0)
         counts: collections.Counter[str] = collections.Counter()
         for scene in range(scenes):
-            background = _read_rgb(portraits[scene % len(portraits)])
+            background = read_rgb(portraits[scene % len(portraits)])
             canvas = cv2.GaussianBlur(cv2.resize(background, (1600, 1200), interpolation=cv2.INTER_AREA), (0, 0), 8)
             centres: list[tuple[float, float]] = []
             size = times * min_face

@@ -5,17 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from memegen.crop import align_crop
 from memegen.detect import FaceDetector
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert image is not None, path
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from scripts.faces import read_rgb
 
 
 def test_align_crop_levels_a_tilted_face(photos_dir: Path, detector: FaceDetector) -> None:

@@ -12,12 +12,7 @@ import pytest
 from memegen.detect import FULL_RANGE_FILE, Face, FaceDetector
 from memegen.detect.plan import INPUT, Window, hint_window, plan_windows, pyramid, tiles_around
 from memegen.errors import ModelError
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert image is not None, path
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from scripts.faces import read_rgb
 
 
 def test_refuses_a_model_that_is_not_blazeface(settings) -> None:
