@@ -126,7 +126,9 @@ def test_a_level_runs_whole_where_it_is_small_enough() -> None:
     windows = plan_windows(2000, 1500, min_face=75)
     assert [(w.width, w.height) for w in windows] == [(192, 192), (448, 352)]  # the padded image, one level
     assert (windows[1].x, windows[1].y) == (-32, -32)
-    assert len(plan_windows(2000, 1500, min_face=75, whole_levels=False)) == 7  # 6 overlapping tiles instead
+    # 6 overlapping tiles instead, the padded image and the bare one (the padded one sees faces only
+    # from 14 * _PAD model pixels, more than the tiles' level sees whole).
+    assert len(plan_windows(2000, 1500, min_face=75, whole_levels=False)) == 8
     # A 16:9 photo too: one level, not two (the power-of-two pyramid ran 384x224 and 768x448).
     assert [(w.width, w.height) for w in plan_windows(1920, 1080, min_face=54)] == [(192, 192), (576, 352)]
     # An odd shape is padded up to the network's stride of 32.
@@ -226,11 +228,32 @@ def test_the_first_look_finds_small_faces_in_scenes(photos_dir: Path, settings) 
     assert sum(row["first look found"] for row in rows) > sum(row["whole found"] for row in rows)  # type: ignore[misc]
 
 
+def test_finds_the_face_of_a_tight_crop(photos_dir: Path, detector: FaceDetector, settings) -> None:
+    """A face that fills its picture (a face crop, a close selfie): the framed photo's wide grey border shows it small.
+
+    The portraits' faces cut at 0.6, 0.75 and 0.9 of the detector's box, at 128 px (LFW's crops):
+    measured, found in 87 of 90 with the frame 2.5 times the photo (``plan._PAD``), 49 with 1.6.
+    """
+    found = crops = 0
+    for path in sorted(photos_dir.glob("portrait-img*.jpg")):
+        image = read_rgb(path)
+        (face,) = detector.detect(image)
+        for share in (0.6, 0.75, 0.9):
+            (cx, cy), side = face.center, face.w * share
+            x0, y0 = int(cx - side / 2), int(cy - side / 2)
+            crop = image[max(y0, 0) : y0 + int(side), max(x0, 0) : x0 + int(side)]
+            crop = cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA)
+            crops += 1
+            found += len(detector.detect(crop, min_face=settings.smallest_face(128, 128))) == 1
+    assert crops >= 80
+    assert found >= crops - 6, (found, crops)  # 3 of 90 missed as measured, 3 more for other CPUs
+
+
 def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetector, settings) -> None:
     """A face a third outside the photo, at each edge: the level's grey border lets the detector see it whole.
 
     Measured on the portraits' faces (200 px in 1600x1200, a third of each face's width outside):
-    found at 113 of 120 placements, and at 110 with the whole level alone (``cascade=False``).
+    found at 115 of 120 placements, and at 111 with the whole level alone (``cascade=False``).
     """
     whole = FaceDetector((settings.detector_dir / FULL_RANGE_FILE).read_bytes(), cascade=False)
     rng = np.random.default_rng(0)
@@ -257,7 +280,7 @@ def test_finds_faces_cut_by_the_photo_edge(photos_dir: Path, detector: FaceDetec
             found += len(detector.detect(canvas, min_face=60)) == 1
             found_whole += len(whole.detect(canvas, min_face=60)) == 1
     assert placements >= 80
-    # Measured 94% (113 of 120). The bar leaves 3 points for other CPUs' rounding.
+    # Measured 96% (115 of 120). The bar leaves 5 points for other CPUs' rounding.
     assert found / placements >= 0.91, (found, found_whole, placements)
     assert found >= found_whole, (found, found_whole, placements)  # the first look finds at least as many
 
