@@ -266,10 +266,10 @@ def pyramid(image: np.ndarray, sides: list[float]) -> dict[float, np.ndarray]:
 def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
     """``image`` resized by ``scale``: halved while it can be, then one small bilinear step.
 
-    OpenCV's area averaging has a fast path for halving only (2048 -> 512 px in two
-    halvings, 1.2 ms on one thread, against 4.8 ms in one step of four and 9 ms for
-    2048 -> 448 in one); the rest, a scale between a half and one, is bilinear (0.3 ms
-    against 1.5 ms averaged). The halvings leave out at most ``factor - 1`` rows and
+    OpenCV's area averaging has a fast path for halving only: two halvings cost a
+    fraction of one step of four, and far less than any other factor; the rest, a
+    scale between a half and one, is bilinear, a fraction of its area-averaged cost
+    (timed on one thread). The halvings leave out at most ``factor - 1`` rows and
     columns at the image's far edges, which keeps every coordinate exact.
     """
     height, width = image.shape[:2]
