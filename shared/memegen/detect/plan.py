@@ -200,8 +200,9 @@ def _tiles(width: int, height: int, *, min_face: float) -> dict[float, list[tupl
     in a tile of its level, and a larger one is at least ``_MIN_MODEL_FACE``
     wide on the next coarser level. The bordered image sees faces from
     ``_MIN_MODEL_FACE * _PAD`` model pixels of the long side; the first finer
-    level sees them up to ``_TILE_OVERLAP / 2``, so the bare whole image is only
-    looked at where no finer level exists.
+    level sees them whole up to ``_TILE_OVERLAP / 2``, so where the border is
+    wider than that leaves (as ``_PAD`` is), or no finer level exists, the bare
+    whole image is looked at too.
     """
     long_side = float(max(width, height))
     finer: dict[float, list[tuple[float, float]]] = {}
