@@ -44,8 +44,6 @@ _MAX_BLOCK_SHARE = 0.4
 _LINE_PITCH = 1.3
 _ELLIPSIS = "..."  # three dots, not "…": every font has the full stop
 
-_FILL = (255, 255, 255)
-_OUTLINE = (0, 0, 0)
 _MARK = (255, 221, 0)  # a yellow that stands out on skin, sky and foliage alike
 _MARK_TEXT = (0, 0, 0)
 
@@ -66,6 +64,7 @@ class _Line:
     text: str
     x: int  # where Pillow's "la" anchor goes for the line's box to be centred
     y: int  # the same, relative to the top of the block
+    box: tuple[int, int, int, int]  # left, top, right, bottom about the anchor, outline included
 
 
 @dataclass(frozen=True)
@@ -234,20 +233,18 @@ def _ellipsize(text: str, face: _Face, width: int) -> str:
 
 
 def _block(lines: list[str], face: _Face, width: int) -> _Block:
-    placed: list[tuple[str, int, int, int]] = []
-    for index, text in enumerate(lines):
-        left, top, right, bottom = face.box(text)
-        # Centred on the box Pillow draws in, outline included, so the outline
-        # stays inside the margins exactly.
-        offset = index * face.pitch
-        placed.append((text, (width - left - right) // 2, offset + top, offset + bottom))
-    ink_top = min(p[2] for p in placed)
-    ink_bottom = max(p[3] for p in placed)
-    # Each line's y is where its anchor goes, measured from the top of the block.
+    boxes = [face.box(text) for text in lines]
+    ink_top = min(top + index * face.pitch for index, (_, top, _, _) in enumerate(boxes))
+    ink_bottom = max(bottom + index * face.pitch for index, (_, _, _, bottom) in enumerate(boxes))
     return _Block(
         font=face.font,
         stroke=face.stroke,
-        lines=tuple(_Line(text, x, index * face.pitch - ink_top) for index, (text, x, _, _) in enumerate(placed)),
+        # Centred on the box drawn in, outline included, so the outline stays inside the margins
+        # exactly; each line's y is where its anchor goes, measured from the top of the block.
+        lines=tuple(
+            _Line(text, (width - box[0] - box[2]) // 2, index * face.pitch - ink_top, box)
+            for index, (text, box) in enumerate(zip(lines, boxes, strict=True))
+        ),
         height=ink_bottom - ink_top,
     )
 
@@ -334,17 +331,54 @@ def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_heig
     return None  # not even one line fits: the image is a few pixels tall
 
 
-def _draw_caption(draw: ImageDraw.ImageDraw, block: _Block, top: int) -> None:
+def _draw_caption(canvas: Image.Image, block: _Block, top: int) -> None:
+    """Draw a caption block on ``canvas`` (RGB), its first line's box ``top`` px down.
+
+    Only each line's box leaves Pillow for the blending: the photo is not copied again.
+    """
     for line in block.lines:
-        draw.text(
-            (line.x, top + line.y),
-            line.text,
-            font=block.font,
-            anchor="la",
-            fill=_FILL,
-            stroke_width=block.stroke,
-            stroke_fill=_OUTLINE,
-        )
+        left, box_top, right, bottom = line.box
+        x0, y0 = line.x + left, top + line.y + box_top
+        fill = _text_mask(line.text, block.font, (right - left, bottom - box_top), (-left, -box_top))
+        # Clipped to the photo: a line never leaves it, but a caller's odd sizes must not write past it.
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1, cy1 = min(x0 + right - left, canvas.width), min(y0 + bottom - box_top, canvas.height)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        fill = fill[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+        outline = _outline(fill, block.stroke)
+        region = np.array(canvas.crop((cx0, cy0, cx1, cy1)))
+        # Black through the outline's coverage, then white through the letters' own, as Pillow
+        # blends a stroked text: region * (1 - outline), then + (255 - region) * fill.
+        cv2.multiply(region, cv2.cvtColor(cv2.bitwise_not(outline), cv2.COLOR_GRAY2RGB), dst=region, scale=1 / 255)
+        lift = cv2.multiply(cv2.bitwise_not(region), cv2.cvtColor(fill, cv2.COLOR_GRAY2RGB), scale=1 / 255)
+        cv2.add(region, lift, dst=region)
+        canvas.paste(Image.fromarray(region), (cx0, cy0))
+
+
+def _text_mask(text: str, font: ImageFont.FreeTypeFont, size: tuple[int, int], anchor: tuple[int, int]) -> np.ndarray:
+    """The letters' coverage (0-255) in a ``size`` box, the "la" anchor at ``anchor``: what Pillow would fill."""
+    mask = Image.new("L", size)
+    ImageDraw.Draw(mask).text(anchor, text, font=font, anchor="la", fill=255)
+    return np.asarray(mask)
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_SQUARE = np.ones((3, 3), dtype=np.uint8)
+
+
+def _outline(fill: np.ndarray, stroke: int) -> np.ndarray:
+    """The letters' coverage grown by ``stroke`` px on every side: the outline under them.
+
+    Pillow's stroke is FreeType's, a round pen ``stroke`` px wide along the glyph outlines;
+    growing the coverage by a disk draws the same outline. A disk kernel costs its area per
+    pixel; steps of 3x3 crosses and squares grow it by an octagon instead (crosses 1 px along
+    the axes, squares 1.41 px along the diagonals: 0.41 of the steps squares reach ``stroke``
+    both ways), several times faster and within a pixel of the disk at the sizes drawn.
+    """
+    diagonal = round(stroke * (math.sqrt(2) - 1))
+    grown = cv2.dilate(fill, _CROSS, iterations=stroke - diagonal) if stroke > diagonal else fill
+    return cv2.dilate(grown, _SQUARE, iterations=diagonal) if diagonal else grown
 
 
 def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, height: int) -> None:
@@ -383,7 +417,7 @@ def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Area averaging against aliasing and moiré where the photo shrinks by 2 or more; below
-    # that bilinear is as clean and six times faster (18 ms against 3 for 1862 -> 1600 px).
+    # that bilinear is as clean and several times faster.
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
 
 
@@ -448,10 +482,10 @@ def render(
     margin = _margin(width, height)
     top_block = _layout(top, width, height, margin)
     if top_block is not None:
-        _draw_caption(draw, top_block, margin)
+        _draw_caption(canvas, top_block, margin)
     bottom_block = _layout(bottom, width, height, margin)
     if bottom_block is not None:
-        _draw_caption(draw, bottom_block, height - margin - bottom_block.height)
+        _draw_caption(canvas, bottom_block, height - margin - bottom_block.height)
 
     buffer = io.BytesIO()
     # Speed over the last few per cent of size: no optimize pass, no
