@@ -19,6 +19,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -44,7 +45,7 @@ SIZES = {"12 MP": (4000, 3000), "2.6 MP": (1862, 1396), "0.5 MP": (816, 612)}
 # runs in its own environment (TensorFlow never enters ours): scripts/peer.py, in the same run.
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 PEER_SCRIPT = ROOT / "scripts" / "peer.py"
-PEER_REPEAT = 3
+PEER_REPEAT = 5
 
 
 def median_ms(fn: Callable[[], object], *, repeat: int) -> float:
@@ -125,24 +126,75 @@ def bench_photos() -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def peer_runs(photos: list[Path], *, repeat: int) -> tuple[dict[str, dict[str, Any]], str]:
-    """The peer's times and face counts per photo, and its name and version; or no runs and why."""
-    if not PEER_PYTHON.exists():
-        return {}, "`fer` is not installed (.venv-peer is missing: `make bench` creates it from requirements-peer.txt)"
-    listing = "".join(f"{photo}\n" for photo in photos)
-    done = subprocess.run(
-        [str(PEER_PYTHON), str(PEER_SCRIPT), "--repeat", str(repeat)],
-        input=listing,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not rows:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {}, f"`fer` could not run: {reason}"
-    header, results = rows[0], rows[1:]
-    return {r["photo"]: r for r in results}, f"`fer` {header['version']}"
+class Peer:
+    """The peer in its own environment, one photo at a time, so that both run within seconds of each other.
+
+    This machine's speed moves within minutes: timing all of the peer's photos before or after all
+    of MemeGen's made the ratio move by a quarter between runs. ``reason`` says why it is not
+    running (not installed, or failed), and then ``run`` returns None.
+    """
+
+    def __init__(self, *, repeat: int) -> None:
+        self.name, self.reason = "", ""
+        self._process: subprocess.Popen[str] | None = None
+        if not PEER_PYTHON.exists():
+            self.reason = "`fer` is not installed (no .venv-peer: `make bench` makes it from requirements-peer.txt)"
+            return
+        # TensorFlow's log goes to a file: a pipe nobody reads would fill and stop the peer.
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by close(), at the end of `with`
+        self._process = subprocess.Popen(
+            [str(PEER_PYTHON), str(PEER_SCRIPT), "--repeat", str(repeat)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        header = self._reply()
+        if header is not None:
+            self.name = f"`fer` {header['version']}"
+
+    def run(self, photo: Path) -> dict[str, Any] | None:
+        """The peer's times (``ms``, each run) and face count (``faces``) for one photo, or None."""
+        if self._process is None or self._process.stdin is None:
+            return None
+        try:
+            self._process.stdin.write(f"{photo}\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._failed()
+            return None
+        return self._reply()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the peer's process and drop its log."""
+        if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+            self._process.wait(timeout=60)
+            self._process = None
+            self._log.close()
+
+    def _reply(self) -> dict[str, Any] | None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            if line.startswith("{"):
+                reply: dict[str, Any] = json.loads(line)
+                return reply
+        self._failed()
+        return None
+
+    def _failed(self) -> None:
+        if self._process is not None:
+            self._log.seek(0)
+            self.reason = f"`fer` could not run: {(self._log.read().strip().splitlines() or ['no output'])[-1]}"
+            self.close()
 
 
 def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[list[str], dict[str, Any]]:
@@ -150,53 +202,51 @@ def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[li
 
     MemeGen starts from the file's bytes (decode included) and ends with the encoded meme; the peer
     gets the decoded photo and draws nothing. Each photo is run once to warm up, then ``repeat``
-    times; the median counts.
+    times, by the peer and then by MemeGen before the next photo; the median counts.
     """
     if not photos:
         return ["## Side by side with `fer`", "", "No photos: set MEMEGEN_PHOTOS.", ""], {}
-    peer, peer_name = peer_runs(photos, repeat=repeat)
-    lines = [
-        f"## Side by side with {peer_name if peer else 'the peer'}",
-        "",
-        f"{len(photos)} real photos (MEMEGEN_PHOTOS), one thread, warm, median of {repeat} runs each. MemeGen:"
-        " bytes in, the meme's JPEG out; the peer: `detect_emotions` on the decoded photo, no meme drawn.",
-        "",
-    ]
-    if not peer:
-        lines += [f"The peer did not run: {peer_name}. MemeGen alone:", ""]
-    lines += [
-        "| photo | size | faces: MemeGen / peer | MemeGen meme, ms | read | faces | caption | render | peer, ms"
-        " | peer / MemeGen |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    makes, faces_ms, ratios = [], [], []
+    rows, makes, faces_ms, ratios = [], [], [], []
     found = {"memegen": 0, "peer": 0}
-    for photo in photos:
-        data = photo.read_bytes()
-        meme = engine.make(data)
-        times, stages = [], []
-        for _ in range(repeat):
-            ms, meme = _timed_make(engine, data)
-            times.append(ms)
-            stages.append(meme.timings_ms)
+    with Peer(repeat=repeat) as peer:
+        timed = [(photo, peer.run(photo), _timed_makes(engine, photo.read_bytes(), repeat=repeat)) for photo in photos]
+    for photo, row, (times, stages, meme) in timed:
         make = statistics.median(times)
         stage = {k: statistics.median(s[k] for s in stages) for k in ("read", "faces", "caption", "render")}
         makes.append(make)
         faces_ms.append(stage["faces"])
         found["memegen"] += len(meme.faces)
-        row = peer.get(str(photo))
         peer_cells = "| - | - |"
         if row:
             peer_ms = statistics.median(row["ms"])
             ratios.append(peer_ms / make)
             found["peer"] += row["faces"]
             peer_cells = f"| {peer_ms:.0f} | {peer_ms / make:.1f} |"
-        width, height = _size(data)
-        lines.append(
+        width, height = _size(photo.read_bytes())
+        rows.append(
             f"| {photo.name} | {width}x{height} | {len(meme.faces)} / {row['faces'] if row else '-'}"
             f" | {make:.0f} | {stage['read']:.0f} | {stage['faces']:.0f} | {stage['caption']:.1f}"
             f" | {stage['render']:.0f} {peer_cells}"
         )
+    if peer.reason:  # the peer did not run, or stopped part of the way: no ratio from some photos only
+        ratios.clear()
+        found["peer"] = 0
+    lines = [
+        f"## Side by side with {peer.name or 'the peer'}",
+        "",
+        f"{len(photos)} real photos (MEMEGEN_PHOTOS), one thread, warm, median of {repeat} runs each, the peer and"
+        " MemeGen in turn photo by photo. MemeGen: bytes in, the meme's JPEG out; the peer: `detect_emotions` on"
+        " the decoded photo, no meme drawn.",
+        "",
+    ]
+    if peer.reason:
+        lines += [f"The peer did not run: {peer.reason}. MemeGen alone:", ""]
+    lines += [
+        "| photo | size | faces: MemeGen / peer | MemeGen meme, ms | read | faces | caption | render | peer, ms"
+        " | peer / MemeGen |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ]
     # A function instance meets photos of many shapes in turn: the detector rebuilds an interpreter
     # for a shape it no longer keeps, which the warm runs above never pay.
     in_turn_ms, in_turn_faces = [], []
@@ -212,7 +262,7 @@ def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[li
         "in_turn_make_ms": statistics.median(in_turn_ms),
         "in_turn_faces_ms": statistics.median(in_turn_faces),
         "found": found,
-        "peer": peer_name if peer else "",
+        "peer": "" if peer.reason else peer.name,
     }
     lines += ["", f"Medians over the {len(photos)} photos: the whole meme {summary['make_ms']:.0f} ms, its faces stage"]
     lines[-1] += f" {summary['faces_ms']:.1f} ms (at most {summary['faces_ms_max']:.0f} ms)."
@@ -230,6 +280,17 @@ def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[li
         )
     lines.append("")
     return lines, summary
+
+
+def _timed_makes(engine: Engine, data: bytes, *, repeat: int) -> tuple[list[float], list[dict[str, float]], Meme]:
+    """One meme to warm up, then ``repeat`` timed: each one's milliseconds and stages, and the last meme."""
+    meme = engine.make(data)
+    times, stages = [], []
+    for _ in range(repeat):
+        ms, meme = _timed_make(engine, data)
+        times.append(ms)
+        stages.append(meme.timings_ms)
+    return times, stages, meme
 
 
 def _timed_make(engine: Engine, data: bytes) -> tuple[float, Meme]:
