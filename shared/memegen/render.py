@@ -340,13 +340,15 @@ def _draw_caption(canvas: Image.Image, block: _Block, top: int) -> None:
         left, box_top, right, bottom = line.box
         x0, y0 = line.x + left, top + line.y + box_top
         fill = _text_mask(line.text, block.font, (right - left, bottom - box_top), (-left, -box_top))
-        # Clipped to the photo: a line never leaves it, but a caller's odd sizes must not write past it.
+        # Grown before clipping: on a photo narrower than a letter, the letter's part outside the
+        # photo still draws the outline inside it.
+        outline = _outline(fill, block.stroke)
         cx0, cy0 = max(x0, 0), max(y0, 0)
         cx1, cy1 = min(x0 + right - left, canvas.width), min(y0 + bottom - box_top, canvas.height)
         if cx1 <= cx0 or cy1 <= cy0:
             continue
         fill = fill[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        outline = _outline(fill, block.stroke)
+        outline = outline[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
         region = np.array(canvas.crop((cx0, cy0, cx1, cy1)))
         # Black through the outline's coverage, then white through the letters' own, as Pillow
         # blends a stroked text: region * (1 - outline), then + (255 - region) * fill.
