@@ -372,7 +372,7 @@ _SQUARE = np.ones((3, 3), dtype=np.uint8)
 def _outline(fill: np.ndarray, stroke: int) -> np.ndarray:
     """The letters' coverage grown by ``stroke`` px on every side: the outline under them.
 
-    Pillow's stroke is FreeType's, a round pen ``stroke`` px wide along the glyph outlines;
+    Pillow's stroke is FreeType's, a round pen of radius ``stroke`` px along the glyph outlines;
     growing the coverage by a disk draws the same outline. A disk kernel costs its area per
     pixel; steps of 3x3 crosses and squares grow it by an octagon instead (crosses 1 px along
     the axes, squares 1.41 px along the diagonals: 0.41 of the steps squares reach ``stroke``
