@@ -222,8 +222,9 @@ def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[li
     rows, makes, faces_ms, ratios = [], [], [], []
     found = {"memegen": 0, "peer": 0}
     with Peer(repeat=repeat) as peer:
-        timed = [(photo, peer.run(photo), _timed_makes(engine, photo.read_bytes(), repeat=repeat)) for photo in photos]
-    for photo, reply, (times, stages, meme) in timed:
+        uploads = [(photo, photo.read_bytes()) for photo in photos]
+        timed = [(photo, data, peer.run(photo), _timed_makes(engine, data, repeat=repeat)) for photo, data in uploads]
+    for photo, data, reply, (times, stages, meme) in timed:
         # Where the peer stopped part of the way, none of its figures count: no ratio from some photos only.
         row = None if peer.reason else reply
         make = statistics.median(times)
@@ -237,7 +238,7 @@ def side_by_side(engine: Engine, photos: list[Path], *, repeat: int) -> tuple[li
             ratios.append(peer_ms / make)
             found["peer"] += row["faces"]
             peer_cells = f"| {peer_ms:.0f} | {peer_ms / make:.1f} |"
-        width, height = _size(photo.read_bytes())
+        width, height = _size(data)
         rows.append(
             f"| {photo.name} | {width}x{height} | {len(meme.faces)} / {row['faces'] if row else '-'}"
             f" | {make:.0f} | {stage['read']:.0f} | {stage['faces']:.0f} | {stage['caption']:.1f}"

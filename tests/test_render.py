@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from memegen.captions import own_caption
 from memegen.errors import CaptionRefused
 from memegen.fonts import caption_fonts, font_for
-from memegen.render import Mark, _face, _layout, font_path, render
+from memegen.render import Mark, _face, _layout, _margin, font_path, render
 
 HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden"
@@ -481,7 +481,7 @@ def test_captions_look_as_pillows_stroked_text(size: tuple[int, int], caption: s
     drawn = png(image, top=caption, bottom=caption)
     reference = Image.fromarray(image)
     draw = ImageDraw.Draw(reference)
-    margin = max(1, round(0.02 * min(width, height)))  # render's margin
+    margin = _margin(width, height)
     block = _layout(caption, width, height, margin)
     assert block is not None
     for top in (margin, height - margin - block.height):
