@@ -93,6 +93,34 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     summary = readme.read_text()
     assert "old" not in summary and "public test" in summary and summary.endswith("-->, and more\n")
 
+    # A student of the shipped ensemble on a machine without its teachers' float states: the
+    # repository's int8 members of those recipes teach.
+    newer = tmp_path / "fer_new"
+    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_m"]) == 0
+    soft = np.load(fer.teachers_path(newer, fer.SHIPPED))
+    assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    assert json.loads(fer.teachers_path(newer, fer.SHIPPED).with_suffix(".json").read_text()) == {
+        recipe: shipped["entry"]["sha256"] for recipe, shipped in fer.shipped_members().items() if recipe in fer.SHIPPED
+    }
+    # A build that keeps the ensemble it replaces in the running, member files unchanged.
+    first = json.loads((out / "ensemble.json").read_text())["members"]
+    before = {m["name"]: m["sha256"] for m in first}
+    assert build.main([*args, "--greedy", "3", "--states", str(newer / "fer_m.pt"), "--shipped", *before]) == 0
+    manifest = json.loads((out / "ensemble.json").read_text())
+    record = json.loads((out / "training.json").read_text())
+    kept = [m for m in record["members"] if m.get("shipped")]
+    assert {m["sha256"] for m in kept} <= set(before.values())
+    assert {m["sha256"] for m in kept if m["population"] != "fer2013"} == {
+        sha for name, sha in before.items() if not name.startswith("fer2013")
+    } & {m["sha256"] for m in manifest["members"]}
+    shipped_recipes = {m["recipe"] for m in first if m.get("recipe")}
+    assert sorted(record["report"]["candidates"]) == sorted({"fer_m", *shipped_recipes})
+    assert {r["recipe"] for r in record["report"]["fer_recipes"]} == {"fer_m", *shipped_recipes}
+    assert sorted(p.name for p in out.glob("*.tflite")) == sorted(m["file"] for m in manifest["members"])
+    Ensemble.from_dir(out)
+    assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0
+    assert ("(a) A member this build kept" in (out / "README.md").read_text()) == bool(kept)
+
 
 def test_fer_members_resume_from_their_checkpoint(tiny_datasets: Path, tmp_path: Path) -> None:
     """A member killed after its first epoch goes on from its checkpoint, not from the start."""

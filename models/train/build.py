@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -295,6 +296,47 @@ def _trained_fer_members(paths: list[Path], count: int) -> tuple[list[dict[str, 
     return members[:count], trials
 
 
+def shipped_member(
+    data: dict[str, np.ndarray], out: Path, name: str, *, file: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A member of the shipped ensemble in ``out``, as a candidate of this build, written to ``out/file``.
+
+    Its int8 model is kept as it is; what only its float state could measure (its float scores,
+    its history) comes from the ``training.json`` of the build that trained it, and its int8
+    validation score is measured again: a different figure means the faces are not the ones that
+    build saw, and the carried figures would not hold, so the build stops. Returns the entry and,
+    for a FER2013 member, its recipe's record for the card's table of recipes.
+    """
+    manifest = json.loads((out / MANIFEST).read_text())
+    record = json.loads((out / "training.json").read_text())
+    entry = next(e for e in manifest["members"] if e["name"] == name)
+    trained = next(m for m in record["members"] if m["name"] == name)
+    model = (out / entry["file"]).read_bytes()
+    if sha256(model) != entry["sha256"]:
+        raise RuntimeError(f"{name}: {entry['file']} is not the model its manifest names")
+    val_set = load_split(data, entry["population"], VAL, entry["input_size"])
+    int8 = _score(val_set.y, tflite_predict(model, val_set.x))
+    if abs(int8["accuracy"] - trained["val"]["int8"]["accuracy"]) > 1e-9:
+        raise RuntimeError(
+            f"{name}: int8 validation accuracy {int8['accuracy']:.4f}, its build measured"
+            f" {trained['val']['int8']['accuracy']:.4f}: not the same validation faces"
+        )
+    (out / file).write_bytes(model)
+    candidate = {
+        **{k: v for k, v in entry.items() if k != "views"},
+        "name": Path(file).stem,
+        "file": file,
+        "history": trained["history"],
+        "val": {"float": trained["val"]["float"], "int8": int8},
+        "public_test_float": trained["public_test_float"],
+        "shipped": True,
+        "state": None,
+    }
+    recipe = next((r for r in record["report"].get("fer_recipes", []) if r["recipe"] == entry.get("recipe")), None)
+    log.info("member %s (shipped %s): val int8 %.4f, as its build measured", candidate["name"], name, int8["accuracy"])
+    return candidate, recipe
+
+
 # The views every member may read a face in, each besides the face as cut (and all mirrored):
 # shifts of 1/24 of the side (2 px at 48) and zooms, as training's random crops move a face.
 VIEW_SETS: dict[str, list[list[float]]] = {
@@ -527,6 +569,9 @@ def train_members(
     entries: list[dict[str, Any]] = []
     fer_init: dict[str, Any] | None = None
     plan = [(p, p, 0) for p in POPULATIONS]
+    # Read before any export: the new members take the shipped ones' file names.
+    shipped = [shipped_member(data, args.out, name, file=f"shipped_{name}.tflite") for name in args.shipped]
+    shipped_others = {c["population"]: c for c, _ in shipped if c["population"] != "fer2013"}
     if args.states:
         fer_members, trials = _trained_fer_members(args.states, len(args.states) if args.greedy else args.fer_members)
         record["search"]["fer2013"] = trials
@@ -559,9 +604,20 @@ def train_members(
             entries[-1]["recipe"] = member["name"]  # models.train.fer's recipe (fer_a, ...) or the GPU run's
         fer_init = {"state": fer_members[0]["state"], "config": Config(**fer_members[0]["config"])}
         plan = plan[1:]
+        for candidate, recipe in shipped:
+            if candidate["population"] == "fer2013":
+                entries.append(candidate)
+                if recipe:
+                    record["fer_recipes"].append(recipe)
     else:
         plan += [(f"fer2013_{rank + 1}", "fer2013", rank) for rank in range(1, args.extra_fer + 1)]
     for name, population, rank in plan:
+        if population in shipped_others and rank == 0:
+            candidate = shipped_others[population]
+            (args.out / f"{name}.tflite").write_bytes((args.out / candidate["file"]).read_bytes())
+            (args.out / candidate["file"]).unlink()
+            entries.append({**candidate, "name": name, "file": f"{name}.tflite"})
+            continue
         if name in args.keep:
             old = previous[name]
             state = torch.load(args.work / f"{name}.pt", weights_only=False)
@@ -630,6 +686,7 @@ def select_members(
             probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms
         )
         record["greedy"] = [{**step, "added": entries[step["added"]].get("recipe", "?")} for step in steps]
+        record["candidates"] = [e.get("recipe", "?") for e in entries if e["population"] == "fer2013"]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
         for stale in args.out.glob("fer2013*.tflite"):
             stale.unlink()
@@ -684,6 +741,8 @@ def public_test_report(
     y = data["fer2013_y"][data["fer2013_split"] == TEST].astype(np.int64)
     probs = member_outputs(models, entries, faces)
     for entry in entries:
+        if entry.get("state") is None:  # shipped: its float score is the one its build measured
+            continue
         size = entry["input_size"]
         net = _load_net(Config(**entry["config"]), entry["state"])
         resized = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
@@ -715,7 +774,9 @@ def write_outputs(
     Member files of earlier builds, and members left out, go: the folder holds what the manifest names.
     """
     for entry in entries:
-        torch.save(entry.pop("state"), args.work / f"{entry['name']}.pt")
+        state = entry.pop("state")
+        if state is not None:
+            torch.save(state, args.work / f"{entry['name']}.pt")
     manifest = {
         "labels": list(LABELS),
         # The crop prepare cut the faces with: its side is the arrays' own.
@@ -725,7 +786,9 @@ def write_outputs(
             "shift": CROP_SHIFT,
             "color": "grayscale",
         },
-        "members": [{k: v for k, v in e.items() if k not in ("history", "val", "public_test_float")} for e in entries],
+        "members": [
+            {k: v for k, v in e.items() if k not in ("history", "val", "public_test_float", "shipped")} for e in entries
+        ],
         "weights": weights.round(5).tolist(),
         "combination": method,
         "metrics": {
@@ -778,6 +841,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="members already trained (models/work/NAME.pt and their build.json entry) to export again, not retrain",
     )
+    parser.add_argument(
+        "--shipped",
+        nargs="*",
+        default=[],
+        help="members of the ensemble in --out (by name) to keep as candidates without retraining: FER2013 ones"
+        " join --states in the selection (needs --greedy), another population's replaces its search",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--budget-ms", type=float, default=8.0, help="the whole ensemble's time a face, one thread, for its views"
@@ -787,6 +857,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.shipped and not (args.states and args.greedy):
+        print("error: --shipped needs --states and --greedy (the selection renames what it keeps)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     data = dict(np.load(args.data))
@@ -816,6 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         "objectives": comparison["objectives"],
         "fer_recipes": record.get("fer_recipes", []),
         "greedy": record.get("greedy", []),
+        "candidates": record.get("candidates", []),
         "pruning": record["pruning"],
         "min_gain": MIN_GAIN,
         "views": record["views"],

@@ -200,11 +200,18 @@ def members_table(manifest: dict[str, Any], record: dict[str, Any], measured: Me
             f"| {name} | {entry['datasets']} | {entry['input_size']}x{entry['input_size']} gray"
             f" | {entry['macs'] / 1e6:.1f} M"
             f" | {entry['bytes'] / 1024:.0f} KiB | {full[name]['float_bytes'] / 1024:.0f} KiB"
-            f" | {_pct(full[name]['public_test_float']['accuracy'])}% | {_pct(test[name]['accuracy'])}%"
-            f" | {measured.latency[name]:.2f} ms |"
+            f" | {_pct(full[name]['public_test_float']['accuracy'])}%{' (a)' if full[name].get('shipped') else ''}"
+            f" | {_pct(test[name]['accuracy'])}% | {measured.latency[name]:.2f} ms |"
         )
+    lines += [""]
+    if any(m.get("shipped") for m in record["members"]):
+        lines += [
+            "(a) A member this build kept from the ensemble it replaced (`build --shipped`), int8 file unchanged:",
+            "its float figure is the one the build that trained it measured, since its float weights stayed",
+            "with that build; this build measured its int8 validation accuracy again and found the same.",
+            "",
+        ]
     lines += [
-        "",
         f"Whole ensemble per face (all members with their mirror images, and the combination, one thread):"
         f" {measured.latency['ensemble']:.2f} ms, measured by `python -m models.train.card`;"
         " `make bench` measures it again with the detector.",
@@ -228,7 +235,8 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "the area (0: none); `distill` is",
         "the weight of the teachers' averaged reading of each FER2013 training face (face and mirror image) in",
         "its target, the rest being its smoothed label (0: none; knowledge distillation from the recipes the",
-        "`teachers` column names, trained first).",
+        "`teachers` column names, trained first; a teacher whose float weights the run does not hold reads",
+        "as the shipped int8 member of that recipe).",
         "",
         "Every recipe trained, kept in the ensemble or not (the selection is under Combination):",
         "",
