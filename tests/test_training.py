@@ -102,6 +102,10 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert json.loads(fer.teachers_path(newer, fer.SHIPPED).with_suffix(".json").read_text()) == {
         recipe: shipped["entry"]["sha256"] for recipe, shipped in fer.shipped_members().items() if recipe in fer.SHIPPED
     }
+    # In a run that trains a shipped teacher again, its students wait for the new one.
+    shipped = fer.shipped_members()
+    assert fer.teacher_available(newer, "fer_e", shipped, pending=set())
+    assert not fer.teacher_available(newer, "fer_e", shipped, pending={"fer_e"})
     # A build that keeps the ensemble it replaces in the running, member files unchanged.
     first = json.loads((out / "ensemble.json").read_text())["members"]
     before = {m["name"]: m["sha256"] for m in first}

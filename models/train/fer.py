@@ -136,9 +136,12 @@ def shipped_members(models: Path = MODELS_DIR) -> dict[str, dict[str, Any]]:
     }
 
 
-def teacher_available(out: Path, name: str, shipped: dict[str, dict[str, Any]]) -> bool:
-    """A teacher can teach from its float state (``NAME.pt``) or, failing that, as a shipped int8 member."""
-    return (out / f"{name}.pt").exists() or name in shipped
+def teacher_available(out: Path, name: str, shipped: dict[str, dict[str, Any]], *, pending: set[str]) -> bool:
+    """A teacher can teach from its float state (``NAME.pt``) or, failing that, as a shipped int8 member.
+
+    Not as a shipped member while this run is still to train it (``pending``): its students wait for it.
+    """
+    return (out / f"{name}.pt").exists() or (name in shipped and name not in pending)
 
 
 def teacher_reading(out: Path, name: str, faces: np.ndarray, shipped: dict[str, dict[str, Any]]) -> np.ndarray:
@@ -248,9 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     data = dict(np.load(args.data)) if students else {}
     shipped = shipped_members() if students else {}
     while students:
-        ready = [r for r in students if all(teacher_available(args.out, n, shipped) for n in r.teachers)]
+        pending = {r.name for r in students}
+        wanted = {n for r in students for n in r.teachers}
+        absent = {n for n in wanted if not teacher_available(args.out, n, shipped, pending=pending)}
+        ready = [r for r in students if not absent & set(r.teachers)]
         if not ready:
-            missing = sorted({n for r in students for n in r.teachers if not teacher_available(args.out, n, shipped)})
+            missing = sorted(absent)
             print(f"error: the students' teachers {', '.join(missing)} are not trained", file=sys.stderr)
             return 2
         for teachers in sorted({r.teachers for r in ready}):
