@@ -296,6 +296,11 @@ def _trained_fer_members(paths: list[Path], count: int) -> tuple[list[dict[str, 
     return members[:count], trials
 
 
+# How far a shipped member's int8 validation accuracy may move from what the build that trained it
+# measured (the crops of a few faces change with the detector) before its carried figures are refused.
+CARRIED_TOLERANCE = 0.005
+
+
 def shipped_member(
     data: dict[str, np.ndarray], out: Path, name: str, *, file: str
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -303,9 +308,10 @@ def shipped_member(
 
     Its int8 model is kept as it is; what only its float state could measure (its float scores,
     its history) comes from the ``training.json`` of the build that trained it, and its int8
-    validation score is measured again: a different figure means the faces are not the ones that
-    build saw, and the carried figures would not hold, so the build stops. Returns the entry and,
-    for a FER2013 member, its recipe's record for the card's table of recipes.
+    validation score is measured again. The faces are cut by the detector of the day, so a few
+    crops may differ from that build's; a score more than ``CARRIED_TOLERANCE`` away means other
+    faces altogether, where the carried figures would not hold, and the build stops. Returns the
+    entry and, for a FER2013 member, its recipe's record for the card's table of recipes.
     """
     manifest = json.loads((out / MANIFEST).read_text())
     record = json.loads((out / "training.json").read_text())
@@ -316,7 +322,7 @@ def shipped_member(
         raise RuntimeError(f"{name}: {entry['file']} is not the model its manifest names")
     val_set = load_split(data, entry["population"], VAL, entry["input_size"])
     int8 = _score(val_set.y, tflite_predict(model, val_set.x))
-    if abs(int8["accuracy"] - trained["val"]["int8"]["accuracy"]) > 1e-9:
+    if abs(int8["accuracy"] - trained["val"]["int8"]["accuracy"]) > CARRIED_TOLERANCE:
         raise RuntimeError(
             f"{name}: int8 validation accuracy {int8['accuracy']:.4f}, its build measured"
             f" {trained['val']['int8']['accuracy']:.4f}: not the same validation faces"
@@ -329,11 +335,17 @@ def shipped_member(
         "history": trained["history"],
         "val": {"float": trained["val"]["float"], "int8": int8},
         "public_test_float": trained["public_test_float"],
-        "shipped": True,
+        "shipped": {"val_int8_then": trained["val"]["int8"]["accuracy"]},
         "state": None,
     }
     recipe = next((r for r in record["report"].get("fer_recipes", []) if r["recipe"] == entry.get("recipe")), None)
-    log.info("member %s (shipped %s): val int8 %.4f, as its build measured", candidate["name"], name, int8["accuracy"])
+    log.info(
+        "member %s (shipped %s): val int8 %.4f, its build measured %.4f",
+        candidate["name"],
+        name,
+        int8["accuracy"],
+        trained["val"]["int8"]["accuracy"],
+    )
     return candidate, recipe
 
 
