@@ -99,11 +99,11 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_m"]) == 0
     soft = np.load(fer.teachers_path(newer, fer.SHIPPED))
     assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    shipped = fer.shipped_members()
     assert json.loads(fer.teachers_path(newer, fer.SHIPPED).with_suffix(".json").read_text()) == {
-        recipe: shipped["entry"]["sha256"] for recipe, shipped in fer.shipped_members().items() if recipe in fer.SHIPPED
+        recipe: member["entry"]["sha256"] for recipe, member in shipped.items() if recipe in fer.SHIPPED
     }
     # In a run that trains a shipped teacher again, its students wait for the new one.
-    shipped = fer.shipped_members()
     assert fer.teacher_available(newer, "fer_e", shipped, pending=set())
     assert not fer.teacher_available(newer, "fer_e", shipped, pending={"fer_e"})
     # A build that keeps the ensemble it replaces in the running, member files unchanged.

@@ -302,16 +302,17 @@ CARRIED_TOLERANCE = 0.005
 
 
 def shipped_member(
-    data: dict[str, np.ndarray], out: Path, name: str, *, file: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A member of the shipped ensemble in ``out``, as a candidate of this build, written to ``out/file``.
+    data: dict[str, np.ndarray], out: Path, name: str
+) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
+    """A member of the shipped ensemble in ``out``, as a candidate of this build, and its int8 model.
 
     Its int8 model is kept as it is; what only its float state could measure (its float scores,
     its history) comes from the ``training.json`` of the build that trained it, and its int8
     validation score is measured again. The faces are cut by the detector of the day, so a few
     crops may differ from that build's; a score more than ``CARRIED_TOLERANCE`` away means other
     faces altogether, where the carried figures would not hold, and the build stops. Returns the
-    entry and, for a FER2013 member, its recipe's record for the card's table of recipes.
+    entry (still under its shipped name and file: ``_place`` gives it this build's), the model and,
+    for a FER2013 member, its recipe's record for the card's table of recipes.
     """
     manifest = json.loads((out / MANIFEST).read_text())
     record = json.loads((out / "training.json").read_text())
@@ -322,31 +323,29 @@ def shipped_member(
         raise RuntimeError(f"{name}: {entry['file']} is not the model its manifest names")
     val_set = load_split(data, entry["population"], VAL, entry["input_size"])
     int8 = _score(val_set.y, tflite_predict(model, val_set.x))
-    if abs(int8["accuracy"] - trained["val"]["int8"]["accuracy"]) > CARRIED_TOLERANCE:
+    then = trained["val"]["int8"]["accuracy"]
+    if abs(int8["accuracy"] - then) > CARRIED_TOLERANCE:
         raise RuntimeError(
-            f"{name}: int8 validation accuracy {int8['accuracy']:.4f}, its build measured"
-            f" {trained['val']['int8']['accuracy']:.4f}: not the same validation faces"
+            f"{name}: int8 validation accuracy {int8['accuracy']:.4f}, its build measured {then:.4f}:"
+            " not the same validation faces"
         )
-    (out / file).write_bytes(model)
     candidate = {
         **{k: v for k, v in entry.items() if k != "views"},
-        "name": Path(file).stem,
-        "file": file,
         "history": trained["history"],
         "val": {"float": trained["val"]["float"], "int8": int8},
         "public_test_float": trained["public_test_float"],
-        "shipped": {"val_int8_then": trained["val"]["int8"]["accuracy"]},
+        "shipped": {"val_int8_then": then},
         "state": None,
     }
     recipe = next((r for r in record["report"].get("fer_recipes", []) if r["recipe"] == entry.get("recipe")), None)
-    log.info(
-        "member %s (shipped %s): val int8 %.4f, its build measured %.4f",
-        candidate["name"],
-        name,
-        int8["accuracy"],
-        trained["val"]["int8"]["accuracy"],
-    )
-    return candidate, recipe
+    log.info("shipped member %s: val int8 %.4f, its build measured %.4f", name, int8["accuracy"], then)
+    return candidate, model, recipe
+
+
+def _place(out: Path, candidate: dict[str, Any], model: bytes, name: str) -> dict[str, Any]:
+    """A shipped candidate under this build's ``name``, its model written to ``out/NAME.tflite``."""
+    (out / f"{name}.tflite").write_bytes(model)
+    return {**candidate, "name": name, "file": f"{name}.tflite"}
 
 
 # The views every member may read a face in, each besides the face as cut (and all mirrored):
@@ -582,8 +581,8 @@ def train_members(
     fer_init: dict[str, Any] | None = None
     plan = [(p, p, 0) for p in POPULATIONS]
     # Read before any export: the new members take the shipped ones' file names.
-    shipped = [shipped_member(data, args.out, name, file=f"shipped_{name}.tflite") for name in args.shipped]
-    shipped_others = {c["population"]: c for c, _ in shipped if c["population"] != "fer2013"}
+    shipped = [shipped_member(data, args.out, name) for name in args.shipped]
+    shipped_others = {c["population"]: (c, model) for c, model, _ in shipped if c["population"] != "fer2013"}
     if args.states:
         fer_members, trials = _trained_fer_members(args.states, len(args.states) if args.greedy else args.fer_members)
         record["search"]["fer2013"] = trials
@@ -616,19 +615,16 @@ def train_members(
             entries[-1]["recipe"] = member["name"]  # models.train.fer's recipe (fer_a, ...) or the GPU run's
         fer_init = {"state": fer_members[0]["state"], "config": Config(**fer_members[0]["config"])}
         plan = plan[1:]
-        for candidate, recipe in shipped:
+        for candidate, model, recipe in shipped:
             if candidate["population"] == "fer2013":
-                entries.append(candidate)
+                entries.append(_place(args.out, candidate, model, f"shipped_{candidate['name']}"))
                 if recipe:
                     record["fer_recipes"].append(recipe)
     else:
         plan += [(f"fer2013_{rank + 1}", "fer2013", rank) for rank in range(1, args.extra_fer + 1)]
     for name, population, rank in plan:
         if population in shipped_others and rank == 0:
-            candidate = shipped_others[population]
-            (args.out / f"{name}.tflite").write_bytes((args.out / candidate["file"]).read_bytes())
-            (args.out / candidate["file"]).unlink()
-            entries.append({**candidate, "name": name, "file": f"{name}.tflite"})
+            entries.append(_place(args.out, *shipped_others[population], name))
             continue
         if name in args.keep:
             old = previous[name]
