@@ -164,6 +164,17 @@ def test_missing_dataset_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
     assert len(err) == 1 and "models.train.prepare" in err[0]
 
 
+def test_unknown_shipped_member_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """``build --shipped`` with a name the committed manifest lacks stops before any data is read."""
+    from models.train import build
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    args = ["--data", "nowhere.npz", "--out", str(models), "--states", "fer_x.pt", "--greedy", "2"]
+    assert build.main([*args, "--shipped", "fer2013", "fer2013_9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --shipped fer2013_9: not a member of {models / 'ensemble.json'}"]
+
+
 def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     """``models.train.gpu`` on the CPU, every network an eighth as wide: the pack, the two rounds, the states."""
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")

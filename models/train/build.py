@@ -301,6 +301,12 @@ def _trained_fer_members(paths: list[Path], count: int) -> tuple[list[dict[str, 
 CARRIED_TOLERANCE = 0.005
 
 
+def shipped_names(out: Path) -> list[str]:
+    """The members of the ensemble in ``out`` (none where it has no manifest)."""
+    path = out / MANIFEST
+    return [e["name"] for e in json.loads(path.read_text())["members"]] if path.exists() else []
+
+
 def shipped_member(
     data: dict[str, np.ndarray], out: Path, name: str
 ) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
@@ -867,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.shipped and not (args.states and args.greedy):
         print("error: --shipped needs --states and --greedy (the selection renames what it keeps)", file=sys.stderr)
+        return 2
+    if unknown := sorted(set(args.shipped) - set(shipped_names(args.out))):
+        print(f"error: --shipped {' '.join(unknown)}: not a member of {args.out / MANIFEST}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
