@@ -59,6 +59,12 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
         frozenset({0, 2, 3, 4}): 0.60 + 0.5 * gain,
     }
     assert _greedy(Scripted(scores)) == [0, 3, 4]
+    # The step that stopped is recorded, with what each member left would have given.
+    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), Scripted(scores), POPULATIONS, most=3)  # type: ignore[arg-type]
+    assert steps == [
+        {"added": 0, "score": 0.60, "tried": {0: 0.60, 1: 0.59, 2: 0.58}},
+        {"added": None, "score": 0.60, "tried": {1: 0.60 + 0.9 * gain, 2: 0.60 + 0.5 * gain}},
+    ]
     scores[frozenset({0, 2, 3, 4})] = 0.60 + 1.1 * gain
     assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
 

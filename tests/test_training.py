@@ -79,7 +79,11 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
     assert record["report"]["objective"]["name"] == "judged mix"
     assert record["report"]["views"]["chosen"] == "single"
-    assert {step["added"] for step in record["report"]["greedy"]} <= set(recipes)
+    greedy = record["report"]["greedy"]
+    assert {step["added"] for step in greedy} - {None} <= set(recipes)
+    # Each step records what every recipe still out would have scored; a last step adds none.
+    assert all(set(step["tried"]) <= set(recipes) and step["tried"] for step in greedy)
+    assert all(step["added"] is not None for step in greedy[:-1])
     teachers = {r["recipe"]: r["teachers"] for r in record["report"]["fer_recipes"]}
     students = {"fer_e": recipes[:4], "fer_f": recipes[:4], "fer_g": recipes[:6]}
     assert teachers == {**{r: [] for r in recipes[:4]}, **students}

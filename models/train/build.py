@@ -544,6 +544,9 @@ def greedy_fer_members(
     score of the cross-validated, log-loss-weighted ensemble most, and the selection stops when
     none raises it by ``MIN_GAIN``, ``most`` are in, or no other fits ``budget_ms`` a face with
     the members in (``costs``: each member's milliseconds a face). Validation splits only.
+
+    Each step records the member added (None for the last step, where none raised the score enough),
+    the score then, and the score each member tried would have given (``tried``).
     """
     fixed = [i for i, p in enumerate(populations) if p != "fer2013"]
     pool_left = [i for i, p in enumerate(populations) if p == "fer2013"]
@@ -560,11 +563,13 @@ def greedy_fer_members(
         scores = {c: pool.cross_validated(probs, sorted([*chosen, c]) + fixed) for c in fits}
         pick = max(scores, key=lambda c: scores[c])
         if chosen and scores[pick] < best + MIN_GAIN:
+            # Recorded too: what each member left would have scored, so the card shows why none joined.
+            steps.append({"added": None, "score": best, "tried": scores})
             break
         chosen.append(pick)
         pool_left.remove(pick)
         best = scores[pick]
-        steps.append({"added": pick, "score": best})
+        steps.append({"added": pick, "score": best, "tried": scores})
         log.info("greedy selection: member %d in, %.4f", pick, best)
     return sorted(chosen) + fixed, steps
 
@@ -699,7 +704,15 @@ def select_members(
         keep, steps = greedy_fer_members(
             probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms
         )
-        record["greedy"] = [{**step, "added": entries[step["added"]].get("recipe", "?")} for step in steps]
+        recipe = [e.get("recipe", "?") for e in entries]
+        record["greedy"] = [
+            {
+                "added": None if step["added"] is None else recipe[step["added"]],
+                "score": step["score"],
+                "tried": {recipe[c]: score for c, score in step["tried"].items()},
+            }
+            for step in steps
+        ]
         record["candidates"] = [e.get("recipe", "?") for e in entries if e["population"] == "fer2013"]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
         for stale in args.out.glob("fer2013*.tflite"):

@@ -350,11 +350,13 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
             f"until none raises it by {report['min_gain'] * 100:g} point or none fits the budget of"
             f" {report['views']['budget_ms']:g} ms a face with the members in.",
             "",
-            "| step | recipe added | objective |",
-            "|---|---|---|",
+            "| step | recipe added | objective | each recipe tried would have given |",
+            "|---|---|---|---|",
         ]
         for number, step in enumerate(greedy, 1):
-            lines.append(f"| {number} | {step['added']} | {_pct(step['score'])}% |")
+            tried = ", ".join(f"{name} {_pct(score)}%" for name, score in step.get("tried", {}).items())
+            added = step["added"] or "none (no recipe adds the gain)"
+            lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {tried} |")
     return lines
 
 
