@@ -146,11 +146,16 @@ def outputs(parts: Parts) -> tuple[list[str], list[dict[str, object]]]:
     return memes, records
 
 
+def record_count(parts: Parts) -> int:
+    """How many records the output bucket holds now."""
+    return sum(1 for _ in parts.client.list_blobs(parts.settings.output_bucket, prefix="records/"))
+
+
 def wait_for_records(parts: Parts, count: int, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if sum(1 for _ in parts.client.list_blobs(parts.settings.output_bucket, prefix="records/")) >= count:
+            if record_count(parts) >= count:
                 return
         except requests.RequestException:
             pass  # the storage server is frozen on purpose in one test: ask again
@@ -230,8 +235,7 @@ def test_a_function_killed_mid_batch_completes_on_redelivery(
     wait_for_first_meme(parts)
     parts.function[-1].kill()
     parts.function[-1].wait(timeout=10)
-    made = sum(1 for _ in parts.client.list_blobs(parts.settings.output_bucket, prefix="records/"))
-    assert made < len(blobs), "every meme was made before the kill: the test proved nothing"
+    assert record_count(parts) < len(blobs), "every meme was made before the kill: the test proved nothing"
     time.sleep(1)
     parts.start_function()
     wait_for_records(parts, 10, timeout=120)

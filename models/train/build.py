@@ -713,7 +713,7 @@ def select_members(
             }
             for step in steps
         ]
-        record["candidates"] = [e.get("recipe", "?") for e in entries if e["population"] == "fer2013"]
+        record["candidates"] = [r for r, e in zip(recipe, entries, strict=True) if e["population"] == "fer2013"]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
         for stale in args.out.glob("fer2013*.tflite"):
             stale.unlink()
