@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from memegen.crop import CROP_SCALE, CROP_SHIFT
-from memegen.ensemble import MANIFEST, SINGLE_VIEW, Member, sha256, view_of
+from memegen.ensemble import MANIFEST, SINGLE_VIEW, Member, read_manifest, sha256, view_of
 from memegen.labels import LABELS
 from models.train.export import tflite_predict, to_float_tflite, to_int8_tflite
 from models.train.net import Config, ExpressionNet, macs
@@ -303,8 +303,7 @@ CARRIED_TOLERANCE = 0.005
 
 def shipped_names(out: Path) -> list[str]:
     """The members of the ensemble in ``out`` (none where it has no manifest)."""
-    path = out / MANIFEST
-    return [e["name"] for e in json.loads(path.read_text())["members"]] if path.exists() else []
+    return [e["name"] for e in read_manifest(out)["members"]] if (out / MANIFEST).exists() else []
 
 
 def shipped_member(
@@ -320,7 +319,7 @@ def shipped_member(
     entry (still under its shipped name and file: ``_place`` gives it this build's), the model and,
     for a FER2013 member, its recipe's record for the card's table of recipes.
     """
-    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = read_manifest(out)
     record = json.loads((out / "training.json").read_text())
     entry = next(e for e in manifest["members"] if e["name"] == name)
     trained = next(m for m in record["members"] if m["name"] == name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from memegen.ensemble import MANIFEST, Ensemble
+from memegen.ensemble import MANIFEST, Ensemble, read_manifest
 from memegen.evaluate import plot_confusion
 from memegen.labels import LABELS
 from memegen.metrics import score
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = dict(np.load(args.data))
     record = json.loads((args.models / "training.json").read_text())
-    manifest = json.loads((args.models / MANIFEST).read_text())
+    manifest = read_manifest(args.models)
     ensemble = Ensemble.from_dir(args.models, threads=1)
 
     measured = measure(ensemble, data, args.models)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from memegen.ensemble import MANIFEST
+from memegen.ensemble import read_manifest
 from memegen.labels import LABELS
 from memegen.settings import MODELS_DIR
 from models.train.export import tflite_predict
@@ -84,6 +84,11 @@ BASE = Config(
 # fer_n is fer_m's recipe on fer_k's data (FER2013 with the other populations' training people), learning
 # from fer_m as well: the build weighs posed faces, which fer_m (FER2013 alone) reads worse. Its faces are
 # 1.4 times fer_m's, so 32 epochs give it about as many steps as fer_m's 40.
+# fer_o and fer_p learn from no teacher: averaging fer_m with the members it learned from reads FER2013's
+# validation faces no better than fer_m alone (a student carries its teachers' mistakes), so these two
+# measure whether members with mistakes of their own pay in the combination. fer_o is fer_m's recipe
+# without distillation; fer_p the same on the other populations' training people too (26 epochs: as many
+# steps as fer_o's 36). They train side by side (--parallel) in one CPU session.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
@@ -111,6 +116,8 @@ RECIPES = (
         seed=14,
         teachers=(*SHIPPED, "fer_m"),
     ),
+    Recipe("fer_o", replace(BASE, width=48, epochs=36, cutmix=0.5), "fer2013", seed=15),
+    Recipe("fer_p", replace(BASE, width=48, epochs=26, cutmix=0.5), "all", seed=16),
 )
 
 
@@ -138,7 +145,7 @@ def teachers_path(out: Path, teachers: tuple[str, ...]) -> Path:
 
 def shipped_members(models: Path = MODELS_DIR) -> dict[str, dict[str, Any]]:
     """The shipped FER2013 members by recipe: manifest entry and int8 model, which can teach."""
-    manifest = json.loads((models / MANIFEST).read_text())
+    manifest = read_manifest(models)
     return {
         entry["recipe"]: {"entry": entry, "model": (models / entry["file"]).read_bytes()}
         for entry in manifest["members"]

@@ -20,6 +20,12 @@ from memegen.settings import MODELS_DIR
 MANIFEST = "ensemble.json"
 
 
+def read_manifest(directory: Path = MODELS_DIR) -> dict[str, Any]:
+    """The manifest of the ensemble in ``directory``: what inference loads and the build reads back."""
+    manifest: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
+    return manifest
+
+
 @dataclass(frozen=True)
 class Scores:
     """The probability of each label in ``LABELS`` order, for one face."""
@@ -175,7 +181,7 @@ class Ensemble:
     def from_dir(cls, directory: Path = MODELS_DIR, *, threads: int = 1) -> Ensemble:
         """Load ``ensemble.json`` and its member files from a folder."""
         try:
-            manifest = json.loads((directory / MANIFEST).read_text())
+            manifest = read_manifest(directory)
             files = {m["file"]: (directory / m["file"]).read_bytes() for m in manifest["members"]}
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load the ensemble from {directory}: {exc}") from exc
