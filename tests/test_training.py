@@ -208,3 +208,32 @@ def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     soft = averaged_reading(teachers, parts["fer_train"].x)
     assert np.allclose(np.load(out / "teachers.npy"), soft, atol=1e-5)
     assert all(isinstance(v, torch.Tensor) for m in students for v in m["state"].values())
+
+
+@pytest.mark.parametrize(
+    ("data", "others"), [("fer2013", ()), ("all", ("lfw", "jaffe", "imfdb")), ("posed", ("jaffe", "imfdb"))]
+)
+def test_a_recipe_learns_from_the_populations_its_data_names(data: str, others: tuple[str, ...]) -> None:
+    """FER2013's training faces, then the training people of the populations ``data`` names; no validation face."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import numpy as np
+
+    from models.train.fer import BASE, Recipe, training_faces
+    from models.train.train import TRAIN, VAL
+
+    arrays: dict[str, np.ndarray] = {}
+    for index, population in enumerate(("fer2013", "lfw", "jaffe", "imfdb")):
+        # Each population's faces are filled with its own value, and its labels are its index.
+        arrays[f"{population}_x"] = np.full((5 + index, 48, 48), 10 * (index + 1), np.uint8)
+        arrays[f"{population}_y"] = np.full(5 + index, index, np.int64)
+        arrays[f"{population}_split"] = np.array([TRAIN] * (3 + index) + [VAL] * 2)
+    soft = np.full((3, len(LABELS)), 1 / len(LABELS), np.float32)
+    split = training_faces(arrays, Recipe("x", BASE, data, seed=0), soft=soft)
+
+    fills = [10 * (1 + ("fer2013", "lfw", "jaffe", "imfdb").index(p)) for p in ("fer2013", *others)]
+    counts = [3 + ("fer2013", "lfw", "jaffe", "imfdb").index(p) for p in ("fer2013", *others)]
+    assert sorted(set(split.x.reshape(len(split.x), -1)[:, 0].tolist())) == sorted(fills)
+    assert len(split.x) == sum(counts)
+    assert split.soft is not None
+    np.testing.assert_allclose(split.soft[:3], soft)  # FER2013's faces learn from the teachers' reading
+    np.testing.assert_array_equal(split.soft[3:].argmax(1), split.y[3:])  # the others from their labels
