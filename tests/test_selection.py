@@ -84,3 +84,37 @@ def test_a_population_member_goes_unless_it_raises_the_objective_by_min_gain() -
 
 def _subsets(items: list[int]) -> list[tuple[int, ...]]:
     return [tuple(i for i in items if mask >> i & 1) for mask in range(1, 2 ** len(items))]
+
+
+def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_counts() -> None:
+    """A tried set's reading of FER2013's and JAFFE's faces (the judged mix's), and the card's cell for it."""
+    from models.train import card
+
+    data: dict[str, np.ndarray] = {}
+    for population in build.POPULATIONS:
+        data[f"{population}_x"] = np.zeros((8, 48, 48), np.uint8)
+        data[f"{population}_y"] = np.arange(8) % 7
+        data[f"{population}_split"] = np.full(8, 1)  # every face a validation face
+    pool = build.Pool.of(data, "judged mix", seed=0)
+    right = np.eye(7)[pool.y]
+    # Member 0 reads every face right; member 1 only FER2013's (JAFFE's and the rest it reads as the next label).
+    wrong = np.eye(7)[(pool.y + 1) % 7]
+    fer = (pool.origin == build.POPULATIONS.index("fer2013"))[:, None]
+    probs = np.stack([right, np.where(fer, right, wrong)], 1)
+    assert pool.judged_readings(probs, [0]) == {"fer2013": 1.0, "jaffe": 1.0}
+    assert pool.judged_readings(probs, [1]) == {"fer2013": 1.0, "jaffe": 0.0}
+
+    report = {
+        "min_gain": build.MIN_GAIN,
+        "views": {"budget_ms": 8.0},
+        "greedy": [
+            {
+                "added": "fer_x",
+                "score": 0.6,
+                "tried": {"fer_x": 0.6, "fer_y": 0.55},
+                "readings": {"fer_x": {"fer2013": 0.61, "jaffe": 0.56}, "fer_y": {"fer2013": 0.69, "jaffe": 0.0}},
+            }
+        ],
+    }
+    row = card._greedy_table(report)[-1]
+    assert "fer_x 60.0% (fer2013 val 61.0%, jaffe val 56.0%), fer_y 55.0% (fer2013 val 69.0%, jaffe val 0.0%)" in row

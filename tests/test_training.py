@@ -83,6 +83,9 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert {step["added"] for step in greedy} - {None} <= set(recipes)
     # Each step records what every recipe still out would have scored; a last step adds none.
     assert all(set(step["tried"]) <= set(recipes) and step["tried"] for step in greedy)
+    # ... each split by the populations the judged mix counts.
+    assert all(set(step["readings"]) == set(step["tried"]) for step in greedy)
+    assert all(set(r) == {"fer2013", "jaffe"} for step in greedy for r in step["readings"].values())
     assert all(step["added"] is not None for step in greedy[:-1])
     teachers = {r["recipe"]: r["teachers"] for r in record["report"]["fer_recipes"]}
     students = {"fer_e": recipes[:4], "fer_f": recipes[:4], "fer_g": recipes[:6]}

@@ -502,6 +502,11 @@ class Pool:
         """The objective's score of the log-loss-weighted combination of ``members``, two-fold."""
         return self.score(self.held_out("logloss", probs[:, members]))
 
+    def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
+        """What ``cross_validated`` scores, by population: the accuracy on each one the objective counts."""
+        readings = self.per_population(self.held_out("logloss", probs[:, members]))
+        return {name: readings[name] for name, share in zip(POPULATIONS, self.share, strict=True) if share > 0}
+
 
 def prune_population_members(
     probs: np.ndarray, pool: Pool, populations: list[str]
@@ -704,14 +709,22 @@ def select_members(
             probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms
         )
         recipe = [e.get("recipe", "?") for e in entries]
-        record["greedy"] = [
-            {
-                "added": None if step["added"] is None else recipe[step["added"]],
-                "score": step["score"],
-                "tried": {recipe[c]: score for c, score in step["tried"].items()},
-            }
-            for step in steps
-        ]
+        others = [i for i, e in enumerate(entries) if e["population"] != "fer2013"]
+        chosen: list[int] = []
+        record["greedy"] = []
+        for step in steps:
+            # Each score split by population: a recipe may read one kind of face better and another worse.
+            readings = {recipe[c]: pool.judged_readings(probs, sorted([*chosen, c, *others])) for c in step["tried"]}
+            record["greedy"].append(
+                {
+                    "added": None if step["added"] is None else recipe[step["added"]],
+                    "score": step["score"],
+                    "tried": {recipe[c]: score for c, score in step["tried"].items()},
+                    "readings": readings,
+                }
+            )
+            if step["added"] is not None:
+                chosen.append(step["added"])
         record["candidates"] = [r for r, e in zip(recipe, entries, strict=True) if e["population"] == "fer2013"]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
         for stale in args.out.glob("fer2013*.tflite"):

@@ -340,6 +340,11 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
     return lines
 
 
+def _readings(readings: dict[str, float]) -> str:
+    """A tried set's accuracy on each population the objective counts, as the greedy table shows it."""
+    return " (" + ", ".join(f"{name} val {_pct(value)}%" for name, value in readings.items()) + ")" if readings else ""
+
+
 def _greedy_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     greedy = report.get("greedy", [])
@@ -348,13 +353,18 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
             "",
             "FER2013 members join by forward selection: each step adds the one that raises the objective most,",
             f"until none raises it by {report['min_gain'] * 100:g} point or none fits the budget of"
-            f" {report['views']['budget_ms']:g} ms a face with the members in.",
+            f" {report['views']['budget_ms']:g} ms a face with the members in. Each score tried is split by"
+            " the populations the objective counts: a recipe may read one kind of face better and another worse.",
             "",
             "| step | recipe added | objective | each recipe tried would have given |",
             "|---|---|---|---|",
         ]
         for number, step in enumerate(greedy, 1):
-            tried = ", ".join(f"{name} {_pct(score)}%" for name, score in step.get("tried", {}).items())
+            readings = step.get("readings", {})
+            tried = ", ".join(
+                f"{name} {_pct(score)}%" + _readings(readings.get(name, {}))
+                for name, score in step.get("tried", {}).items()
+            )
             added = step["added"] or "none (no recipe adds the gain)"
             lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {tried} |")
     return lines
