@@ -714,7 +714,7 @@ def select_members(
         record["greedy"] = []
         for step in steps:
             # Each score split by population: a recipe may read one kind of face better and another worse.
-            readings = {recipe[c]: pool.judged_readings(probs, sorted([*chosen, c, *others])) for c in step["tried"]}
+            readings = {recipe[c]: pool.judged_readings(probs, sorted([*chosen, c]) + others) for c in step["tried"]}
             record["greedy"].append(
                 {
                     "added": None if step["added"] is None else recipe[step["added"]],
