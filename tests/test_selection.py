@@ -27,9 +27,16 @@ class Scripted:
     asked: list[frozenset[int]] = field(default_factory=list)
 
     def cross_validated(self, probs: np.ndarray, members: list[int]) -> float:
+        return self.weighted(self.judged_readings(probs, members))
+
+    def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
+        # The table's score, as if the objective counted FER2013's faces alone.
         key = frozenset(members)
         self.asked.append(key)
-        return self.scores.get(key, 0.0)
+        return {"fer2013": self.scores.get(key, 0.0)}
+
+    def weighted(self, readings: dict[str, float]) -> float:
+        return readings["fer2013"]
 
 
 def _greedy(pool: Scripted, **kw: object) -> list[int]:
@@ -61,9 +68,10 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
     assert _greedy(Scripted(scores)) == [0, 3, 4]
     # The step that stopped is recorded, with what each member left would have given.
     _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), Scripted(scores), POPULATIONS, most=3)  # type: ignore[arg-type]
+    tried = [{0: 0.60, 1: 0.59, 2: 0.58}, {1: 0.60 + 0.9 * gain, 2: 0.60 + 0.5 * gain}]
     assert steps == [
-        {"added": 0, "score": 0.60, "tried": {0: 0.60, 1: 0.59, 2: 0.58}},
-        {"added": None, "score": 0.60, "tried": {1: 0.60 + 0.9 * gain, 2: 0.60 + 0.5 * gain}},
+        {"added": 0, "score": 0.60, "tried": tried[0], "readings": {c: {"fer2013": v} for c, v in tried[0].items()}},
+        {"added": None, "score": 0.60, "tried": tried[1], "readings": {c: {"fer2013": v} for c, v in tried[1].items()}},
     ]
     scores[frozenset({0, 2, 3, 4})] = 0.60 + 1.1 * gain
     assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
@@ -103,6 +111,8 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     probs = np.stack([right, np.where(fer, right, wrong)], 1)
     assert pool.judged_readings(probs, [0]) == {"fer2013": 1.0, "jaffe": 1.0}
     assert pool.judged_readings(probs, [1]) == {"fer2013": 1.0, "jaffe": 0.0}
+    # The objective is those readings weighted: the judged mix's FER2013 share for member 1.
+    assert pool.cross_validated(probs, [1]) == pytest.approx(pool.share[0], abs=1e-12)
 
     report = {
         "min_gain": build.MIN_GAIN,

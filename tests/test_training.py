@@ -221,11 +221,12 @@ def test_a_recipe_learns_from_the_populations_its_data_names(data: str, others: 
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     import numpy as np
 
+    from models.train.build import POPULATIONS
     from models.train.fer import BASE, Recipe, training_faces
     from models.train.train import TRAIN, VAL
 
     arrays: dict[str, np.ndarray] = {}
-    for index, population in enumerate(("fer2013", "lfw", "jaffe", "imfdb")):
+    for index, population in enumerate(POPULATIONS):
         # Each population's faces are filled with its own value, and its labels are its index.
         arrays[f"{population}_x"] = np.full((5 + index, 48, 48), 10 * (index + 1), np.uint8)
         arrays[f"{population}_y"] = np.full(5 + index, index, np.int64)
@@ -233,8 +234,8 @@ def test_a_recipe_learns_from_the_populations_its_data_names(data: str, others: 
     soft = np.full((3, len(LABELS)), 1 / len(LABELS), np.float32)
     split = training_faces(arrays, Recipe("x", BASE, data, seed=0), soft=soft)
 
-    fills = [10 * (1 + ("fer2013", "lfw", "jaffe", "imfdb").index(p)) for p in ("fer2013", *others)]
-    counts = [3 + ("fer2013", "lfw", "jaffe", "imfdb").index(p) for p in ("fer2013", *others)]
+    fills = [10 * (1 + POPULATIONS.index(p)) for p in ("fer2013", *others)]
+    counts = [3 + POPULATIONS.index(p) for p in ("fer2013", *others)]
     assert sorted(set(split.x.reshape(len(split.x), -1)[:, 0].tolist())) == sorted(fills)
     assert len(split.x) == sum(counts)
     assert split.soft is not None

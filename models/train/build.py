@@ -500,12 +500,16 @@ class Pool:
 
     def cross_validated(self, probs: np.ndarray, members: list[int]) -> float:
         """The objective's score of the log-loss-weighted combination of ``members``, two-fold."""
-        return self.score(self.held_out("logloss", probs[:, members]))
+        return self.weighted(self.judged_readings(probs, members))
 
     def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
         """What ``cross_validated`` scores, by population: the accuracy on each one the objective counts."""
         readings = self.per_population(self.held_out("logloss", probs[:, members]))
         return {name: readings[name] for name, share in zip(POPULATIONS, self.share, strict=True) if share > 0}
+
+    def weighted(self, readings: dict[str, float]) -> float:
+        """The objective from ``judged_readings``: each population's accuracy weighted by its share."""
+        return float(sum(self.share[POPULATIONS.index(name)] * value for name, value in readings.items()))
 
 
 def prune_population_members(
@@ -550,7 +554,9 @@ def greedy_fer_members(
     the members in (``costs``: each member's milliseconds a face). Validation splits only.
 
     Each step records the member added (None for the last step, where none raised the score enough),
-    the score then, and the score each member tried would have given (``tried``).
+    the score then, the score each member tried would have given (``tried``), and that score split by
+    the populations the objective counts (``readings``): a member may read one kind of face better and
+    another worse.
     """
     fixed = [i for i, p in enumerate(populations) if p != "fer2013"]
     pool_left = [i for i, p in enumerate(populations) if p == "fer2013"]
@@ -564,16 +570,17 @@ def greedy_fer_members(
         fits = [c for c in pool_left if not chosen or spent + costs[c] <= budget_ms]
         if not fits:
             break
-        scores = {c: pool.cross_validated(probs, sorted([*chosen, c]) + fixed) for c in fits}
+        readings = {c: pool.judged_readings(probs, sorted([*chosen, c]) + fixed) for c in fits}
+        scores = {c: pool.weighted(readings[c]) for c in fits}
         pick = max(scores, key=lambda c: scores[c])
         if chosen and scores[pick] < best + MIN_GAIN:
             # Recorded too: what each member left would have scored, so the card shows why none joined.
-            steps.append({"added": None, "score": best, "tried": scores})
+            steps.append({"added": None, "score": best, "tried": scores, "readings": readings})
             break
         chosen.append(pick)
         pool_left.remove(pick)
         best = scores[pick]
-        steps.append({"added": pick, "score": best, "tried": scores})
+        steps.append({"added": pick, "score": best, "tried": scores, "readings": readings})
         log.info("greedy selection: member %d in, %.4f", pick, best)
     return sorted(chosen) + fixed, steps
 
@@ -709,22 +716,15 @@ def select_members(
             probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms
         )
         recipe = [e.get("recipe", "?") for e in entries]
-        others = [i for i, e in enumerate(entries) if e["population"] != "fer2013"]
-        chosen: list[int] = []
-        record["greedy"] = []
-        for step in steps:
-            # Each score split by population: a recipe may read one kind of face better and another worse.
-            readings = {recipe[c]: pool.judged_readings(probs, sorted([*chosen, c]) + others) for c in step["tried"]}
-            record["greedy"].append(
-                {
-                    "added": None if step["added"] is None else recipe[step["added"]],
-                    "score": step["score"],
-                    "tried": {recipe[c]: score for c, score in step["tried"].items()},
-                    "readings": readings,
-                }
-            )
-            if step["added"] is not None:
-                chosen.append(step["added"])
+        record["greedy"] = [
+            {
+                "added": None if step["added"] is None else recipe[step["added"]],
+                "score": step["score"],
+                "tried": {recipe[c]: score for c, score in step["tried"].items()},
+                "readings": {recipe[c]: reading for c, reading in step["readings"].items()},
+            }
+            for step in steps
+        ]
         record["candidates"] = [r for r, e in zip(recipe, entries, strict=True) if e["population"] == "fer2013"]
         entries, probs = [entries[i] for i in keep], probs[:, keep]
         for stale in args.out.glob("fer2013*.tflite"):

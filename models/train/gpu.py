@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.train.fer import BASE
+from models.train.fer import BASE, OTHERS
 from models.train.net import Config, macs
 from models.train.train import TRAIN, VAL, Split, at_side, averaged_reading, load_split, train
 
@@ -130,7 +130,7 @@ def load_packed(path: Path) -> dict[str, Split]:
 
 def training_faces(parts: dict[str, Split], recipe: GpuRecipe, soft: np.ndarray | None) -> Split:
     """A recipe's faces at its input side; a student's FER2013 faces carry the teachers' reading."""
-    names = ["fer_train"] + (["jaffe", "imfdb"] if recipe.data == "posed" else [])
+    names = ["fer_train", *OTHERS[recipe.data]]
     x = at_side(np.concatenate([parts[n].x for n in names]), recipe.config.size)
     y = np.concatenate([parts[n].y for n in names])
     if soft is None:
