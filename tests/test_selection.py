@@ -46,7 +46,7 @@ def _greedy(pool: Scripted, **kw: object) -> list[int]:
 
 def test_forward_selection_stops_at_the_time_budget() -> None:
     # Every FER2013 member added raises the objective: only the budget stops the selection.
-    scores = {frozenset({*fer, 3, 4}): 0.6 + 0.02 * len(fer) - 0.001 * sum(fer) for fer in _subsets([0, 1, 2])}
+    scores = {frozenset(fer): 0.6 + 0.02 * len(fer) - 0.001 * sum(fer) for fer in _subsets([0, 1, 2])}
     assert _greedy(Scripted(scores)) == [0, 1, 2, 3, 4]
     # The two population members cost 1 ms a face each, a FER2013 member 1.5 ms: 4 ms fit one, 5 ms two.
     costs = [1.5, 1.5, 1.5, 1.0, 1.0]
@@ -59,11 +59,11 @@ def test_forward_selection_stops_at_the_time_budget() -> None:
 def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
     gain = build.MIN_GAIN
     scores = {
-        frozenset({0, 3, 4}): 0.60,
-        frozenset({1, 3, 4}): 0.59,
-        frozenset({2, 3, 4}): 0.58,
-        frozenset({0, 1, 3, 4}): 0.60 + 0.9 * gain,  # below the gain a member must bring
-        frozenset({0, 2, 3, 4}): 0.60 + 0.5 * gain,
+        frozenset({0}): 0.60,
+        frozenset({1}): 0.59,
+        frozenset({2}): 0.58,
+        frozenset({0, 1}): 0.60 + 0.9 * gain,  # below the gain a member must bring
+        frozenset({0, 2}): 0.60 + 0.5 * gain,
     }
     assert _greedy(Scripted(scores)) == [0, 3, 4]
     # The step that stopped is recorded, with what each member left would have given.
@@ -73,8 +73,17 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
         {"added": 0, "score": 0.60, "tried": tried[0], "readings": {c: {"fer2013": v} for c, v in tried[0].items()}},
         {"added": None, "score": 0.60, "tried": tried[1], "readings": {c: {"fer2013": v} for c, v in tried[1].items()}},
     ]
-    scores[frozenset({0, 2, 3, 4})] = 0.60 + 1.1 * gain
+    scores[frozenset({0, 2})] = 0.60 + 1.1 * gain
     assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
+
+
+def test_forward_selection_judges_fer2013_members_without_the_members_pruned_after() -> None:
+    # Member 1 reads best alone; with the JAFFE and LFW members (3, 4) mixed in, member 0 would win.
+    scores = {frozenset({0}): 0.60, frozenset({1}): 0.62, frozenset({0, 3, 4}): 0.65, frozenset({1, 3, 4}): 0.58}
+    pool = Scripted(scores)
+    assert _greedy(pool) == [1, 3, 4]
+    # Every set it scored holds FER2013 members only: the others are pruned after, by their own gain.
+    assert pool.asked and all(key <= {0, 1, 2} for key in pool.asked)
 
 
 def test_a_population_member_goes_unless_it_raises_the_objective_by_min_gain() -> None:

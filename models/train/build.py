@@ -548,10 +548,13 @@ def greedy_fer_members(
 ) -> tuple[list[int], list[dict[str, Any]]]:
     """Which FER2013 members to keep: forward selection by the combination's cross-validated score.
 
-    The other populations' members always stay. Each step adds the FER2013 member that raises the
-    score of the cross-validated, log-loss-weighted ensemble most, and the selection stops when
-    none raises it by ``MIN_GAIN``, ``most`` are in, or no other fits ``budget_ms`` a face with
-    the members in (``costs``: each member's milliseconds a face). Validation splits only.
+    The other populations' members are returned too, to be pruned after (``prune_population_members``),
+    and are left out of the sets this selection scores: a FER2013 member is judged by how it reads, not
+    by how the log-loss weights fitted on one fold mix it with members that may then go. Each step adds
+    the FER2013 member that raises the score of the cross-validated, log-loss-weighted ensemble most,
+    and the selection stops when none raises it by ``MIN_GAIN``, ``most`` are in, or no other fits
+    ``budget_ms`` a face with the members in (``costs``: each member's milliseconds a face).
+    Validation splits only.
 
     Each step records the member added (None for the last step, where none raised the score enough),
     the score then, the score each member tried would have given (``tried``), and that score split by
@@ -570,7 +573,7 @@ def greedy_fer_members(
         fits = [c for c in pool_left if not chosen or spent + costs[c] <= budget_ms]
         if not fits:
             break
-        readings = {c: pool.judged_readings(probs, sorted([*chosen, c]) + fixed) for c in fits}
+        readings = {c: pool.judged_readings(probs, sorted([*chosen, c])) for c in fits}
         scores = {c: pool.weighted(readings[c]) for c in fits}
         pick = max(scores, key=lambda c: scores[c])
         if chosen and scores[pick] < best + MIN_GAIN:

@@ -351,7 +351,8 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
     if greedy:
         lines += [
             "",
-            "FER2013 members join by forward selection: each step adds the one that raises the objective most,",
+            "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
+            "pruned after, below): each step adds the one that raises the objective most,",
             f"until none raises it by {report['min_gain'] * 100:g} point or none fits the budget of"
             f" {report['views']['budget_ms']:g} ms a face with the members in. Each score tried is split by"
             " the populations the objective counts: a recipe may read one kind of face better and another worse.",
