@@ -95,9 +95,9 @@ BASE = Config(
 # read FER2013 2 to 3 points worse (fer_k against fer_j, fer_n against fer_m, fer_p against fer_o).
 # These learn FER2013 with JAFFE's and IMFDB's training people but not LFW's ("posed", 3% more faces),
 # from no teacher, two seeds: members that read both kinds of faces, with mistakes of their own.
-# fer_s and fer_t: fer_r's recipe ("posed" read FER2013 as well as FER2013 alone and JAFFE's new people
-# far better, and the build chose fer_r) with a schedule two thirds longer, which measures whether the
-# 36 epochs had converged; fer_t blends with mixup instead of cutmix, for members that differ.
+# fer_s and fer_t: fer_r's recipe ("posed" cost less of FER2013's reading than "all", read JAFFE's new
+# people far better than FER2013 alone, and the build chose fer_r) with a schedule two thirds longer,
+# which measures whether 36 epochs had converged; fer_t blends with mixup instead of cutmix, to differ.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
