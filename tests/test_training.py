@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ def tiny_datasets(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     return root
 
 
-def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_smoke_training_run(
+    tiny_datasets: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The steps of ``make train``, each for an epoch or two: crops, FER2013 members, the rest, the card."""
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     from models.train import build, card, fer, prepare
@@ -101,22 +104,25 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
     assert "old" not in summary and "public test" in summary and summary.endswith("-->, and more\n")
 
     # A student of the shipped ensemble on a machine without its teachers' float states: the
-    # repository's int8 members of those recipes teach.
-    newer = tmp_path / "fer_new"
-    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_m"]) == 0
-    soft = np.load(fer.teachers_path(newer, fer.SHIPPED))
-    assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    # repository's int8 members of those recipes teach. Its teachers are whichever recipes ship today.
     shipped = fer.shipped_members()
-    assert json.loads(fer.teachers_path(newer, fer.SHIPPED).with_suffix(".json").read_text()) == {
-        recipe: member["entry"]["sha256"] for recipe, member in shipped.items() if recipe in fer.SHIPPED
+    taught = tuple(shipped)
+    student = fer.Recipe("fer_x", replace(fer.BASE, distill=0.5), "fer2013", seed=99, teachers=taught)
+    monkeypatch.setattr(fer, "RECIPES", (*fer.RECIPES, student))
+    newer = tmp_path / "fer_new"
+    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_x"]) == 0
+    soft = np.load(fer.teachers_path(newer, taught))
+    assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
+    assert json.loads(fer.teachers_path(newer, taught).with_suffix(".json").read_text()) == {
+        recipe: member["entry"]["sha256"] for recipe, member in shipped.items()
     }
     # In a run that trains a shipped teacher again, its students wait for the new one.
-    assert fer.teacher_available(newer, "fer_e", shipped, pending=set())
-    assert not fer.teacher_available(newer, "fer_e", shipped, pending={"fer_e"})
+    assert fer.teacher_available(newer, taught[0], shipped, pending=set())
+    assert not fer.teacher_available(newer, taught[0], shipped, pending={taught[0]})
     # A build that keeps the ensemble it replaces in the running, member files unchanged.
     first = json.loads((out / "ensemble.json").read_text())["members"]
     before = {m["name"]: m["sha256"] for m in first}
-    assert build.main([*args, "--greedy", "3", "--states", str(newer / "fer_m.pt"), "--shipped", *before]) == 0
+    assert build.main([*args, "--greedy", "3", "--states", str(newer / "fer_x.pt"), "--shipped", *before]) == 0
     manifest = json.loads((out / "ensemble.json").read_text())
     record = json.loads((out / "training.json").read_text())
     kept = [m for m in record["members"] if m.get("shipped")]
@@ -125,8 +131,8 @@ def test_smoke_training_run(tiny_datasets: Path, tmp_path: Path, caplog: pytest.
         sha for name, sha in before.items() if not name.startswith("fer2013")
     } & {m["sha256"] for m in manifest["members"]}
     shipped_recipes = {m["recipe"] for m in first if m.get("recipe")}
-    assert sorted(record["report"]["candidates"]) == sorted({"fer_m", *shipped_recipes})
-    assert {r["recipe"] for r in record["report"]["fer_recipes"]} == {"fer_m", *shipped_recipes}
+    assert sorted(record["report"]["candidates"]) == sorted({"fer_x", *shipped_recipes})
+    assert {r["recipe"] for r in record["report"]["fer_recipes"]} == {"fer_x", *shipped_recipes}
     assert sorted(p.name for p in out.glob("*.tflite")) == sorted(m["file"] for m in manifest["members"])
     Ensemble.from_dir(out)
     assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0
