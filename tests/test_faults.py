@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,7 +65,10 @@ def _function(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[byt
         target="on_upload", source="functions/on_upload/main.py", signature="cloudevent", port=port
     )
     with log.open("ab") as out:  # the function's structured log lines, kept for the assertions
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # A session of its own: the server is a master and its worker, and an instance dies whole (killpg).
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     wait_until_serving(f"http://127.0.0.1:{port}/", process=process, timeout=60)
     return process
 
@@ -233,8 +237,19 @@ def test_a_function_killed_mid_batch_completes_on_redelivery(
 ) -> None:
     blobs = upload_photos(parts, photos_dir, 10, names=LARGE)
     wait_for_first_meme(parts)
-    parts.function[-1].kill()
+    # The whole instance, master and worker: killing the master alone leaves its worker to finish the
+    # requests in flight, so that none is cut off.
+    os.killpg(parts.function[-1].pid, signal.SIGKILL)
     parts.function[-1].wait(timeout=10)
+    port = int(parts.function_url.rsplit(":", 1)[1].strip("/"))
+    deadline = time.monotonic() + 0.5  # the kernel closes a killed process's socket at once
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        assert time.monotonic() < deadline, "a process of the killed instance still holds its socket"
+        time.sleep(0.05)
     assert record_count(parts) < len(blobs), "every meme was made before the kill: the test proved nothing"
     time.sleep(1)
     parts.start_function()
