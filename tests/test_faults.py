@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -241,7 +242,7 @@ def test_a_function_killed_mid_batch_completes_on_redelivery(
     # requests in flight, so that none is cut off.
     os.killpg(parts.function[-1].pid, signal.SIGKILL)
     parts.function[-1].wait(timeout=10)
-    port = int(parts.function_url.rsplit(":", 1)[1].strip("/"))
+    port = urlsplit(parts.function_url).port
     deadline = time.monotonic() + 0.5  # the kernel closes a killed process's socket at once
     while True:
         try:
