@@ -137,3 +137,65 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     }
     row = card._greedy_table(report)[-1]
     assert "fer_x 60.0% (fer2013 val 61.0%, jaffe val 56.0%), fer_y 55.0% (fer2013 val 69.0%, jaffe val 0.0%)" in row
+
+
+def _chasing_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """700 faces; 10 disgust faces weigh 40 each, as a small population's few faces weigh in the objective.
+
+    Member 0 reads every face right at 0.6 but those ten (as neutral); member 1 reads those ten right,
+    and every other face as a wrong label at 0.6. Returns the outputs, labels, weights and the ten.
+    """
+    rng = np.random.default_rng(0)
+    y = np.arange(700) % 7
+    few = np.flatnonzero(y == 1)[:10]
+    right = np.full((700, 7), 0.4 / 6)
+    right[np.arange(700), np.where(np.isin(np.arange(700), few), 6, y)] = 0.6
+    other = np.full((700, 7), 0.4 / 6)
+    other[np.arange(700), np.where(np.isin(np.arange(700), few), 1, (y + rng.integers(1, 7, 700)) % 7)] = 0.6
+    weight = np.ones(700)
+    weight[few] = 40.0
+    return np.stack([right, other], 1), y, weight, few
+
+
+def test_shrunk_weights_stay_closer_to_the_average_than_plain_log_loss_ones() -> None:
+    probs, y, weight, few = _chasing_pool()
+    free = build.fit_weights("logloss", probs, y, weight)
+    shrunk = build.fit_weights("shrunk", probs, y, weight)
+    for weights in (free, shrunk):
+        assert weights.sum(0) == pytest.approx(np.ones(7), abs=1e-9)
+        # Both learn to trust member 1 for disgust, which reads the ten faces right.
+        assert (build.combine(weights, probs).argmax(1) == y)[few].all()
+        assert weights[1, 1] > 0.7
+    # Elsewhere member 1 is only noise: the free fit silences it (measured: under 0.01), the shrunk
+    # fit keeps it near the average (measured: 0.14 to 0.15; no penalty gives the free fit's).
+    others = [c for c in range(7) if c not in (1, 6)]
+    assert free[1, others].max() < 0.02
+    assert shrunk[1, others].min() > 0.12
+
+
+def test_members_views_and_objectives_are_judged_with_the_shrunk_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    probs, y, _, _ = _chasing_pool()
+    data: dict[str, np.ndarray] = {}
+    for population in build.POPULATIONS:
+        data[f"{population}_x"] = np.zeros((700, 48, 48), np.uint8)
+        data[f"{population}_y"] = y
+        data[f"{population}_split"] = np.full(700, 1)  # every face a validation face
+    pool = build.Pool.of(data, "judged mix", seed=0)
+    probs = np.concatenate([probs] * len(build.POPULATIONS))
+    methods: list[str] = []
+    real = build.fit_weights
+
+    def spy(method: str, *args: np.ndarray) -> np.ndarray:
+        methods.append(method)
+        return real(method, *args)
+
+    monkeypatch.setattr(build, "fit_weights", spy)
+    pool.cross_validated(probs, [0, 1])
+    assert set(methods) == {"shrunk"}
+    methods.clear()
+    method, _, comparison = build.choose_combination(probs, pool)
+    assert set(comparison["methods"]) == {"average", "precision", "logloss", "shrunk"}
+    assert method in comparison["methods"]
+    # Past the methods compared, the objectives' table is fitted with the shrunk weights alone.
+    assert set(methods[: 2 * 4]) == {"average", "precision", "logloss", "shrunk"}
+    assert set(methods[2 * 4 : -1]) == {"shrunk"}

@@ -298,6 +298,8 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
     """How the members were chosen and combined: the objective, the methods, the selection, the views."""
     report = record["report"]
     combination = report["combination"]
+    # Builds before the shrunk weights judged everything with plain log-loss weights.
+    selection = combination.get("selection_method", "logloss")
     shares = report["objective"]["shares"]
     counted = ", ".join(f"`{p} val` {_pct(share)}%" for p, share in shares.items() if share > 0)
     left = ", ".join(f"`{p} val`" for p, share in shares.items() if share == 0)
@@ -324,8 +326,9 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
         )
     lines += [
         "",
-        "The objective decides what the weights favour. The same members, log-loss weights fitted under each",
-        "objective (cross-validated), read each population's validation faces so:",
+        *_penalties_text(combination),
+        f"The objective decides what the weights favour. The same members, `{selection}` weights fitted under",
+        "each objective (cross-validated), read each population's validation faces so:",
         "",
         "| objective | " + " | ".join(f"{p} val" for p in POPULATIONS) + " |",
         "|---|" + "---|" * len(POPULATIONS),
@@ -338,6 +341,21 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
     lines += _greedy_table(report) + _pruning_table(report) + _views_table(report) + _weights_table(manifest)
     lines.append("")
     return lines
+
+
+def _penalties_text(combination: dict[str, Any]) -> list[str]:
+    """What the log-loss fits were held to, as the build recorded it (nothing for builds before ``shrunk``)."""
+    penalties = combination.get("penalties")
+    if not penalties:
+        return []
+    return [
+        "`logloss` fits the weights to the validation log-loss, `shrunk` does the same with each member's",
+        "weights held towards the plain average: the mean squared log-ratio of a member's weight to the others'",
+        f"costs {penalties['shrunk']:g} of log-loss (`logloss`: {penalties['logloss']:g}), so that a small",
+        "population's few faces cannot pull the weights far. The members, views and table below are judged with"
+        f" `{combination['selection_method']}`.",
+        "",
+    ]
 
 
 def _readings(readings: dict[str, float]) -> str:
