@@ -199,3 +199,26 @@ def test_members_views_and_objectives_are_judged_with_the_shrunk_weights(monkeyp
     # Past the methods compared, the objectives' table is fitted with the shrunk weights alone.
     assert set(methods[: 2 * 4]) == {"average", "precision", "logloss", "shrunk"}
     assert set(methods[2 * 4 : -1]) == {"shrunk"}
+
+
+def test_the_cross_validation_folds_keep_each_person_whole() -> None:
+    """Weights fitted on one fold are judged on people they never saw: a person's faces share a fold."""
+    data: dict[str, np.ndarray] = {}
+    for population in build.POPULATIONS:
+        data[f"{population}_x"] = np.zeros((60, 48, 48), np.uint8)
+        data[f"{population}_y"] = np.arange(60) % 7
+        data[f"{population}_split"] = np.full(60, 1)
+    # JAFFE's faces are three women's (20 each); FER2013's name no one.
+    data["jaffe_identity"] = np.repeat(["KA", "KL", "KM"], 20)
+    data["fer2013_identity"] = np.full(60, "")
+    pool = build.Pool.of(data, "judged mix", seed=0)
+    jaffe = pool.origin == build.POPULATIONS.index("jaffe")
+    folds = [set(pool.folds[jaffe][person * 20 : (person + 1) * 20]) for person in range(3)]
+    assert all(len(fold) == 1 for fold in folds)
+    assert set().union(*folds) == {0, 1}
+    # Faces of no known person are split face by face, half and half.
+    fer = pool.origin == build.POPULATIONS.index("fer2013")
+    assert pool.folds[fer].sum() == 30
+    # Faces prepared before people were recorded (no identity arrays): face by face too.
+    del data["jaffe_identity"]
+    assert build.Pool.of(data, "judged mix", seed=0).folds[jaffe].sum() == 30

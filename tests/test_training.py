@@ -46,13 +46,20 @@ def test_smoke_training_run(
     with caplog.at_level(logging.INFO):
         assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data), "--workers", "1"]) == 0
     assert "1 unreadable and skipped" in caplog.text
+    import numpy as np
+
+    # Every face's person, where its file name carries one (the build's folds keep people whole).
+    prepared = np.load(data)
+    jaffe_people = {path.name.split(".")[0] for path in (tiny_datasets / "jaffe").glob("*/*")}
+    assert set(prepared["jaffe_identity"]) == jaffe_people
+    assert set(prepared["fer2013_identity"]) == {""}
+    assert len(prepared["lfw_identity"]) == len(prepared["lfw_y"]) and "" not in set(prepared["lfw_identity"])
     states = tmp_path / "fer"
     # The four teachers (FER2013 alone, with mixup, with the other populations), two students of
     # theirs, and a student of all six: a second generation, trained after the first.
     recipes = ["fer_a", "fer_b", "fer_c", "fer_d", "fer_e", "fer_f", "fer_g"]
     assert fer.main(["--data", str(data), "--out", str(states), "--epochs", "1", "--only", *recipes]) == 0
     assert sorted(p.name for p in states.glob("*.pt")) == [f"{r}.pt" for r in recipes]
-    import numpy as np
     import torch
 
     student = torch.load(states / "fer_e.pt", weights_only=False)

@@ -462,6 +462,17 @@ def _counted(objective: str, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return share, share[origin] / np.bincount(origin, minlength=len(POPULATIONS))[origin]
 
 
+def _person_folds(people: np.ndarray | None, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Two folds of ``count`` faces: whole people, alternately in a shuffled order, where ``people`` names
+    every face's; otherwise face by face at random (FER2013 names no one; faces prepared before people
+    were recorded)."""
+    if people is None or count == 0 or (people == "").any():
+        return rng.permutation(count) % 2
+    names = np.unique(people)
+    fold_of = dict(zip(names[rng.permutation(len(names))], np.arange(len(names)) % 2, strict=True))
+    return np.array([fold_of[person] for person in people], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Pool:
     """The pooled validation faces every choice is made on (none of public_test), and how they count.
@@ -479,15 +490,22 @@ class Pool:
 
     @classmethod
     def of(cls, data: dict[str, np.ndarray], objective: str, *, seed: int) -> Pool:
-        x, y, origin = [], [], []
+        """The validation faces of ``data`` (``prepare``'s arrays), counted by ``objective``.
+
+        The folds keep each person whole where the faces' people are known (``NAME_identity``): the
+        weights fitted on one fold are judged on people they never saw, as the ensemble will be.
+        """
+        rng = np.random.default_rng(seed)
+        x, y, origin, folds = [], [], [], []
         for index, name in enumerate(POPULATIONS):
             mask = data[f"{name}_split"] == VAL
             x.append(data[f"{name}_x"][mask])
             y.append(data[f"{name}_y"][mask].astype(np.int64))
             origin.append(np.full(mask.sum(), index))
+            people = data.get(f"{name}_identity")
+            folds.append(_person_folds(people[mask] if people is not None else None, int(mask.sum()), rng))
         labels, where = np.concatenate(y), np.concatenate(origin)
-        folds = np.random.default_rng(seed).permutation(len(labels)) % 2
-        return cls(np.concatenate(x), labels, where, *_counted(objective, where), folds)
+        return cls(np.concatenate(x), labels, where, *_counted(objective, where), np.concatenate(folds))
 
     def with_objective(self, objective: str) -> Pool:
         """The same faces and folds, counted by another objective."""

@@ -1,6 +1,6 @@
 """Cut every dataset image to the face crop the models see, and split it.
 
-Writes one compressed ``.npz`` (uint8 grayscale faces, ``--size`` square, labels, splits) that
+Writes one compressed ``.npz`` (uint8 grayscale faces, ``--size`` square, labels, splits, people) that
 training reads, so the detector runs once per image, not once per epoch.
 Splits are subject-disjoint where the file names carry the person: a person is
 in train or in validation, never both. FER2013 has no identities: its train
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             arrays[f"{population}_x"] = np.stack([crops[i][0] for i in keep]).astype(np.uint8)  # type: ignore[misc]
             arrays[f"{population}_y"] = np.array([samples[i].label for i in keep], dtype=np.int8)
             arrays[f"{population}_split"] = np.array([splits[i] for i in keep], dtype=np.int8)
+            # "" where the file name carries no person (FER2013): the build's folds keep people whole.
+            arrays[f"{population}_identity"] = np.array([samples[i].identity or "" for i in keep], dtype=str)
             arrays[f"{population}_skipped"] = np.array(skipped)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
