@@ -86,7 +86,11 @@ def test_smoke_training_run(
     assert ensemble.crop.size == 48  # the crop prepare cut, written by the build
     record = json.loads((out / "training.json").read_text())
     assert set(record["search"]) == {"fer2013", "lfw", "jaffe", "imfdb"}
-    assert record["report"]["combination"]["chosen"] in {"average", "precision", "logloss"}
+    assert record["report"]["combination"]["chosen"] in set(build.METHODS)
+    assert set(record["report"]["combination"]["cross_validated"]) == {"average", "precision", "logloss", "shrunk"}
+    assert record["report"]["combination"]["selection_method"] == "shrunk"
+    # FER2013 names no one: its faces are split one by one; the others' folds keep people whole.
+    assert record["report"]["people_folds"] == ["lfw", "jaffe", "imfdb"]
     assert record["report"]["objective"]["name"] == "judged mix"
     assert record["report"]["views"]["chosen"] == "single"
     greedy = record["report"]["greedy"]
@@ -105,7 +109,10 @@ def test_smoke_training_run(
     readme = tmp_path / "README.md"
     readme.write_text("- the ensemble: <!-- card:summary -->old<!-- /card:summary -->, and more\n")
     assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0
-    assert "Ensemble accuracy on `fer2013/public_test`" in (out / "README.md").read_text()
+    model_card = (out / "README.md").read_text()
+    assert "Ensemble accuracy on `fer2013/public_test`" in model_card
+    assert "faces together where the file names say whose they are (`lfw val`, `jaffe val`, `imfdb val`)" in model_card
+    assert "judged with `shrunk`" in model_card
     # The project README's sentence comes from the card's measurement, between its markers.
     summary = readme.read_text()
     assert "old" not in summary and "public test" in summary and summary.endswith("-->, and more\n")

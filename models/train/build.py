@@ -226,8 +226,8 @@ def _load_net(config: Config, state: dict[str, torch.Tensor]) -> ExpressionNet:
     return net
 
 
-# How strongly each combination fitted to validation log-loss is held to the plain average: the
-# mean squared log-ratio of a member's weight to the others' costs this much log-loss. "logloss"
+# How strongly each combination fitted to validation log-loss is held to the plain average: the mean
+# square of each weight's log-ratio to the geometric mean of its class's weights costs this much. "logloss"
 # is held only enough to stay finite; "shrunk" trades a little fit for steadiness: the validation
 # faces of a small population (JAFFE's 65, in three women) weigh much in the objective, and
 # per-class weights fitted freely chase single faces of them.
@@ -462,11 +462,20 @@ def _counted(objective: str, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return share, share[origin] / np.bincount(origin, minlength=len(POPULATIONS))[origin]
 
 
+def val_people(data: dict[str, np.ndarray], population: str) -> np.ndarray | None:
+    """The person of each of a population's validation faces, or None where not every one is known
+    (FER2013 names no one; faces prepared before people were recorded)."""
+    people = data.get(f"{population}_identity")
+    if people is None:
+        return None
+    people = people[data[f"{population}_split"] == VAL]
+    return None if (people == "").any() else people
+
+
 def _person_folds(people: np.ndarray | None, count: int, rng: np.random.Generator) -> np.ndarray:
     """Two folds of ``count`` faces: whole people, alternately in a shuffled order, where ``people`` names
-    every face's; otherwise face by face at random (FER2013 names no one; faces prepared before people
-    were recorded)."""
-    if people is None or count == 0 or (people == "").any():
+    every face's; otherwise face by face at random."""
+    if people is None or count == 0:
         return rng.permutation(count) % 2
     names = np.unique(people)
     fold_of = dict(zip(names[rng.permutation(len(names))], np.arange(len(names)) % 2, strict=True))
@@ -502,8 +511,7 @@ class Pool:
             x.append(data[f"{name}_x"][mask])
             y.append(data[f"{name}_y"][mask].astype(np.int64))
             origin.append(np.full(mask.sum(), index))
-            people = data.get(f"{name}_identity")
-            folds.append(_person_folds(people[mask] if people is not None else None, int(mask.sum()), rng))
+            folds.append(_person_folds(val_people(data, name), int(mask.sum()), rng))
         labels, where = np.concatenate(y), np.concatenate(origin)
         return cls(np.concatenate(x), labels, where, *_counted(objective, where), np.concatenate(folds))
 
@@ -961,6 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "public_test": public_test_report(data, entries, models, weights),
         "objective": {"name": OBJECTIVE, "shares": dict(zip(POPULATIONS, pool.share.tolist(), strict=True))},
+        "people_folds": [name for name in POPULATIONS if val_people(data, name) is not None],
         "combination": {
             "chosen": method,
             "cross_validated": comparison["methods"],

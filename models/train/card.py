@@ -311,6 +311,7 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
         f"accuracy on the mix of faces the ensemble is judged on ({counted}: faces in the wild of",
         "public_test's kind and posed faces of new people, in the proportions of the held-out sets of the",
         "issue that asked for this ensemble)" + (f"; {left} are scored, not fitted to." if left else "."),
+        *_folds_text(report),
         "",
         "| combination | cross-validated accuracy, all faces | objective | "
         + " | ".join(f"{p} val" for p in POPULATIONS)
@@ -343,6 +344,17 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
     return lines
 
 
+def _folds_text(report: dict[str, Any]) -> list[str]:
+    """Which populations' folds kept people whole, as the build recorded it (nothing for earlier builds)."""
+    if "people_folds" not in report:
+        return []
+    people = ", ".join(f"`{p} val`" for p in report["people_folds"]) or "none"
+    return [
+        f"The folds keep each person's faces together where the file names say whose they are ({people}): the",
+        "weights fitted on one fold are judged on people they never saw. Other faces are split one by one.",
+    ]
+
+
 def _penalties_text(combination: dict[str, Any]) -> list[str]:
     """What the log-loss fits were held to, as the build recorded it (nothing for builds before ``shrunk``)."""
     penalties = combination.get("penalties")
@@ -350,8 +362,9 @@ def _penalties_text(combination: dict[str, Any]) -> list[str]:
         return []
     return [
         "`logloss` fits the weights to the validation log-loss, `shrunk` does the same with each member's",
-        "weights held towards the plain average: the mean squared log-ratio of a member's weight to the others'",
-        f"costs {penalties['shrunk']:g} of log-loss (`logloss`: {penalties['logloss']:g}), so that a small",
+        "weights held towards the plain average: the mean square of each weight's log-ratio to the geometric",
+        f"mean of its class's weights costs {penalties['shrunk']:g} of log-loss (`logloss`: {penalties['logloss']:g}),"
+        " so that a small",
         "population's few faces cannot pull the weights far. The members, views and table below are judged with"
         f" `{combination['selection_method']}`.",
         "",
