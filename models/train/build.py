@@ -227,7 +227,8 @@ def _load_net(config: Config, state: dict[str, torch.Tensor]) -> ExpressionNet:
 
 
 # How strongly each combination fitted to validation log-loss is held to the plain average: the mean
-# square of each weight's log-ratio to the geometric mean of its class's weights costs this much. "logloss"
+# square of each weight's log-ratio to the geometric mean of its class's weights costs this much of the
+# objective-weighted log-loss (softmax log-weights; before, softplus weights held by 1e-3). "logloss"
 # is held only enough to stay finite; "shrunk" trades a little fit for steadiness: the validation
 # faces of a small population (JAFFE's 65, in three women) weigh much in the objective, and
 # per-class weights fitted freely chase single faces of them.
@@ -469,7 +470,7 @@ def val_people(data: dict[str, np.ndarray], population: str) -> np.ndarray | Non
     if people is None:
         return None
     people = people[data[f"{population}_split"] == VAL]
-    return None if (people == "").any() else people
+    return None if len(people) == 0 or (people == "").any() else people
 
 
 def _person_folds(people: np.ndarray | None, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -477,6 +478,8 @@ def _person_folds(people: np.ndarray | None, count: int, rng: np.random.Generato
     every face's; otherwise face by face at random."""
     if people is None or count == 0:
         return rng.permutation(count) % 2
+    if len(people) != count:
+        raise ValueError(f"{len(people)} people for {count} faces")
     names = np.unique(people)
     fold_of = dict(zip(names[rng.permutation(len(names))], np.arange(len(names)) % 2, strict=True))
     return np.array([fold_of[person] for person in people], dtype=np.int64)
@@ -753,6 +756,8 @@ def select_members(
     Renames the kept FER2013 members fer2013, fer2013_2, ... and returns them, their outputs on the
     pool and their model bytes.
     """
+    # A build without --greedy chooses no FER2013 member: an earlier build's selection would be shown as its.
+    record["greedy"], record["candidates"] = [], []
     if args.greedy:
         keep, steps = greedy_fer_members(
             probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms

@@ -348,10 +348,14 @@ def _folds_text(report: dict[str, Any]) -> list[str]:
     """Which populations' folds kept people whole, as the build recorded it (nothing for earlier builds)."""
     if "people_folds" not in report:
         return []
-    people = ", ".join(f"`{p} val`" for p in report["people_folds"]) or "none"
+    if not report["people_folds"]:
+        return ["Every population's faces are split one by one (the prepared faces record no people)."]
+    people = ", ".join(f"`{p} val`" for p in report["people_folds"])
+    rest = [f"`{p} val`" for p in POPULATIONS if p not in report["people_folds"]]
     return [
         f"The folds keep each person's faces together where the file names say whose they are ({people}): the",
-        "weights fitted on one fold are judged on people they never saw. Other faces are split one by one.",
+        "weights fitted on one fold are judged on people they never saw."
+        + (f" The faces of {', '.join(rest)} are split one by one." if rest else ""),
     ]
 
 
@@ -360,11 +364,11 @@ def _penalties_text(combination: dict[str, Any]) -> list[str]:
     penalties = combination.get("penalties")
     if not penalties:
         return []
+    held = ", ".join(f"`{method}` {penalty:g}" for method, penalty in penalties.items())
     return [
         "`logloss` fits the weights to the validation log-loss, `shrunk` does the same with each member's",
         "weights held towards the plain average: the mean square of each weight's log-ratio to the geometric",
-        f"mean of its class's weights costs {penalties['shrunk']:g} of log-loss (`logloss`: {penalties['logloss']:g}),"
-        " so that a small",
+        f"mean of its class's weights costs so much of the objective-weighted log-loss ({held}), so that a small",
         "population's few faces cannot pull the weights far. The members, views and table below are judged with"
         f" `{combination['selection_method']}`.",
         "",
