@@ -9,7 +9,8 @@ TFLite and quantized to int8 with calibration faces. The members are then
 combined with one weight per member per class, four ways (plain average,
 per-class validation precision as the original MemeGen did, weights fitted to
 validation log-loss, the same held close to the average), judged by two-fold
-cross-validation on the pooled validation splits; FER2013's public test is never used to choose anything.
+cross-validation on the pooled validation splits; FER2013's public test is never
+used to choose anything.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def _load_net(config: Config, state: dict[str, torch.Tensor]) -> ExpressionNet:
 
 # How strongly each combination fitted to validation log-loss is held to the plain average: the mean
 # square of each weight's log-ratio to the geometric mean of its class's weights costs this much of the
-# objective-weighted log-loss (softmax log-weights; before, softplus weights held by 1e-3). "logloss"
+# objective-weighted log-loss. "logloss"
 # is held only enough to stay finite; "shrunk" trades a little fit for steadiness: the validation
 # faces of a small population (JAFFE's 65, in three women) weigh much in the objective, and
 # per-class weights fitted freely chase single faces of them.
@@ -476,7 +477,7 @@ def val_people(data: dict[str, np.ndarray], population: str) -> np.ndarray | Non
 def _person_folds(people: np.ndarray | None, count: int, rng: np.random.Generator) -> np.ndarray:
     """Two folds of ``count`` faces: whole people, alternately in a shuffled order, where ``people`` names
     every face's; otherwise face by face at random."""
-    if people is None or count == 0:
+    if people is None:
         return rng.permutation(count) % 2
     if len(people) != count:
         raise ValueError(f"{len(people)} people for {count} faces")
