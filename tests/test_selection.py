@@ -7,6 +7,7 @@ rule is seen alone; the smoke training run in ``test_training.py`` runs it on re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,6 +55,39 @@ def test_forward_selection_stops_at_the_time_budget() -> None:
     assert _greedy(Scripted(scores), costs=costs, budget_ms=5.0) == [0, 1, 3, 4]
     # The first member is taken whatever it costs: the ensemble must read faces in the wild.
     assert _greedy(Scripted(scores), costs=costs, budget_ms=1.0) == [0, 3, 4]
+
+
+def test_the_selection_goes_on_where_pruning_frees_the_budget() -> None:
+    # Every FER2013 member raises the objective; the JAFFE and LFW members (3, 4) raise none: pruning drops them.
+    scores = {frozenset(fer): 0.6 + 0.02 * len(fer) - 0.001 * sum(fer) for fer in _subsets([0, 1, 2])}
+    scores |= {frozenset(fer) | others: scores[frozenset(fer)] for fer in scores for others in ({3}, {4}, {3, 4})}
+    costs = [1.5, 1.5, 1.5, 1.0, 1.0]
+    # 3.9 ms a face: with both population members in, one FER2013 member fits; once they go, two.
+    keep, steps, pruning = build.select_within_budget(
+        np.zeros((1, 5, 7)),
+        Scripted(scores),  # type: ignore[arg-type]
+        POPULATIONS,
+        most=3,
+        costs=costs,
+        budget_ms=3.9,
+    )
+    assert keep == [0, 1]
+    assert [(step["added"], step.get("fixed")) for step in steps] == [(0, None), (None, [3, 4]), (1, None), (None, [])]
+    assert [(step["member"], step["kept"]) for step in pruning] == [(3, False), (4, False)]
+    # The LFW member earns its weight and stays: the JAFFE member's millisecond alone fits no other member.
+    scores[frozenset({0, 3, 4})] = scores[frozenset({0, 4})] = scores[frozenset({0})] + 2 * build.MIN_GAIN
+    keep, steps, pruning = build.select_within_budget(
+        np.zeros((1, 5, 7)),
+        Scripted(scores),  # type: ignore[arg-type]
+        POPULATIONS,
+        most=3,
+        costs=costs,
+        budget_ms=3.9,
+    )
+    assert keep == [0, 4]
+    assert [step["added"] for step in steps] == [0, None, None]
+    # ... and the set pruning judged is unchanged: it is not judged again.
+    assert [(step["member"], step["kept"]) for step in pruning] == [(3, False), (4, True)]
 
 
 def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
@@ -123,7 +157,7 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     # The objective is those readings weighted: the judged mix's FER2013 share for member 1.
     assert pool.cross_validated(probs, [1]) == pytest.approx(pool.share[0], abs=1e-12)
 
-    report = {
+    report: dict[str, Any] = {
         "min_gain": build.MIN_GAIN,
         "views": {"budget_ms": 8.0},
         "greedy": [
@@ -137,6 +171,11 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     }
     row = card._greedy_table(report)[-1]
     assert "fer_x 60.0% (fer2013 val 61.0%, jaffe val 56.0%), fer_y 55.0% (fer2013 val 69.0%, jaffe val 0.0%)" in row
+    # A step the budget stopped says so, and which other members the budget counted then.
+    report["greedy"].append(
+        {"added": None, "score": 0.6, "tried": {}, "readings": {}, "over_budget_with": ["lfw", "jaffe"]}
+    )
+    assert card._greedy_table(report)[-1] == "| 2 | none (none fits the budget with lfw, jaffe in) | 60.0% |  |"
 
 
 def _chasing_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

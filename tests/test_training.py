@@ -95,12 +95,16 @@ def test_smoke_training_run(
     assert record["report"]["views"]["chosen"] == "single"
     greedy = record["report"]["greedy"]
     assert {step["added"] for step in greedy} - {None} <= set(recipes)
-    # Each step records what every recipe still out would have scored; a last step adds none.
-    assert all(set(step["tried"]) <= set(recipes) and step["tried"] for step in greedy)
+    # Each step records what every recipe still out would have scored, or that none fit the budget,
+    # counting the other populations' members (all of them, until pruning drops some).
+    assert greedy[0]["added"] in recipes and greedy[1]["over_budget_with"] == ["lfw", "jaffe", "imfdb"]
+    assert all(
+        set(step["tried"]) <= set(recipes) and step["tried"] for step in greedy if "over_budget_with" not in step
+    )
     # ... each split by the populations the judged mix counts.
     assert all(set(step["readings"]) == set(step["tried"]) for step in greedy)
     assert all(set(r) == {"fer2013", "jaffe"} for step in greedy for r in step["readings"].values())
-    assert all(step["added"] is not None for step in greedy[:-1])
+    assert all(step["added"] is not None or "over_budget_with" in step for step in greedy[:-1])
     teachers = {r["recipe"]: r["teachers"] for r in record["report"]["fer_recipes"]}
     students = {"fer_e": recipes[:4], "fer_f": recipes[:4], "fer_g": recipes[:6]}
     assert teachers == {**{r: [] for r in recipes[:4]}, **students}

@@ -556,18 +556,20 @@ class Pool:
 
 
 def prune_population_members(
-    probs: np.ndarray, pool: Pool, populations: list[str]
+    probs: np.ndarray, pool: Pool, populations: list[str], *, members: list[int] | None = None
 ) -> tuple[list[int], list[dict[str, Any]]]:
     """The members worth their cost: a LFW, JAFFE or IMFDB member stays only where it earns its weight.
 
     Each in turn is left out; when the cross-validated score of the combination without it is
     within ``MIN_GAIN`` of the score with it, it goes (one member less to run for the same
-    accuracy). FER2013 members always stay. Validation splits only.
+    accuracy). FER2013 members always stay. ``members`` are the ones in (by default all).
+    Validation splits only.
     """
-    kept = list(range(len(populations)))
+    kept = list(range(len(populations))) if members is None else sorted(members)
     steps: list[dict[str, Any]] = []
     with_it = pool.cross_validated(probs, kept)
-    for index, population in enumerate(populations):
+    for index in list(kept):
+        population = populations[index]
         if population == "fer2013":
             continue
         without = [k for k in kept if k != index]
@@ -588,6 +590,8 @@ def greedy_fer_members(
     most: int,
     costs: list[float] | None = None,
     budget_ms: float = float("inf"),
+    chosen: list[int] | None = None,
+    fixed: list[int] | None = None,
 ) -> tuple[list[int], list[dict[str, Any]]]:
     """Which FER2013 members to keep: forward selection by the combination's cross-validated score.
 
@@ -597,24 +601,27 @@ def greedy_fer_members(
     FER2013 member that raises the score of the cross-validated ``SELECTION_METHOD`` combination most,
     and the selection stops when none raises it by ``MIN_GAIN``, ``most`` are in, or no other fits
     ``budget_ms`` a face with the members in (``costs``: each member's milliseconds a face).
-    Validation splits only.
+    Validation splits only. ``chosen`` are FER2013 members already in (an earlier selection's), ``fixed``
+    the other populations' members the budget counts (by default all of them).
 
-    Each step records the member added (None for the last step, where none raised the score enough),
+    Each step records the member added (None for the last step, where none raised the score enough,
+    or none fit the budget: then ``budget`` is True and ``fixed`` says which other members it counted),
     the score then, the score each member tried would have given (``tried``), and that score split by
     the populations the objective counts (``readings``): a member may read one kind of face better and
     another worse.
     """
-    fixed = [i for i, p in enumerate(populations) if p != "fer2013"]
-    pool_left = [i for i, p in enumerate(populations) if p == "fer2013"]
+    fixed = [i for i, p in enumerate(populations) if p != "fer2013"] if fixed is None else list(fixed)
+    chosen = list(chosen or [])
+    pool_left = [i for i, p in enumerate(populations) if p == "fer2013" and i not in chosen]
     costs = costs or [0.0] * len(populations)
-    chosen: list[int] = []
     steps: list[dict[str, Any]] = []
-    best = -1.0
+    best = pool.weighted(pool.judged_readings(probs, sorted(chosen))) if chosen else -1.0
     while pool_left and len(chosen) < most:
         spent = sum(costs[i] for i in [*chosen, *fixed])
         # The first member is always taken: an ensemble needs one reader of faces in the wild.
         fits = [c for c in pool_left if not chosen or spent + costs[c] <= budget_ms]
         if not fits:
+            steps.append({"added": None, "score": best, "tried": {}, "readings": {}, "budget": True, "fixed": fixed})
             break
         readings = {c: pool.judged_readings(probs, sorted([*chosen, c])) for c in fits}
         scores = {c: pool.weighted(readings[c]) for c in fits}
@@ -629,6 +636,39 @@ def greedy_fer_members(
         steps.append({"added": pick, "score": best, "tried": scores, "readings": readings})
         log.info("greedy selection: member %d in, %.4f", pick, best)
     return sorted(chosen) + fixed, steps
+
+
+def select_within_budget(
+    probs: np.ndarray, pool: Pool, populations: list[str], *, most: int, costs: list[float], budget_ms: float
+) -> tuple[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
+    """FER2013 members by forward selection, then the others pruned; again while pruning frees the budget.
+
+    The forward selection counts every other population's member in the budget, and pruning may then
+    drop some: where the budget is what stopped the selection, it goes on with the members kept, and
+    pruning judges the larger set again. Returns the members kept (indices into ``populations``), the
+    selection's steps and the pruning's (``member`` an index into ``populations``), every pass's in order.
+    Validation splits only.
+    """
+    chosen: list[int] = []
+    fixed = [i for i, p in enumerate(populations) if p != "fer2013"]
+    steps: list[dict[str, Any]] = []
+    pruning: list[dict[str, Any]] = []
+    while True:
+        keep, new_steps = greedy_fer_members(
+            probs, pool, populations, most=most, costs=costs, budget_ms=budget_ms, chosen=chosen, fixed=fixed
+        )
+        steps += new_steps
+        if pruning and [k for k in keep if populations[k] == "fer2013"] == sorted(chosen):
+            # A later pass that added no member: pruning would judge the same set again.
+            return keep, steps, pruning
+        kept, new_pruning = prune_population_members(probs, pool, populations, members=keep)
+        pruning += new_pruning
+        chosen = [k for k in kept if populations[k] == "fer2013"]
+        freed = [i for i in fixed if i not in kept]
+        fixed = [i for i in fixed if i in kept]
+        if not (new_steps and new_steps[-1].get("budget")) or not freed:
+            return sorted(chosen) + fixed, steps, pruning
+        log.info("pruning freed %.2f ms a face: the selection goes on", sum(costs[i] for i in freed))
 
 
 # --- the build's steps, in order ------------------------------------------------------------------------
@@ -752,16 +792,20 @@ def select_members(
     """The members that earn their cost: FER2013 ones by forward selection (``--greedy``), the others by pruning.
 
     ``costs`` are the members' milliseconds a face (one view with its mirror image): the forward
-    selection adds none past ``--budget-ms``.
+    selection adds none past ``--budget-ms``, and goes on where pruning frees time (``select_within_budget``).
 
     Renames the kept FER2013 members fer2013, fer2013_2, ... and returns them, their outputs on the
     pool and their model bytes.
     """
     # A build without --greedy chooses no FER2013 member: an earlier build's selection would be shown as its.
     record["greedy"], record["candidates"] = [], []
-    if args.greedy:
-        keep, steps = greedy_fer_members(
-            probs, pool, [e["population"] for e in entries], most=args.greedy, costs=costs, budget_ms=args.budget_ms
+    populations = [e["population"] for e in entries]
+    names = [e["name"] for e in entries]
+    if not args.greedy:
+        keep, pruning = prune_population_members(probs, pool, populations)
+    else:
+        keep, steps, pruning = select_within_budget(
+            probs, pool, populations, most=args.greedy, costs=costs, budget_ms=args.budget_ms
         )
         recipe = [e.get("recipe", "?") for e in entries]
         record["greedy"] = [
@@ -770,11 +814,14 @@ def select_members(
                 "score": step["score"],
                 "tried": {recipe[c]: score for c, score in step["tried"].items()},
                 "readings": {recipe[c]: reading for c, reading in step["readings"].items()},
+                **({"over_budget_with": [names[i] for i in step["fixed"]]} if step.get("budget") else {}),
             }
             for step in steps
         ]
         record["candidates"] = [r for r, e in zip(recipe, entries, strict=True) if e["population"] == "fer2013"]
-        entries, probs = [entries[i] for i in keep], probs[:, keep]
+    record["pruning"] = [{**step, "member": names[step["member"]]} for step in pruning]
+    entries, probs = [entries[i] for i in keep], probs[:, keep]
+    if args.greedy:
         for stale in args.out.glob("fer2013*.tflite"):
             stale.unlink()
         renamed: dict[str, bytes] = {}
@@ -788,9 +835,6 @@ def select_members(
                 (args.out / entry["file"]).write_bytes(model_bytes)
             renamed[entry["file"]] = model_bytes
         models = renamed
-    keep, pruning = prune_population_members(probs, pool, [e["population"] for e in entries])
-    record["pruning"] = [{**step, "member": entries[step["member"]]["name"]} for step in pruning]
-    entries, probs = [entries[i] for i in keep], probs[:, keep]
     return entries, probs, {e["file"]: models[e["file"]] for e in entries}
 
 

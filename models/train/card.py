@@ -380,6 +380,14 @@ def _readings(readings: dict[str, float]) -> str:
     return " (" + ", ".join(f"{name} val {_pct(value)}%" for name, value in readings.items()) + ")" if readings else ""
 
 
+def _why_none(step: dict[str, Any]) -> str:
+    """The greedy table's cell for a step that added no recipe."""
+    if "over_budget_with" not in step:
+        return "none (no recipe adds the gain)"
+    others = step["over_budget_with"]
+    return "none (none fits the budget" + (f" with {', '.join(others)} in)" if others else ")")
+
+
 def _greedy_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     greedy = report.get("greedy", [])
@@ -389,7 +397,8 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
             "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
             "pruned after, below): each step adds the one that raises the objective most,",
             f"until none raises it by {report['min_gain'] * 100:g} point or none fits the budget of"
-            f" {report['views']['budget_ms']:g} ms a face with the members in. Each score tried is split by"
+            f" {report['views']['budget_ms']:g} ms a face with the members in (the other populations' too,"
+            " until pruning drops some: then the selection goes on with those kept). Each score tried is split by"
             " the populations the objective counts: a recipe may read one kind of face better and another worse.",
             "",
             "| step | recipe added | objective | each recipe tried would have given |",
@@ -401,7 +410,7 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
                 f"{name} {_pct(score)}%" + _readings(readings.get(name, {}))
                 for name, score in step.get("tried", {}).items()
             )
-            added = step["added"] or "none (no recipe adds the gain)"
+            added = step["added"] or _why_none(step)
             lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {tried} |")
     return lines
 
