@@ -57,33 +57,25 @@ def test_forward_selection_stops_at_the_time_budget() -> None:
     assert _greedy(Scripted(scores), costs=costs, budget_ms=1.0) == [0, 3, 4]
 
 
+def _select(scores: dict[frozenset[int], float]) -> tuple[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``select_within_budget`` on a scripted objective: FER2013 members cost 1.5 ms a face, the others 1 ms."""
+    costs = [1.5, 1.5, 1.5, 1.0, 1.0]
+    pool = Scripted(scores)
+    return build.select_within_budget(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, costs=costs, budget_ms=3.9)  # type: ignore[arg-type]
+
+
 def test_the_selection_goes_on_where_pruning_frees_the_budget() -> None:
     # Every FER2013 member raises the objective; the JAFFE and LFW members (3, 4) raise none: pruning drops them.
     scores = {frozenset(fer): 0.6 + 0.02 * len(fer) - 0.001 * sum(fer) for fer in _subsets([0, 1, 2])}
     scores |= {frozenset(fer) | others: scores[frozenset(fer)] for fer in scores for others in ({3}, {4}, {3, 4})}
-    costs = [1.5, 1.5, 1.5, 1.0, 1.0]
-    # 3.9 ms a face: with both population members in, one FER2013 member fits; once they go, two.
-    keep, steps, pruning = build.select_within_budget(
-        np.zeros((1, 5, 7)),
-        Scripted(scores),  # type: ignore[arg-type]
-        POPULATIONS,
-        most=3,
-        costs=costs,
-        budget_ms=3.9,
-    )
+    # 3.9 ms a face (_select's costs): with both population members in, one FER2013 member fits; once they go, two.
+    keep, steps, pruning = _select(scores)
     assert keep == [0, 1]
     assert [(step["added"], step.get("fixed")) for step in steps] == [(0, None), (None, [3, 4]), (1, None), (None, [])]
     assert [(step["member"], step["kept"]) for step in pruning] == [(3, False), (4, False)]
     # The LFW member earns its weight and stays: the JAFFE member's millisecond alone fits no other member.
     scores[frozenset({0, 3, 4})] = scores[frozenset({0, 4})] = scores[frozenset({0})] + 2 * build.MIN_GAIN
-    keep, steps, pruning = build.select_within_budget(
-        np.zeros((1, 5, 7)),
-        Scripted(scores),  # type: ignore[arg-type]
-        POPULATIONS,
-        most=3,
-        costs=costs,
-        budget_ms=3.9,
-    )
+    keep, steps, pruning = _select(scores)
     assert keep == [0, 4]
     assert [step["added"] for step in steps] == [0, None, None]
     # ... and the set pruning judged is unchanged: it is not judged again.

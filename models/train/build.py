@@ -605,7 +605,7 @@ def greedy_fer_members(
     the other populations' members the budget counts (by default all of them).
 
     Each step records the member added (None for the last step, where none raised the score enough,
-    or none fit the budget: then ``budget`` is True and ``fixed`` says which other members it counted),
+    or none fit the budget: then ``fixed`` says which other members it counted),
     the score then, the score each member tried would have given (``tried``), and that score split by
     the populations the objective counts (``readings``): a member may read one kind of face better and
     another worse.
@@ -615,13 +615,13 @@ def greedy_fer_members(
     pool_left = [i for i, p in enumerate(populations) if p == "fer2013" and i not in chosen]
     costs = costs or [0.0] * len(populations)
     steps: list[dict[str, Any]] = []
-    best = pool.weighted(pool.judged_readings(probs, sorted(chosen))) if chosen else -1.0
+    best = pool.cross_validated(probs, sorted(chosen)) if chosen else -1.0
     while pool_left and len(chosen) < most:
         spent = sum(costs[i] for i in [*chosen, *fixed])
         # The first member is always taken: an ensemble needs one reader of faces in the wild.
         fits = [c for c in pool_left if not chosen or spent + costs[c] <= budget_ms]
         if not fits:
-            steps.append({"added": None, "score": best, "tried": {}, "readings": {}, "budget": True, "fixed": fixed})
+            steps.append({"added": None, "score": best, "tried": {}, "readings": {}, "fixed": fixed})
             break
         readings = {c: pool.judged_readings(probs, sorted([*chosen, c])) for c in fits}
         scores = {c: pool.weighted(readings[c]) for c in fits}
@@ -666,7 +666,7 @@ def select_within_budget(
         chosen = [k for k in kept if populations[k] == "fer2013"]
         freed = [i for i in fixed if i not in kept]
         fixed = [i for i in fixed if i in kept]
-        if not (new_steps and new_steps[-1].get("budget")) or not freed:
+        if not (new_steps and "fixed" in new_steps[-1]) or not freed:
             return sorted(chosen) + fixed, steps, pruning
         log.info("pruning freed %.2f ms a face: the selection goes on", sum(costs[i] for i in freed))
 
@@ -814,7 +814,7 @@ def select_members(
                 "score": step["score"],
                 "tried": {recipe[c]: score for c, score in step["tried"].items()},
                 "readings": {recipe[c]: reading for c, reading in step["readings"].items()},
-                **({"over_budget_with": [names[i] for i in step["fixed"]]} if step.get("budget") else {}),
+                **({"over_budget_with": [names[i] for i in step["fixed"]]} if "fixed" in step else {}),
             }
             for step in steps
         ]
