@@ -26,6 +26,11 @@ class Scripted:
 
     scores: dict[frozenset[int], float]
     asked: list[frozenset[int]] = field(default_factory=list)
+    # The paired standard error of going to a set (the objective's noise), by set; none where absent.
+    noise: dict[frozenset[int], float] = field(default_factory=dict)
+
+    def needed_gain(self, probs: np.ndarray, before: list[int], after: list[int]) -> float:
+        return max(build.MIN_GAIN, build.SE_RULE * self.noise.get(frozenset(after), 0.0))
 
     def cross_validated(self, probs: np.ndarray, members: list[int]) -> float:
         return self.weighted(self.judged_readings(probs, members))
@@ -96,11 +101,75 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
     _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), Scripted(scores), POPULATIONS, most=3)  # type: ignore[arg-type]
     tried = [{0: 0.60, 1: 0.59, 2: 0.58}, {1: 0.60 + 0.9 * gain, 2: 0.60 + 0.5 * gain}]
     assert steps == [
-        {"added": 0, "score": 0.60, "tried": tried[0], "readings": {c: {"fer2013": v} for c, v in tried[0].items()}},
-        {"added": None, "score": 0.60, "tried": tried[1], "readings": {c: {"fer2013": v} for c, v in tried[1].items()}},
+        {
+            "added": 0,
+            "score": 0.60,
+            "tried": tried[0],
+            "readings": {c: {"fer2013": v} for c, v in tried[0].items()},
+            "needed": 0.0,
+        },
+        {
+            "added": None,
+            "score": 0.60,
+            "tried": tried[1],
+            "readings": {c: {"fer2013": v} for c, v in tried[1].items()},
+            "needed": gain,
+        },
     ]
     scores[frozenset({0, 2})] = 0.60 + 1.1 * gain
     assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
+
+
+def test_a_member_joins_only_where_its_gain_is_larger_than_the_noise() -> None:
+    gain = build.MIN_GAIN
+    scores = {frozenset({0}): 0.60, frozenset({1}): 0.59, frozenset({2}): 0.58, frozenset({0, 1}): 0.60 + 5 * gain}
+    # Member 1 adds five times the fixed step, but the two sets' readings differ by more noise than that.
+    noisy = Scripted(scores, noise={frozenset({0, 1}): 6 * gain})
+    assert _greedy(noisy) == [0, 3, 4]
+    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), noisy, POPULATIONS, most=3)  # type: ignore[arg-type]
+    assert [(step["added"], step["needed"]) for step in steps] == [(0, 0.0), (None, pytest.approx(6 * gain))]
+    assert _greedy(Scripted(scores, noise={frozenset({0, 1}): 4 * gain})) == [0, 1, 3, 4]
+
+
+def test_a_population_member_goes_where_what_it_adds_is_within_the_noise() -> None:
+    gain = build.MIN_GAIN
+    scores = {frozenset({0, 1}): 0.70, frozenset({0}): 0.70 - 3 * gain}
+
+    def prune(noise: float) -> tuple[list[int], list[dict[str, Any]]]:
+        pool = Scripted(scores, noise={frozenset({0, 1}): noise})
+        return build.prune_population_members(np.zeros((1, 2, 7)), pool, ["fer2013", "jaffe"])  # type: ignore[arg-type]
+
+    # The JAFFE member adds three times the fixed step: within a noise of four, it goes; of two, it stays.
+    keep, steps = prune(4 * gain)
+    assert keep == [0]
+    assert steps[0]["needed"] == pytest.approx(4 * gain)
+    assert prune(2 * gain)[0] == [0, 1]
+
+
+def test_the_noise_of_a_change_is_paired_and_counted_by_population() -> None:
+    """``Pool.paired_se``: only the faces two sets read differently make noise, each population by its share."""
+    data: dict[str, np.ndarray] = {}
+    for population in build.POPULATIONS:
+        data[f"{population}_x"] = np.zeros((40, 1, 1), np.uint8)
+        data[f"{population}_y"] = np.arange(40) % 7
+        data[f"{population}_split"] = np.full(40, 1)  # every face a validation face
+    pool = build.Pool.of(data, "judged mix", seed=0)
+    right, wrong = np.eye(7)[pool.y], np.eye(7)[(pool.y + 1) % 7]
+    fer, jaffe, lfw = (pool.origin == build.POPULATIONS.index(name) for name in ("fer2013", "jaffe", "lfw"))
+    # Member 0 reads half of FER2013's faces right, and every other face; member 1 the same half of
+    # FER2013's (no difference there, however noisy each alone), 30 of JAFFE's 40 and none of LFW's.
+    read_by_first = ~fer | (np.arange(len(pool.y)) % 2 == 0)
+    read_by_second = read_by_first & ~(jaffe & (np.cumsum(jaffe) > 30)) & ~lfw
+    first = np.where(read_by_first[:, None], right, wrong)
+    second = np.where(read_by_second[:, None], right, wrong)
+    probs = np.stack([first, second, first], 1)
+    # JAFFE's 40 faces: 10 changed by -1, 30 by 0; LFW counts nothing in the judged mix.
+    change = np.r_[np.full(10, -1.0), np.zeros(30)]
+    expected = pool.share[build.POPULATIONS.index("jaffe")] * np.sqrt(change.var(ddof=1) / 40)
+    assert pool.paired_se(probs, [0], [1]) == pytest.approx(expected, rel=1e-9)
+    assert pool.paired_se(probs, [0], [2]) == 0.0
+    assert pool.needed_gain(probs, [0], [2]) == build.MIN_GAIN
+    assert pool.needed_gain(probs, [0], [1]) == pytest.approx(build.SE_RULE * expected, rel=1e-9)
 
 
 def test_forward_selection_judges_fer2013_members_without_the_members_pruned_after() -> None:
@@ -167,7 +236,7 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     report["greedy"].append(
         {"added": None, "score": 0.6, "tried": {}, "readings": {}, "over_budget_with": ["lfw", "jaffe"]}
     )
-    assert card._greedy_table(report)[-1] == "| 2 | none (none fits the budget with lfw, jaffe in) | 60.0% |  |"
+    assert card._greedy_table(report)[-1] == "| 2 | none (none fits the budget with lfw, jaffe in) | 60.0% |  |  |"
 
 
 def _chasing_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -110,6 +110,9 @@ def test_smoke_training_run(
     assert teachers == {**{r: [] for r in recipes[:4]}, **students}
     assert set(record["report"]["objectives"]) == {"judged mix", "populations alike"}
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
+    # Each member left out needed the fixed step, or its noise if more (the card's "gain needed" column).
+    assert all(step["needed"] >= build.MIN_GAIN for step in record["report"]["pruning"])
+    assert record["report"]["se_rule"] == build.SE_RULE
     readme = tmp_path / "README.md"
     readme.write_text("- the ensemble: <!-- card:summary -->old<!-- /card:summary -->, and more\n")
     assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0

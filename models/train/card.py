@@ -388,6 +388,17 @@ def _why_none(step: dict[str, Any]) -> str:
     return "none (none fits the budget" + (f" with {', '.join(others)} in)" if others else ")")
 
 
+def _needed_rule(report: dict[str, Any]) -> str:
+    """How the gain a member must bring is set, in words: a fixed step, and the noise where the build weighed it."""
+    step = f"{report['min_gain'] * 100:g} point"
+    if "se_rule" not in report:
+        return step
+    return (
+        f"{step}, or {report['se_rule']:g} paired standard error of the objective's change if more: the"
+        " faces the two sets read differently, sampled by population"
+    )
+
+
 def _greedy_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     greedy = report.get("greedy", [])
@@ -396,13 +407,13 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
             "",
             "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
             "pruned after, below): each step adds the one that raises the objective most,",
-            f"until none raises it by {report['min_gain'] * 100:g} point or none fits the budget of"
+            f"until it raises it by less than the gain needed ({_needed_rule(report)}) or none fits the budget of"
             f" {report['views']['budget_ms']:g} ms a face with the members in (the other populations' too,"
             " until pruning drops some: then the selection goes on with those kept). Each score tried is split by"
             " the populations the objective counts: a recipe may read one kind of face better and another worse.",
             "",
-            "| step | recipe added | objective | each recipe tried would have given |",
-            "|---|---|---|---|",
+            "| step | recipe added | objective | gain needed | each recipe tried would have given |",
+            "|---|---|---|---|---|",
         ]
         for number, step in enumerate(greedy, 1):
             readings = step.get("readings", {})
@@ -411,7 +422,8 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
                 for name, score in step.get("tried", {}).items()
             )
             added = step["added"] or _why_none(step)
-            lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {tried} |")
+            needed = f"{step['needed'] * 100:.2f} point" if step.get("needed") else ""
+            lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {needed} | {tried} |")
     return lines
 
 
@@ -422,17 +434,18 @@ def _pruning_table(report: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "A LFW, JAFFE or IMFDB member stays only where it earns its weight: left out in turn, it goes when",
-            "the combination's cross-validated objective without it is within"
-            f" {report['min_gain'] * 100:g} point of the objective with it",
-            "(a member less to run for the same accuracy).",
+            "the combination's cross-validated objective without it is within the gain needed",
+            f"({_needed_rule(report)}) of the objective with it (a member less to run for the same accuracy, within"
+            " the noise).",
             "",
-            "| member | with it | without it | kept |",
-            "|---|---|---|---|",
+            "| member | with it | without it | gain needed | kept |",
+            "|---|---|---|---|---|",
         ]
         for step in pruning:
+            needed = f"{step['needed'] * 100:.2f} point" if "needed" in step else ""
             lines.append(
                 f"| {step['member']} | {_pct(step['with'])}% | {_pct(step['without'])}%"
-                f" | {'yes' if step['kept'] else 'no'} |"
+                f" | {needed} | {'yes' if step['kept'] else 'no'} |"
             )
     return lines
 
