@@ -120,6 +120,31 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
     assert _greedy(Scripted(scores)) == [0, 2, 3, 4]
 
 
+@dataclass
+class Mixed(Scripted):
+    """A scripted pool whose objective also counts JAFFE's faces (a fifth), read as ``jaffe`` says."""
+
+    jaffe: dict[frozenset[int], float] = field(default_factory=dict)
+
+    def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
+        return {**super().judged_readings(probs, members), "jaffe": self.jaffe.get(frozenset(members), 0.0)}
+
+    def weighted(self, readings: dict[str, float]) -> float:
+        return 0.8 * readings["fer2013"] + 0.2 * readings["jaffe"]
+
+
+def test_the_first_member_is_the_best_reader_of_faces_in_the_wild() -> None:
+    # Member 1 scores the judged mix higher on JAFFE's faces; member 0 reads FER2013's best, and leads.
+    fer = {frozenset({0}): 0.69, frozenset({1}): 0.665, frozenset({2}): 0.68, frozenset({0, 1}): 0.70}
+    jaffe = {frozenset({0}): 0.58, frozenset({1}): 0.72, frozenset({2}): 0.60, frozenset({0, 1}): 0.70}
+    pool = Mixed(fer, jaffe=jaffe)
+    keep, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3)  # type: ignore[arg-type]
+    assert [step["added"] for step in steps] == [0, 1, None]
+    assert keep == [0, 1, 3, 4]
+    # The second joins by the judged mix: member 1 raises it most with member 0 in.
+    assert steps[1]["tried"][1] == pytest.approx(0.8 * 0.70 + 0.2 * 0.70)
+
+
 def test_a_member_joins_only_where_its_gain_is_larger_than_the_noise() -> None:
     gain = build.MIN_GAIN
     scores = {frozenset({0}): 0.60, frozenset({1}): 0.59, frozenset({2}): 0.58, frozenset({0, 1}): 0.60 + 5 * gain}
@@ -237,6 +262,10 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
         {"added": None, "score": 0.6, "tried": {}, "readings": {}, "over_budget_with": ["lfw", "jaffe"]}
     )
     assert card._greedy_table(report)[-1] == "| 2 | none (none fits the budget with lfw, jaffe in) | 60.0% |  |  |"
+    # How the first member was chosen is said only where the build recorded it (earlier builds took the best score).
+    assert "the first is the one" not in "".join(card._greedy_table(report))
+    report["first_reads"] = "fer2013"
+    assert "the first is the one that reads fer2013 val best" in "".join(card._greedy_table(report))
 
 
 def _chasing_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -112,7 +112,7 @@ def test_smoke_training_run(
     assert {step["member"] for step in record["report"]["pruning"]} == {"lfw", "jaffe", "imfdb"}
     # Each member left out needed the fixed step, or its noise if more (the card's "gain needed" column).
     assert all(step["needed"] >= build.MIN_GAIN for step in record["report"]["pruning"])
-    assert record["report"]["se_rule"] == build.SE_RULE
+    assert record["report"]["se_rule"] == build.SE_RULE and record["report"]["first_reads"] == "fer2013"
     readme = tmp_path / "README.md"
     readme.write_text("- the ensemble: <!-- card:summary -->old<!-- /card:summary -->, and more\n")
     assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0

@@ -406,7 +406,13 @@ def _greedy_table(report: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
-            "pruned after, below): each step adds the one that raises the objective most,",
+            "pruned after, below): "
+            + (
+                f"the first is the one that reads {report['first_reads']} val best (the ensemble's reader of faces"
+                " in the wild); each step after adds the one that raises the objective most,"
+                if "first_reads" in report
+                else "each step adds the one that raises the objective most,"
+            ),
             f"until it raises it by less than the gain needed ({_needed_rule(report)}) or none fits the budget of"
             f" {report['views']['budget_ms']:g} ms a face with the members in (the other populations' too,"
             " until pruning drops some: then the selection goes on with those kept). Each score tried is split by"
