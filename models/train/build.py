@@ -450,22 +450,25 @@ OBJECTIVES: dict[str, dict[str, float]] = {
 }
 OBJECTIVE = "judged mix"
 # A member is run only where it raises the cross-validated objective by this much (0.1 point), and by
-# SE_RULE paired standard errors of the difference (``Pool.paired_se``): every member costs about a
-# millisecond a face, and the objective's noise is larger than a fixed step. JAFFE's 65 validation faces
-# of three women weigh a fifth of the judged mix, so one face moves it 0.3 point; the standard error of
-# the difference two members make is typically most of a point. The one-standard-error rule (as CART's
-# and glmnet's) keeps the cheaper set unless the larger one is better by more than its noise.
+# SE_RULE standard errors of the change (``Pool.paired_se``): every member costs about a millisecond
+# a face, and the objective's noise is larger than a fixed step. JAFFE's few validation faces of three
+# women weigh a fifth of the judged mix, so one face moves it a third of a point, and the standard error
+# of the change a member makes is typically most of a point. A one-sided test at one standard error:
+# the cheaper set stays unless the larger one reads better by more than the noise of the faces they
+# read differently. (It is face by face: JAFFE's faces are of few women, so it still understates the
+# noise of meeting new people.)
 MIN_GAIN = 0.001
 SE_RULE = 1.0
-# The population whose validation faces choose the forward selection's first member (``greedy_fer_members``).
+# The population whose validation faces choose the forward selection's first member, the ensemble's
+# reader of faces in the wild (``first_member``).
 FIRST_READS = "fer2013"
 # Each extra view is another run of every member: a set with more views must score this much more.
 VIEW_GAIN = 0.002
 
 
-def _counted(objective: str, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each population's share of ``objective`` (summing to 1), and each face's weight (its share spread)."""
-    share = np.array([OBJECTIVES[objective][name] for name in POPULATIONS], dtype=np.float64)
+def _counted(shares: dict[str, float], origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each population's share (``shares`` scaled to sum to 1), and each face's weight (its share spread)."""
+    share = np.array([shares[name] for name in POPULATIONS], dtype=np.float64)
     share /= share.sum()
     return share, share[origin] / np.bincount(origin, minlength=len(POPULATIONS))[origin]
 
@@ -523,15 +526,22 @@ class Pool:
             origin.append(np.full(mask.sum(), index))
             folds.append(_person_folds(val_people(data, name), int(mask.sum()), rng))
         labels, where = np.concatenate(y), np.concatenate(origin)
-        return cls(np.concatenate(x), labels, where, *_counted(objective, where), np.concatenate(folds))
+        return cls(np.concatenate(x), labels, where, *_counted(OBJECTIVES[objective], where), np.concatenate(folds))
 
     def with_objective(self, objective: str) -> Pool:
         """The same faces and folds, counted by another objective."""
-        return Pool(self.x, self.y, self.origin, *_counted(objective, self.origin), self.folds)
+        return Pool(self.x, self.y, self.origin, *_counted(OBJECTIVES[objective], self.origin), self.folds)
+
+    def alone(self, population: str) -> Pool:
+        """The same faces and folds, counting ``population``'s alone."""
+        shares = {name: float(name == population) for name in POPULATIONS}
+        return Pool(self.x, self.y, self.origin, *_counted(shares, self.origin), self.folds)
 
     def per_population(self, probs: np.ndarray) -> dict[str, float]:
         """Accuracy of (n, 7) probabilities on each population's validation faces."""
-        hits = probs.argmax(1) == self.y
+        return self._accuracies(probs.argmax(1) == self.y)
+
+    def _accuracies(self, hits: np.ndarray) -> dict[str, float]:
         return {name: float(hits[self.origin == i].mean()) for i, name in enumerate(POPULATIONS)}
 
     def score(self, probs: np.ndarray) -> float:
@@ -553,18 +563,19 @@ class Pool:
         return hits
 
     def paired_se(self, probs: np.ndarray, before: list[int], after: list[int]) -> float:
-        """The standard error of the objective's change from members ``before`` to ``after``.
+        """The standard error of the objective's change from members ``before`` to ``after``, were there none.
 
         Paired, face by face: the two sets read most faces alike, and only the faces they read
-        differently make the difference noisy. Each counted population's faces are a sample of its
-        kind, so its share of the variance is its share squared times its faces' variance over their count.
+        differently make noise. A counted population's accuracy changes by the mean of its faces'
+        changes (-1, 0 or 1), whose variance with no real change is the share of its faces read
+        differently over their count (McNemar's); the objective weighs it by the share squared.
         """
         change = self.hits(probs, after).astype(np.float64) - self.hits(probs, before)
         variance = 0.0
         for index, share in enumerate(self.share):
             faces = change[self.origin == index]
-            if share > 0 and len(faces) > 1:
-                variance += share**2 * float(faces.var(ddof=1)) / len(faces)
+            if share > 0 and len(faces):
+                variance += share**2 * float(np.mean(faces**2)) / len(faces)
         return float(np.sqrt(variance))
 
     def needed_gain(self, probs: np.ndarray, before: list[int], after: list[int]) -> float:
@@ -577,7 +588,7 @@ class Pool:
 
     def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
         """What ``cross_validated`` scores, by population: the accuracy on each one the objective counts."""
-        readings = self.per_population(self.held_out(SELECTION_METHOD, probs[:, members]))
+        readings = self._accuracies(self.hits(probs, members))
         return {name: readings[name] for name, share in zip(POPULATIONS, self.share, strict=True) if share > 0}
 
     def weighted(self, readings: dict[str, float]) -> float:
@@ -613,6 +624,25 @@ def prune_population_members(
     return kept, steps
 
 
+def first_member(
+    probs: np.ndarray, pool: Pool, candidates: list[int], scores: dict[int, float]
+) -> tuple[int, list[int]]:
+    """The forward selection's first member, and the candidates that read faces in the wild alike.
+
+    The first is the ensemble's reader of faces in the wild: the one that reads ``FIRST_READS``'s
+    validation faces best, or, among those that read them within the gain needed of it (within the
+    noise), the one the objective ``scores`` best. The judged mix alone would let JAFFE's few faces
+    pick a member that reads the wild far worse; FER2013's alone would pick on a face or two.
+    """
+    if pool.share[POPULATIONS.index(FIRST_READS)] == 0:
+        raise ValueError(f"the objective does not count {FIRST_READS}, whose faces choose the first member")
+    wild = pool.alone(FIRST_READS)
+    reading = {c: wild.cross_validated(probs, [c]) for c in candidates}
+    best = max(candidates, key=lambda c: reading[c])
+    alike = [c for c in candidates if c == best or reading[c] > reading[best] - wild.needed_gain(probs, [c], [best])]
+    return max(alike, key=lambda c: scores[c]), alike
+
+
 def greedy_fer_members(
     probs: np.ndarray,
     pool: Pool,
@@ -628,8 +658,8 @@ def greedy_fer_members(
 
     The other populations' members are returned too, to be pruned after (``prune_population_members``),
     and are left out of the sets this selection scores: a FER2013 member is judged by how it reads, not
-    by how the weights fitted on one fold mix it with members that may then go. The first is the one
-    that reads FER2013's validation faces best; each step after adds the
+    by how the weights fitted on one fold mix it with members that may then go. The first is the reader
+    of faces in the wild (``first_member``); each step after adds the
     FER2013 member that raises the score of the cross-validated ``SELECTION_METHOD`` combination most,
     and the selection stops when the best of them raises it by less than ``Pool.needed_gain``, ``most``
     are in, or no other fits ``budget_ms`` a face with the members in (``costs``: each member's
@@ -639,9 +669,10 @@ def greedy_fer_members(
 
     Each step records the member added (None for the last step, where none raised the score enough,
     or none fit the budget: then ``fixed`` says which other members it counted),
-    the score then, the gain the best member tried needed (``needed``), the score each member tried would
-    have given (``tried``), and that score split by the populations the objective counts (``readings``):
-    a member may read one kind of face better and another worse.
+    the score then, the score each member tried would have given (``tried``), and that score split by
+    the populations the objective counts (``readings``): a member may read one kind of face better and
+    another worse. The first step records the candidates that read faces in the wild alike (``alike``),
+    each later one the gain the best member tried needed (``needed``); a step the budget stopped, neither.
     """
     fixed = [i for i, p in enumerate(populations) if p != "fer2013"] if fixed is None else list(fixed)
     chosen = list(chosen or [])
@@ -658,15 +689,16 @@ def greedy_fer_members(
             break
         readings = {c: pool.judged_readings(probs, sorted([*chosen, c])) for c in fits}
         scores = {c: pool.weighted(readings[c]) for c in fits}
-        if chosen:
-            pick = max(scores, key=lambda c: scores[c])
-        else:
-            # The first is the ensemble's reader of faces in the wild, so FER2013's 2,810 validation faces
-            # choose it: the judged mix would let JAFFE's 65 faces of three women (a fifth of it, one face
-            # 0.3 point) pick among members that read the wild alike; the others join by the judged mix.
-            pick = max(scores, key=lambda c: (readings[c].get(FIRST_READS, 0.0), scores[c]))
-        needed = pool.needed_gain(probs, sorted(chosen), sorted([*chosen, pick])) if chosen else 0.0
-        if chosen and scores[pick] < best + needed:
+        if not chosen:
+            pick, alike = first_member(probs, pool, fits, scores)
+            chosen.append(pick)
+            pool_left.remove(pick)
+            best = scores[pick]
+            steps.append({"added": pick, "score": best, "tried": scores, "readings": readings, "alike": alike})
+            continue
+        pick = max(scores, key=lambda c: scores[c])
+        needed = pool.needed_gain(probs, sorted(chosen), sorted([*chosen, pick]))
+        if scores[pick] < best + needed:
             # Recorded too: what each member left would have scored, so the card shows why none joined.
             steps.append({"added": None, "score": best, "tried": scores, "readings": readings, "needed": needed})
             break
@@ -853,6 +885,7 @@ def select_members(
                 "added": None if step["added"] is None else recipe[step["added"]],
                 "score": step["score"],
                 **({"needed": step["needed"]} if "needed" in step else {}),
+                **({"alike": [recipe[c] for c in step["alike"]]} if "alike" in step else {}),
                 "tried": {recipe[c]: score for c, score in step["tried"].items()},
                 "readings": {recipe[c]: reading for c, reading in step["readings"].items()},
                 **({"over_budget_with": [names[i] for i in step["fixed"]]} if "fixed" in step else {}),

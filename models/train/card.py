@@ -383,76 +383,96 @@ def _readings(readings: dict[str, float]) -> str:
 def _why_none(step: dict[str, Any]) -> str:
     """The greedy table's cell for a step that added no recipe."""
     if "over_budget_with" not in step:
-        return "none (no recipe adds the gain)"
+        return "none (no recipe adds the gain needed)"
     others = step["over_budget_with"]
     return "none (none fits the budget" + (f" with {', '.join(others)} in)" if others else ")")
+
+
+def _noise_weighed(report: dict[str, Any]) -> bool:
+    """Whether the build weighed the objective's noise (``se_rule``); earlier builds took a fixed step alone."""
+    return "se_rule" in report
 
 
 def _needed_rule(report: dict[str, Any]) -> str:
     """How the gain a member must bring is set, in words: a fixed step, and the noise where the build weighed it."""
     step = f"{report['min_gain'] * 100:g} point"
-    if "se_rule" not in report:
+    if not _noise_weighed(report):
         return step
+    errors = "standard error" if report["se_rule"] == 1 else "standard errors"
     return (
-        f"{step}, or {report['se_rule']:g} paired standard error of the objective's change if more: the"
-        " faces the two sets read differently, sampled by population"
+        f"{step}, or {report['se_rule']:g} {errors} of the objective's change if more: the noise of the faces"
+        " the two sets read differently"
     )
+
+
+def _needed_cell(report: dict[str, Any], step: dict[str, Any]) -> str:
+    """The "gain needed" column's cell (a column only where the build weighed the noise)."""
+    if not _noise_weighed(report):
+        return ""
+    if "alike" in step:
+        return f" {', '.join(step['alike'])} read {report['first_reads']} val alike |"
+    return f" {step['needed'] * 100:.2f} point |" if "needed" in step else "  |"
 
 
 def _greedy_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     greedy = report.get("greedy", [])
-    if greedy:
-        lines += [
-            "",
-            "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
-            "pruned after, below): "
-            + (
-                f"the first is the one that reads {report['first_reads']} val best (the ensemble's reader of faces"
-                " in the wild); each step after adds the one that raises the objective most,"
-                if "first_reads" in report
-                else "each step adds the one that raises the objective most,"
-            ),
-            f"until it raises it by less than the gain needed ({_needed_rule(report)}) or none fits the budget of"
-            f" {report['views']['budget_ms']:g} ms a face with the members in (the other populations' too,"
-            " until pruning drops some: then the selection goes on with those kept). Each score tried is split by"
-            " the populations the objective counts: a recipe may read one kind of face better and another worse.",
-            "",
-            "| step | recipe added | objective | gain needed | each recipe tried would have given |",
-            "|---|---|---|---|---|",
-        ]
-        for number, step in enumerate(greedy, 1):
-            readings = step.get("readings", {})
-            tried = ", ".join(
-                f"{name} {_pct(score)}%" + _readings(readings.get(name, {}))
-                for name, score in step.get("tried", {}).items()
-            )
-            added = step["added"] or _why_none(step)
-            needed = f"{step['needed'] * 100:.2f} point" if step.get("needed") else ""
-            lines.append(f"| {number} | {added} | {_pct(step['score'])}% | {needed} | {tried} |")
+    if not greedy:
+        return lines
+    weighed = _noise_weighed(report)
+    first = (
+        f"the first is the ensemble's reader of faces in the wild: the one that reads {report['first_reads']} val"
+        " best or, among those within the gain needed of it, the one the objective scores best; each step after"
+        " adds the one that raises the objective most,"
+        if "first_reads" in report
+        else "each step adds the one that raises the objective most,"
+    )
+    lines += [
+        "",
+        "FER2013 members join by forward selection, judged without the LFW, JAFFE and IMFDB members (those are",
+        f"pruned after, below): {first}",
+        f"until it raises it by less than the gain needed ({_needed_rule(report)}) or none fits the budget of"
+        f" {report['views']['budget_ms']:g} ms a face with the members in (the other populations' too,"
+        " until pruning drops some: then the selection goes on with those kept). Each score tried is split by"
+        " the populations the objective counts: a recipe may read one kind of face better and another worse.",
+        "",
+        "| step | recipe added | objective |"
+        + (" gain needed |" if weighed else "")
+        + " each recipe tried would have given |",
+        "|---|---|---|" + ("---|" if weighed else "") + "---|",
+    ]
+    for number, step in enumerate(greedy, 1):
+        readings = step.get("readings", {})
+        tried = ", ".join(
+            f"{name} {_pct(score)}%" + _readings(readings.get(name, {}))
+            for name, score in step.get("tried", {}).items()
+        )
+        added = step["added"] or _why_none(step)
+        lines.append(f"| {number} | {added} | {_pct(step['score'])}% |{_needed_cell(report, step)} {tried} |")
     return lines
 
 
 def _pruning_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     pruning = report.get("pruning", [])
-    if pruning:
-        lines += [
-            "",
-            "A LFW, JAFFE or IMFDB member stays only where it earns its weight: left out in turn, it goes when",
-            "the combination's cross-validated objective without it is within the gain needed",
-            f"({_needed_rule(report)}) of the objective with it (a member less to run for the same accuracy, within"
-            " the noise).",
-            "",
-            "| member | with it | without it | gain needed | kept |",
-            "|---|---|---|---|---|",
-        ]
-        for step in pruning:
-            needed = f"{step['needed'] * 100:.2f} point" if "needed" in step else ""
-            lines.append(
-                f"| {step['member']} | {_pct(step['with'])}% | {_pct(step['without'])}%"
-                f" | {needed} | {'yes' if step['kept'] else 'no'} |"
-            )
+    if not pruning:
+        return lines
+    weighed = _noise_weighed(report)
+    lines += [
+        "",
+        "A LFW, JAFFE or IMFDB member stays only where it earns its weight: left out in turn, it goes when",
+        f"the combination's cross-validated objective without it is within the gain needed ({_needed_rule(report)})",
+        "of the objective with it (a member less to run for the same accuracy"
+        + (", within the noise)." if weighed else ")."),
+        "",
+        "| member | with it | without it |" + (" gain needed |" if weighed else "") + " kept |",
+        "|---|---|---|" + ("---|" if weighed else "") + "---|",
+    ]
+    for step in pruning:
+        lines.append(
+            f"| {step['member']} | {_pct(step['with'])}% | {_pct(step['without'])}% |{_needed_cell(report, step)}"
+            f" {'yes' if step['kept'] else 'no'} |"
+        )
     return lines
 
 
