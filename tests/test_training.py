@@ -130,10 +130,10 @@ def test_smoke_training_run(
     # repository's int8 members of those recipes teach. Its teachers are whichever recipes ship today.
     shipped = fer.shipped_members()
     taught = tuple(shipped)
-    student = fer.Recipe("fer_x", replace(fer.BASE, distill=0.5), "fer2013", seed=99, teachers=taught)
+    student = fer.Recipe("fer_student", replace(fer.BASE, distill=0.5), "fer2013", seed=99, teachers=taught)
     monkeypatch.setattr(fer, "RECIPES", (*fer.RECIPES, student))
     newer = tmp_path / "fer_new"
-    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_x"]) == 0
+    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_student"]) == 0
     soft = np.load(fer.teachers_path(newer, taught))
     assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
     assert json.loads(fer.teachers_path(newer, taught).with_suffix(".json").read_text()) == {
@@ -145,7 +145,7 @@ def test_smoke_training_run(
     # A build that keeps the ensemble it replaces in the running, member files unchanged.
     first = json.loads((out / "ensemble.json").read_text())["members"]
     before = {m["name"]: m["sha256"] for m in first}
-    assert build.main([*args, "--greedy", "3", "--states", str(newer / "fer_x.pt"), "--shipped", *before]) == 0
+    assert build.main([*args, "--greedy", "3", "--states", str(newer / "fer_student.pt"), "--shipped", *before]) == 0
     manifest = json.loads((out / "ensemble.json").read_text())
     record = json.loads((out / "training.json").read_text())
     kept = [m for m in record["members"] if m.get("shipped")]
@@ -154,8 +154,8 @@ def test_smoke_training_run(
         sha for name, sha in before.items() if not name.startswith("fer2013")
     } & {m["sha256"] for m in manifest["members"]}
     shipped_recipes = {m["recipe"] for m in first if m.get("recipe")}
-    assert sorted(record["report"]["candidates"]) == sorted({"fer_x", *shipped_recipes})
-    assert {r["recipe"] for r in record["report"]["fer_recipes"]} == {"fer_x", *shipped_recipes}
+    assert sorted(record["report"]["candidates"]) == sorted({"fer_student", *shipped_recipes})
+    assert {r["recipe"] for r in record["report"]["fer_recipes"]} == {"fer_student", *shipped_recipes}
     assert sorted(p.name for p in out.glob("*.tflite")) == sorted(m["file"] for m in manifest["members"])
     Ensemble.from_dir(out)
     assert card.main(["--data", str(data), "--models", str(out), "--readme", str(readme)]) == 0
@@ -200,12 +200,26 @@ def test_missing_dataset_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
     assert len(err) == 1 and "models.train.prepare" in err[0]
 
 
+def test_two_recipes_of_one_name_are_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recipe resumes from, and writes, the files of its name: a second recipe of that name would share them."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    from models.train import fer
+
+    monkeypatch.setattr(fer, "RECIPES", (*fer.RECIPES, replace(fer.RECIPES[-1], seed=99)))
+    # Refused before any data is read (this file stands in for the crops).
+    assert fer.main(["--data", __file__, "--out", str(tmp_path / "fer"), "--only", fer.RECIPES[-1].name]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: recipes named twice: {fer.RECIPES[-1].name}"]
+    assert not (tmp_path / "fer").exists()
+
+
 def test_unknown_shipped_member_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     """``build --shipped`` with a name the committed manifest lacks stops before any data is read."""
     from models.train import build
 
     models = Path(__file__).resolve().parents[1] / "models"
-    args = ["--data", "nowhere.npz", "--out", str(models), "--states", "fer_x.pt", "--greedy", "2"]
+    args = ["--data", "nowhere.npz", "--out", str(models), "--states", "fer_student.pt", "--greedy", "2"]
     assert build.main([*args, "--shipped", "fer2013", "fer2013_9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --shipped fer2013_9: not a member of {models / 'ensemble.json'}"]

@@ -285,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"error: {args.data}: no such file; make it with python -m models.train.prepare", file=sys.stderr)
         return 2
+    names = [r.name for r in RECIPES]
+    if len(set(names)) < len(names):
+        # Each recipe resumes from, and writes, the files of its name: two of one name would share them.
+        twice = sorted({name for name in names if names.count(name) > 1})
+        print(f"error: recipes named twice: {', '.join(twice)}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     recipes = [r for r in RECIPES if not args.only or r.name in args.only]
     todo = [r for r in recipes if not (args.out / f"{r.name}.pt").exists()]
