@@ -206,12 +206,7 @@ def test_a_population_member_goes_where_what_it_adds_is_within_the_noise() -> No
 
 def test_the_noise_of_a_change_is_paired_and_counted_by_population() -> None:
     """``Pool.paired_se``: only the faces two sets read differently make noise, each population by its share."""
-    data: dict[str, np.ndarray] = {}
-    for population in build.POPULATIONS:
-        data[f"{population}_x"] = np.zeros((40, 1, 1), np.uint8)
-        data[f"{population}_y"] = np.arange(40) % 7
-        data[f"{population}_split"] = np.full(40, 1)  # every face a validation face
-    pool = build.Pool.of(data, "judged mix", seed=0)
+    pool = _validation_pool(40)
     right, wrong = np.eye(7)[pool.y], np.eye(7)[(pool.y + 1) % 7]
     fer, jaffe, lfw = (pool.origin == build.POPULATIONS.index(name) for name in ("fer2013", "jaffe", "lfw"))
     # Member 0 reads half of FER2013's faces right, and every other face. Member 1 reads 4 of FER2013's
@@ -254,6 +249,16 @@ def test_a_population_member_goes_unless_it_raises_the_objective_by_min_gain() -
     assert [step["kept"] for step in steps] == [False, True]
 
 
+def _validation_pool(count: int) -> build.Pool:
+    """The judged mix's pool of ``count`` blank validation faces a population, labelled 0, 1, ..., 6, 0, ..."""
+    data: dict[str, np.ndarray] = {}
+    for population in build.POPULATIONS:
+        data[f"{population}_x"] = np.zeros((count, 1, 1), np.uint8)
+        data[f"{population}_y"] = np.arange(count) % 7
+        data[f"{population}_split"] = np.full(count, 1)  # every face a validation face
+    return build.Pool.of(data, "judged mix", seed=0)
+
+
 def _subsets(items: list[int]) -> list[tuple[int, ...]]:
     return [tuple(i for i in items if mask >> i & 1) for mask in range(1, 2 ** len(items))]
 
@@ -262,12 +267,7 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     """A tried set's reading of FER2013's and JAFFE's faces (the judged mix's), and the card's cell for it."""
     from models.train import card
 
-    data: dict[str, np.ndarray] = {}
-    for population in build.POPULATIONS:
-        data[f"{population}_x"] = np.zeros((8, 48, 48), np.uint8)
-        data[f"{population}_y"] = np.arange(8) % 7
-        data[f"{population}_split"] = np.full(8, 1)  # every face a validation face
-    pool = build.Pool.of(data, "judged mix", seed=0)
+    pool = _validation_pool(8)
     right = np.eye(7)[pool.y]
     # Member 0 reads every face right; member 1 only FER2013's (JAFFE's and the rest it reads as the next label).
     wrong = np.eye(7)[(pool.y + 1) % 7]
@@ -348,12 +348,8 @@ def test_shrunk_weights_stay_closer_to_the_average_than_plain_log_loss_ones() ->
 
 def test_members_views_and_objectives_are_judged_with_the_shrunk_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     probs, y, _, _ = _chasing_pool()
-    data: dict[str, np.ndarray] = {}
-    for population in build.POPULATIONS:
-        data[f"{population}_x"] = np.zeros((700, 48, 48), np.uint8)
-        data[f"{population}_y"] = y
-        data[f"{population}_split"] = np.full(700, 1)  # every face a validation face
-    pool = build.Pool.of(data, "judged mix", seed=0)
+    pool = _validation_pool(len(y))
+    assert (pool.y == np.tile(y, len(build.POPULATIONS))).all()
     probs = np.concatenate([probs] * len(build.POPULATIONS))
     methods: list[str] = []
     real = build.fit_weights

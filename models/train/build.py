@@ -530,11 +530,13 @@ class Pool:
 
     def with_objective(self, objective: str) -> Pool:
         """The same faces and folds, counted by another objective."""
-        return Pool(self.x, self.y, self.origin, *_counted(OBJECTIVES[objective], self.origin), self.folds)
+        return self._counted_by(OBJECTIVES[objective])
 
     def alone(self, population: str) -> Pool:
         """The same faces and folds, counting ``population``'s alone."""
-        shares = {name: float(name == population) for name in POPULATIONS}
+        return self._counted_by({name: float(name == population) for name in POPULATIONS})
+
+    def _counted_by(self, shares: dict[str, float]) -> Pool:
         return Pool(self.x, self.y, self.origin, *_counted(shares, self.origin), self.folds)
 
     def per_population(self, probs: np.ndarray) -> dict[str, float]:
@@ -689,23 +691,21 @@ def greedy_fer_members(
             break
         readings = {c: pool.judged_readings(probs, sorted([*chosen, c])) for c in fits}
         scores = {c: pool.weighted(readings[c]) for c in fits}
-        if not chosen:
+        if chosen:
+            pick = max(scores, key=lambda c: scores[c])
+            needed = pool.needed_gain(probs, sorted(chosen), sorted([*chosen, pick]))
+            why: dict[str, Any] = {"needed": needed}
+            if scores[pick] < best + needed:
+                # Recorded too: what each member left would have scored, so the card shows why none joined.
+                steps.append({"added": None, "score": best, "tried": scores, "readings": readings, **why})
+                break
+        else:
             pick, alike = first_member(probs, pool, fits, scores)
-            chosen.append(pick)
-            pool_left.remove(pick)
-            best = scores[pick]
-            steps.append({"added": pick, "score": best, "tried": scores, "readings": readings, "alike": alike})
-            continue
-        pick = max(scores, key=lambda c: scores[c])
-        needed = pool.needed_gain(probs, sorted(chosen), sorted([*chosen, pick]))
-        if scores[pick] < best + needed:
-            # Recorded too: what each member left would have scored, so the card shows why none joined.
-            steps.append({"added": None, "score": best, "tried": scores, "readings": readings, "needed": needed})
-            break
+            why = {"alike": alike}
         chosen.append(pick)
         pool_left.remove(pick)
         best = scores[pick]
-        steps.append({"added": pick, "score": best, "tried": scores, "readings": readings, "needed": needed})
+        steps.append({"added": pick, "score": best, "tried": scores, "readings": readings, **why})
         log.info("greedy selection: member %d in, %.4f", pick, best)
     return sorted(chosen) + fixed, steps
 

@@ -102,8 +102,9 @@ BASE = Config(
 # paired fer_s with weaker members that read FER2013 worse than fer_s alone: members as strong as fer_s,
 # with mistakes of their own, are what an average can lift. 50 epochs, so that both fit one CPU session.
 # fer_w and fer_x: fer_s's recipe with 80 epochs. The training loss was still falling at the end of every
-# schedule (36, 50, 60 epochs), and averaging the four fer_s-recipe members reads FER2013's validation
-# faces under a point better than the best of them: their mistakes are alike. fer_w measures whether a
+# schedule (36, 50, 60 epochs), and two fer_s-recipe members together read FER2013's validation faces
+# under a point better than the better of them (the greedy table of the model card built with fer_t,
+# fer_u and fer_v): their mistakes are alike. fer_w measures whether a
 # longer schedule makes a stronger member; fer_x sees the face at 56 px (upsampled; 40 channels, about
 # fer_s's MACs), so that its stride grid falls elsewhere on the face: whether a member that errs
 # differently pays. They span two CPU sessions (resumed from their checkpoints).
