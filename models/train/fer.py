@@ -101,13 +101,14 @@ BASE = Config(
 # fer_u and fer_v: fer_s's recipe (the best FER2013 reader so far) with two more seeds, because the build
 # paired fer_s with weaker members that read FER2013 worse than fer_s alone: members as strong as fer_s,
 # with mistakes of their own, are what an average can lift. 50 epochs, so that both fit one CPU session.
-# fer_w and fer_x: fer_s's recipe with 80 epochs. The training loss was still falling at the end of every
-# schedule (36, 50, 60 epochs), and two fer_s-recipe members together read FER2013's validation faces
-# under a point better than the better of them (the greedy table of the model card built with fer_t,
-# fer_u and fer_v): their mistakes are alike. fer_w measures whether a
-# longer schedule makes a stronger member; fer_x sees the face at 56 px (upsampled; 40 channels, about
-# fer_s's MACs), so that its stride grid falls elsewhere on the face: whether a member that errs
-# differently pays. They span two CPU sessions (resumed from their checkpoints).
+# fer_x and fer_y: members that see the face at another scale. The training loss was still falling at
+# the end of every schedule (36, 50, 60 epochs), and two fer_s-recipe members together read FER2013's
+# validation faces under a point better than the better of them (the greedy table of the model card built
+# with fer_t, fer_u and fer_v): their mistakes are alike. fer_x sees the face at 56 px (upsampled; 40
+# channels, about fer_s's MACs), fer_y at 64 px (32 channels, mixup as fer_t's instead of cutmix), so that
+# their stride grids fall elsewhere on the face: whether members that err differently pay. Their schedules
+# fit one CPU session side by side (a session's checkout keeps no git-ignored checkpoint for the next);
+# an 80-epoch fer_s recipe (fer_w), begun across two sessions, lost its checkpoints and was dropped.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
@@ -146,8 +147,8 @@ RECIPES = (
     Recipe("fer_t", replace(BASE, width=48, epochs=60, mixup=0.2), "posed", seed=20),
     Recipe("fer_u", replace(BASE, width=48, epochs=50, cutmix=0.5), "posed", seed=21),
     Recipe("fer_v", replace(BASE, width=48, epochs=50, cutmix=0.5), "posed", seed=22),
-    Recipe("fer_w", replace(BASE, width=48, epochs=80, cutmix=0.5), "posed", seed=23),
-    Recipe("fer_x", replace(BASE, size=56, width=40, epochs=80, cutmix=0.5), "posed", seed=24),
+    Recipe("fer_x", replace(BASE, size=56, width=40, epochs=32, cutmix=0.5), "posed", seed=24),
+    Recipe("fer_y", replace(BASE, size=64, width=32, epochs=40, mixup=0.2), "posed", seed=25),
 )
 
 
