@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -50,12 +51,31 @@ def test_json_report(small_set: Path, tmp_path: Path) -> None:
     assert len(report["skipped"]) == 1 and report["skipped"][0].endswith("broken.jpg")
     assert report["faces_found"] >= 7  # the JAFFE photos are not tight crops: the detector cuts them
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    members = report["members"]
+    assert list(members) == [m["name"] for m in json.loads((ROOT / "models" / "ensemble.json").read_text())["members"]]
+    best = max(m["accuracy"] for m in members.values())
+    assert report["over_best_member"] == pytest.approx(report["accuracy"] - best, abs=1e-4)
+
+
+def test_each_member_alone_is_what_an_ensemble_of_it_alone_reads(
+    small_set: Path, ensemble: Ensemble, detector: FaceDetector
+) -> None:
+    """A member's figures are its own reading: the ensemble with every other member's weights zeroed."""
+    report = evaluate(small_set, ensemble=ensemble, detector=detector)
+    assert len(report.members) == len(ensemble.members) >= 2
+    for i, member in enumerate(ensemble.members):
+        manifest = copy.deepcopy(ensemble.manifest)
+        manifest["weights"] = [[float(j == i)] * len(LABELS) for j in range(len(ensemble.members))]
+        files = {m["file"]: (ROOT / "models" / m["file"]).read_bytes() for m in manifest["members"]}
+        alone = evaluate(small_set, ensemble=Ensemble(manifest, files), detector=detector)
+        assert report.members[member.name] == (alone.accuracy, alone.macro_recall)
 
 
 def test_text_report(small_set: Path) -> None:
     result = run_cli("evaluate", str(small_set))
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "happy" in result.stdout
+    assert "alone: accuracy" in result.stdout and "ensemble over its best member:" in result.stdout
 
 
 def test_missing_folder_is_one_line_and_status_2(tmp_path: Path) -> None:

@@ -58,6 +58,10 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"accuracy {report.accuracy:.4f}, macro recall {report.macro_recall:.4f}")
     for label, recall in report.per_class.items():
         print(f"  {label:<9} recall {recall:.4f}")
+    for name, (accuracy, macro) in report.members.items():
+        print(f"  member {name} alone: accuracy {accuracy:.4f}, macro recall {macro:.4f}")
+    if len(report.members) > 1:
+        print(f"  ensemble over its best member: {100 * report.over_best_member:+.1f} points")
     if report.skipped:
         print(f"  skipped {len(report.skipped)} unreadable images")
     return 0

@@ -27,6 +27,13 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     faces_found: int = 0
     model_version: str = ""
+    # Each member alone (with its own views and mirror image) on the same crops: name -> (accuracy, macro recall).
+    members: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def over_best_member(self) -> float:
+        """The ensemble's accuracy less its best member's (0 for a single member)."""
+        return self.accuracy - max((acc for acc, _ in self.members.values()), default=self.accuracy)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -39,6 +46,11 @@ class Report:
             "skipped": self.skipped,
             "faces_found": self.faces_found,
             "model_version": self.model_version,
+            "members": {
+                name: {"accuracy": round(acc, 4), "macro_recall": round(macro, 4)}
+                for name, (acc, macro) in self.members.items()
+            },
+            "over_best_member": round(self.over_best_member, 4),
         }
 
 
@@ -47,9 +59,14 @@ def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> 
 
     Each image goes through the same face crop as training (``face_of``): the
     detector's aligned crop where a face does not fill the image, the whole
-    image where it does. An unreadable image is skipped and listed.
+    image where it does. An unreadable image is skipped and listed. Each
+    member's own reading of the same crops is scored too (``Report.members``),
+    from the probabilities the ensemble combines, so it costs nothing more.
     """
-    truth, predicted, skipped, found = [], [], [], 0
+    truth: list[int] = []
+    readings: list[np.ndarray] = []
+    skipped: list[str] = []
+    found = 0
     for sample in list_samples(directory):
         gray = read_gray(sample.path)
         if gray is None:
@@ -59,9 +76,15 @@ def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> 
         face, was_found = face_of(gray, detector, size=crop.size, scale=crop.scale, shift=crop.shift)
         found += was_found
         truth.append(sample.label)
-        predicted.append(LABELS.index(ensemble.classify(face).label))
-    accuracy, macro, per_class, confusion = score(np.array(truth, dtype=np.int64), np.array(predicted, dtype=np.int64))
-    return Report(len(truth), accuracy, macro, per_class, confusion, skipped, found, ensemble.version)
+        readings.append(ensemble.member_probabilities(face))
+    y_true = np.array(truth, dtype=np.int64)
+    probs = np.stack(readings) if readings else np.zeros((0, len(ensemble.members), len(LABELS)))
+    accuracy, macro, per_class, confusion = score(y_true, ensemble.combine(probs).argmax(-1))
+    members = {}
+    for i, member in enumerate(ensemble.members):
+        member_accuracy, member_macro, _, _ = score(y_true, probs[:, i].argmax(-1))
+        members[member.name] = (member_accuracy, member_macro)
+    return Report(len(truth), accuracy, macro, per_class, confusion, skipped, found, ensemble.version, members)
 
 
 def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> None:
