@@ -125,6 +125,7 @@ class Bridge:
         # Deliveries waiting for their time: (due, tie-breaker, delivery).
         self._due: list[tuple[float, int, _Delivery]] = []
         self._order = itertools.count()
+        self._in_flight = 0
 
     def poll(self) -> int:
         """Look for new object generations and queue their events; the number found."""
@@ -162,6 +163,12 @@ class Bridge:
             self.dispatch()
             stop.wait(interval)
 
+    @property
+    def in_flight(self) -> int:
+        """How many deliveries are being made now: sent, their answer not yet read."""
+        with self._lock:
+            return self._in_flight
+
     def close(self, *, wait: bool = False) -> None:
         """Drop the deliveries not started; those in flight end on their own (``wait``: wait for them)."""
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -173,11 +180,16 @@ class Bridge:
     def _attempt(self, delivery: _Delivery) -> None:
         headers, body = to_structured(delivery.event)
         fields = {"event_id": delivery.event["id"], "subject": delivery.event["subject"]}
+        with self._lock:
+            self._in_flight += 1
         try:
             response = requests.post(self._target, data=body, headers=headers, timeout=self._timeout)
             failure = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             failure = repr(exc)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         attempt = delivery.failures + 1
         if failure is None:
             log("INFO", "bridge: delivered", attempt=attempt, **fields)

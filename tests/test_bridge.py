@@ -195,10 +195,12 @@ def test_a_slow_delivery_does_not_hold_up_new_objects(
     receiver.script = ["slow"]
     receiver.slow_seconds = 2.0
     put("uploads/first.jpg")
-    start_bridge()
+    bridge = start_bridge()
     wait_for(lambda: len(receiver.received) == 1)
+    assert bridge.in_flight == 1  # sent, its answer 2 s away
     put("uploads/second.jpg")
     wait_for(lambda: len(receiver.received) == 2, timeout=1.5)  # while the first is still being answered
+    wait_for(lambda: bridge.in_flight == 0, timeout=3)
     assert [event["subject"] for event in receiver.events()] == [
         "objects/uploads/first.jpg",
         "objects/uploads/second.jpg",

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,8 +115,9 @@ def parts(settings: Settings, tmp_path: Path) -> Iterator[Parts]:
                 process.wait(timeout=10)
 
 
-@pytest.fixture
-def bridge(parts: Parts) -> Iterator[Bridge]:
+@contextmanager
+def running_bridge(parts: Parts) -> Iterator[Bridge]:
+    """The event bridge to the function, polling in a thread of its own until the block ends."""
     bridge = Bridge(
         parts.client,
         bucket=parts.settings.input_bucket,
@@ -127,10 +129,18 @@ def bridge(parts: Parts) -> Iterator[Bridge]:
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), kwargs={"interval": 0.2}, daemon=True)
     thread.start()
-    yield bridge
-    stop.set()
-    thread.join(timeout=10)
-    bridge.close()
+    try:
+        yield bridge
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        bridge.close()
+
+
+@pytest.fixture
+def bridge(parts: Parts) -> Iterator[Bridge]:
+    with running_bridge(parts) as bridge:
+        yield bridge
 
 
 def upload_photos(parts: Parts, photos_dir: Path, count: int, *, names: tuple[str, ...] = PHOTOS) -> list[storage.Blob]:
@@ -234,27 +244,34 @@ def test_a_frozen_storage_server_loses_nothing(parts: Parts, bridge: Bridge, pho
 
 
 def test_a_function_killed_mid_batch_completes_on_redelivery(
-    parts: Parts, bridge: Bridge, photos_dir: Path, capsys: pytest.CaptureFixture[str]
+    parts: Parts, photos_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Uploaded before the bridge starts: it finds the whole batch at once and keeps deliveries in flight
+    # until the kill (found as they come, the first uploads' memes could be made before the last were found).
     blobs = upload_photos(parts, photos_dir, 10, names=LARGE)
-    wait_for_first_meme(parts)
-    # The whole instance, master and worker: killing the master alone leaves its worker to finish the
-    # requests in flight, so that none is cut off.
-    os.killpg(parts.function[-1].pid, signal.SIGKILL)
-    parts.function[-1].wait(timeout=10)
-    port = urlsplit(parts.function_url).port
-    deadline = time.monotonic() + 0.5  # the kernel closes a killed process's socket at once
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except ConnectionRefusedError:
-            break
-        assert time.monotonic() < deadline, "a process of the killed instance still holds its socket"
-        time.sleep(0.05)
-    assert record_count(parts) < len(blobs), "every meme was made before the kill: the test proved nothing"
-    time.sleep(1)
-    parts.start_function()
-    wait_for_records(parts, 10, timeout=120)
+    with running_bridge(parts) as bridge:
+        wait_for_first_meme(parts)
+        deadline = time.monotonic() + 30
+        while bridge.in_flight < 2:
+            assert time.monotonic() < deadline, "no deliveries in flight: nothing for the kill to cut off"
+            time.sleep(0.01)
+        # The whole instance, master and worker: killing the master alone leaves its worker to finish the
+        # requests in flight, so that none is cut off.
+        os.killpg(parts.function[-1].pid, signal.SIGKILL)
+        parts.function[-1].wait(timeout=10)
+        port = urlsplit(parts.function_url).port
+        deadline = time.monotonic() + 0.5  # the kernel closes a killed process's socket at once
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "a process of the killed instance still holds its socket"
+            time.sleep(0.05)
+        assert record_count(parts) < len(blobs), "every meme was made before the kill: the test proved nothing"
+        time.sleep(1)
+        parts.start_function()
+        wait_for_records(parts, 10, timeout=120)
     assert_one_meme_each(parts, blobs)
     retries = [line for line in capsys.readouterr().out.splitlines() if "will retry" in line]
     # A delivery cut off in flight ("Connection aborted"), not only ones refused while it was down.
