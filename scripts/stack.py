@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +66,15 @@ def running_stack(key: Path, *, timeout: float = 45) -> Iterator[Stack]:
         reader.join(timeout=5)  # the end of the output: every process that held the pipe has exited
         while not lines.empty():
             stack.output.append(lines.get())
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = 10.0, failure: str = "timed out waiting") -> None:
+    """Poll ``condition`` until it holds; an ``AssertionError`` saying ``failure`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(failure)
+        time.sleep(0.02)
 
 
 def wait_until_serving(url: str, *, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

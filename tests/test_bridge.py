@@ -13,6 +13,7 @@ from google.cloud import storage
 
 from local.bridge import FINALIZED, Bridge, RetryPolicy
 from memegen.settings import Settings
+from scripts.stack import wait_for
 
 FAST = RetryPolicy(first_delay=0.1, max_delay=0.4, max_attempts=4)
 
@@ -88,14 +89,6 @@ def start_bridge(
     for bridge, thread in running:
         thread.join(timeout=5)
         bridge.close(wait=True)
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from google.cloud import storage
 from local.bridge import Bridge, RetryPolicy, finalized_event, object_data
 from local.run import free_port, function_command
 from memegen.settings import Settings
-from scripts.stack import ROOT, wait_until_serving
+from scripts.stack import ROOT, wait_for, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +179,7 @@ def wait_for_records(parts: Parts, count: int, *, timeout: float) -> None:
 
 
 def wait_for_first_meme(parts: Parts, *, timeout: float = 60) -> None:
-    """Until the first record is written: the batch is being worked on, deliveries are in flight."""
+    """Until the first record is written: the batch is being worked on (its last deliveries may not be sent yet)."""
     wait_for_records(parts, 1, timeout=timeout)
 
 
@@ -251,10 +251,8 @@ def test_a_function_killed_mid_batch_completes_on_redelivery(
     blobs = upload_photos(parts, photos_dir, 10, names=LARGE)
     with running_bridge(parts) as bridge:
         wait_for_first_meme(parts)
-        deadline = time.monotonic() + 30
-        while bridge.in_flight < 2:
-            assert time.monotonic() < deadline, "no deliveries in flight: nothing for the kill to cut off"
-            time.sleep(0.01)
+        nothing_to_cut = "no deliveries in flight: nothing for the kill to cut off"
+        wait_for(lambda: bridge.in_flight >= 2, timeout=30, failure=nothing_to_cut)
         # The whole instance, master and worker: killing the master alone leaves its worker to finish the
         # requests in flight, so that none is cut off.
         os.killpg(parts.function[-1].pid, signal.SIGKILL)
