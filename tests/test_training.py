@@ -284,3 +284,38 @@ def test_a_recipe_learns_from_the_populations_its_data_names(data: str, others: 
     assert split.soft is not None
     np.testing.assert_allclose(split.soft[:3], soft)  # FER2013's faces learn from the teachers' reading
     np.testing.assert_array_equal(split.soft[3:].argmax(1), split.y[3:])  # the others from their labels
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_macs_are_what_the_network_computes(arch: str) -> None:
+    """The cost column's formula against the convolutions' multiply-accumulates counted in a forward pass."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import torch
+
+    from models.train.net import Config, ExpressionNet, macs
+
+    counted = [0]
+
+    def count(module: torch.nn.Module, _: object, out: torch.Tensor) -> None:
+        if isinstance(module, torch.nn.Conv2d):
+            counted[0] += out[0].numel() * module.in_channels * 9
+        elif isinstance(module, torch.nn.Linear):
+            counted[0] += module.in_features * module.out_features
+
+    for size, width in ((48, 32), (56, 40), (40, 48)):
+        config = Config(arch=arch, size=size, width=width)
+        net = ExpressionNet(config).eval()
+        counted[0] = 0
+        for module in net.modules():
+            module.register_forward_hook(count)
+        with torch.no_grad():
+            net(torch.zeros(1, 1, size, size))
+        assert macs(config) == counted[0], (arch, size, width)
+
+
+def test_an_unknown_architecture_is_refused() -> None:
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    from models.train.net import Config
+
+    with pytest.raises(ValueError, match="arch 'inception' is not one of resnet, vgg"):
+        Config(arch="inception")

@@ -246,9 +246,9 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "",
         "Every recipe trained, kept in the ensemble or not (the selection is under Combination):",
         "",
-        "| recipe | in the ensemble as | data | input | width | stages | MACs | epochs | lr | weight decay | dropout"
-        " | erase | mixup | cutmix | distill | teachers | best epoch | fer2013 val (float) | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | in the ensemble as | data | input | network | width | stages | MACs | epochs | lr | weight decay"
+        " | dropout | erase | mixup | cutmix | distill | teachers | best epoch | fer2013 val (float) | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kept = {m.get("recipe", m["name"]): m["name"] for m in record["members"] if m["population"] == "fer2013"}
     recipes = record["report"].get("fer_recipes") or [
@@ -263,7 +263,7 @@ def training_section(record: dict[str, Any]) -> list[str]:
         data = RECIPE_DATA[recipe["data"]]
         lines.append(
             f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data} | {c['size']} px"
-            f" | {c['width']} | {c['stages']} | {macs(Config(**c)) / 1e6:.0f} M"
+            f" | {c.get('arch', 'resnet')} | {c['width']} | {c['stages']} | {macs(Config(**c)) / 1e6:.0f} M"
             f" | {len(history)} | {c['lr']} | {c['weight_decay']} | {c['dropout']} | {c.get('erase', 0)}"
             f" | {c.get('mixup', 0):g} | {c.get('cutmix', 0):g} | {c.get('distill', 0):g}"
             f" | {', '.join(recipe.get('teachers', [])) or '-'}"

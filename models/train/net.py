@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+ARCHS = ("resnet", "vgg")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -27,8 +29,13 @@ class Config:
     mixup: float = 0.0  # alpha of the Beta draw that blends each batch with a shuffled copy; 0: off
     cutmix: float = 0.0  # share of the batches (without mixup) that get a rectangle of a shuffled copy; 0: off
     distill: float = 0.0  # weight of the teachers' probabilities in the target (knowledge distillation); 0: off
+    arch: str = "resnet"  # "resnet": a stride-2 step and a residual pair per stage; "vgg": two convolutions, max-pool
 
-    def to_dict(self) -> dict[str, float | int]:
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
+
+    def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
 
@@ -54,16 +61,24 @@ class Residual(nn.Module):
 
 
 class ExpressionNet(nn.Module):
-    """A small residual CNN: a stem, then stages that halve the side and double the channels."""
+    """A small CNN whose stages halve the side and double the channels.
+
+    ``resnet``: a stem, then per stage a stride-2 convolution and a residual pair.
+    ``vgg``: per stage two plain convolutions at the stage's side, then a 2x2 max-pool
+    (the family of the published FER2013 VGG variants): another architecture errs elsewhere.
+    """
 
     def __init__(self, config: Config, classes: int = 7) -> None:
         super().__init__()
         width = config.width
-        layers: list[nn.Module] = [_conv(1, width)]
-        cin = width
+        layers: list[nn.Module] = [] if config.arch == "vgg" else [_conv(1, width)]
+        cin = 1 if config.arch == "vgg" else width
         for stage in range(config.stages):
             cout = width * 2**stage
-            layers += [_conv(cin, cout, stride=2), Residual(cout)]
+            if config.arch == "vgg":
+                layers += [_conv(cin, cout), _conv(cout, cout), nn.MaxPool2d(2, ceil_mode=True)]
+            else:
+                layers += [_conv(cin, cout, stride=2), Residual(cout)]
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(cin, classes))
@@ -78,6 +93,13 @@ class ExpressionNet(nn.Module):
 
 def macs(config: Config) -> int:
     """Multiply-accumulates of one forward pass, for the search's cost column."""
+    if config.arch == "vgg":
+        side, total, cin = config.size, 0, 1
+        for stage in range(config.stages):
+            cout = config.width * 2**stage
+            total += 9 * side * side * (cin * cout + cout * cout)
+            side, cin = math.ceil(side / 2), cout
+        return total + cin * 7
     side, total, cin = config.size, 9 * config.width * config.size**2, config.width
     for stage in range(config.stages):
         cout = config.width * 2**stage
