@@ -319,3 +319,29 @@ def test_an_unknown_architecture_is_refused() -> None:
 
     with pytest.raises(ValueError, match="arch 'inception' is not one of resnet, vgg"):
         Config(arch="inception")
+
+
+def test_diversity_counts_where_two_members_disagree_and_what_their_average_gains() -> None:
+    """Five faces: the two members disagree on three, each sure where it is right, and both miss the last."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import numpy as np
+
+    from models.train.diversity import pairs
+
+    def reading(*rows: tuple[int, float]) -> np.ndarray:
+        out = np.full((len(rows), len(LABELS)), 0.0)
+        for face, (label, sure) in enumerate(rows):
+            out[face] = (1 - sure) / (len(LABELS) - 1)
+            out[face, label] = sure
+        return out
+
+    labels = np.array([0, 0, 1, 1, 2])
+    first = reading((0, 0.9), (0, 0.9), (0, 0.3), (2, 0.3), (0, 0.9))  # right on faces 0 and 1
+    second = reading((0, 0.9), (1, 0.3), (1, 0.9), (1, 0.9), (0, 0.9))  # right on faces 0, 2 and 3
+    (pair,) = pairs({"a": first, "b": second}, labels)
+    assert (pair.first, pair.second) == ("a", "b")
+    assert pair.disagree == pytest.approx(0.6) and pair.both_wrong == pytest.approx(0.2)
+    assert pair.first_on_disagreements == pytest.approx(1 / 3)
+    assert pair.second_on_disagreements == pytest.approx(2 / 3)
+    assert pair.average_on_disagreements == 1.0 and pair.average == pytest.approx(0.8)
+    assert pair.gain == pytest.approx(0.2)  # over the better member (0.6), not the worse

@@ -110,11 +110,12 @@ BASE = Config(
 # fit one CPU session side by side (a session's checkout keeps no git-ignored checkpoint for the next);
 # an 80-epoch fer_s recipe (fer_w), begun across two sessions, lost its checkpoints and was dropped.
 # fer_z and fer_za: another architecture family. fer_x and fer_y, though they see the face at other
-# scales, erred like fer_s: on the faces where fer_s and fer_y disagree each is right 41% and 34% of the
-# time and their average 42%, so averaging them reads FER2013's validation faces 0.3 point better
-# than fer_s alone. These are plain VGG-style networks (two convolutions a stage, then a max-pool; the
-# family of the published FER2013 VGG variants), fer_s's MACs within 10%, cutmix and mixup: whether
-# members built otherwise err otherwise. 34 epochs, so that both fit one CPU session side by side.
+# scales, err like fer_s: on the faces where two of them disagree, their average is right hardly more
+# often than fer_s alone, so it reads FER2013's validation faces about as well as fer_s
+# (python -m models.train.diversity). These are plain VGG-style networks (two convolutions a stage,
+# then a max-pool; the family of the published FER2013 VGG variants) at fer_s's MACs within 10%,
+# with cutmix and with mixup: whether members built otherwise err otherwise. 34 epochs, so that both
+# fit one CPU session side by side.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
