@@ -345,3 +345,29 @@ def test_diversity_counts_where_two_members_disagree_and_what_their_average_gain
     assert pair.second_on_disagreements == pytest.approx(2 / 3)
     assert pair.average_on_disagreements == 1.0 and pair.average == pytest.approx(0.8)
     assert pair.gain == pytest.approx(0.2)  # over the better member (0.6), not the worse
+
+
+def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture() -> None:
+    """A population's trial that starts from the FER2013 member's weights builds that member's network
+    (another network would take none of them)."""
+    pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+    import numpy as np
+
+    from models.train import build
+    from models.train.net import Config, ExpressionNet
+    from models.train.train import TRAIN, VAL
+
+    fer = Config(arch="vgg", width=8, stages=3)
+    init = {"state": ExpressionNet(fer).state_dict(), "config": fer}
+    rng = np.random.default_rng(0)
+    data = {
+        "jaffe_x": rng.integers(0, 255, (16, 48, 48), dtype=np.uint8),
+        "jaffe_y": np.arange(16) % 7,
+        "jaffe_split": np.array([TRAIN] * 12 + [VAL] * 4),
+    }
+    # Seed 3 draws one trial of each start first (random.Random("jaffe-3")).
+    results = build.search("jaffe", data, trials=2, epochs=1, share=1.0, init=init, seed=3)
+    started = {r["init"]: r["config"] for r in results}
+    assert set(started) == {"fer2013", "scratch"}
+    assert (started["fer2013"]["arch"], started["fer2013"]["width"], started["fer2013"]["stages"]) == ("vgg", 8, 3)
+    assert started["scratch"]["arch"] == "resnet"

@@ -100,7 +100,7 @@ def search(
         start = choice.pop("init", "scratch")
         if start == "fer2013" and init is not None:
             # The FER2013 member's weights fit only its own architecture.
-            choice.update(width=init["config"].width, stages=init["config"].stages)
+            choice.update(width=init["config"].width, stages=init["config"].stages, arch=init["config"].arch)
         key = json.dumps([choice, start], sort_keys=True)
         if key in seen:
             continue
