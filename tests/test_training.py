@@ -360,7 +360,7 @@ def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture() -> No
     fer = Config(arch="vgg", width=8, stages=3)
     init = {"state": ExpressionNet(fer).state_dict(), "config": fer}
     rng = np.random.default_rng(0)
-    data = {
+    data: dict[str, np.ndarray] = {
         "jaffe_x": rng.integers(0, 255, (16, 48, 48), dtype=np.uint8),
         "jaffe_y": np.arange(16) % 7,
         "jaffe_split": np.array([TRAIN] * 12 + [VAL] * 4),
