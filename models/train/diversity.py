@@ -55,24 +55,26 @@ def readings(data: dict[str, np.ndarray], *, models: Path | None, states: list[P
             val = load_split(data, "fer2013", VAL, int(entry["input_size"]))
             name = entry.get("recipe") or entry["name"]
             out[name] = tflite_predict((models / entry["file"]).read_bytes(), val.x, flip=bool(entry["flip"]))
-    for path in states:
-        member = torch.load(path, weights_only=False)
-        out[member.get("name", path.stem)] = averaged_reading([member], load_split(data, "fer2013", VAL, 48).x)
+    if states:
+        faces = load_split(data, "fer2013", VAL, 48).x  # each state reads them at its own side
+        for path in states:
+            member = torch.load(path, weights_only=False)
+            out[member.get("name", path.stem)] = averaged_reading([member], faces)
     return out
 
 
 def pairs(probabilities: dict[str, np.ndarray], labels: np.ndarray) -> list[Pair]:
     """Every pair of members, as ``Pair``."""
+
+    def on(predicted: np.ndarray, where: np.ndarray) -> float:
+        return float((predicted == labels)[where].mean()) if where.any() else 0.0
+
+    everywhere = np.ones(len(labels), dtype=bool)
     rows = []
     for first, second in itertools.combinations(probabilities, 2):
         a, b = probabilities[first], probabilities[second]
         pa, pb, pm = a.argmax(1), b.argmax(1), (a + b).argmax(1)
         apart = pa != pb
-
-        def on(predicted: np.ndarray, where: np.ndarray) -> float:
-            return float((predicted == labels)[where].mean()) if where.any() else 0.0
-
-        everywhere = np.ones(len(labels), dtype=bool)
         average = on(pm, everywhere)
         rows.append(
             Pair(

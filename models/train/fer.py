@@ -110,17 +110,14 @@ BASE = Config(
 # fit one CPU session side by side (a session's checkout keeps no git-ignored checkpoint for the next);
 # an 80-epoch fer_s recipe (fer_w), begun across two sessions, lost its checkpoints and was dropped.
 # fer_z and fer_za: another architecture family. fer_x and fer_y, though they see the face at other
-# scales, err like fer_s: on the faces where two of them disagree, their average is right hardly more
-# often than fer_s alone, so it reads FER2013's validation faces about as well as fer_s
-# (python -m models.train.diversity). These are plain VGG-style networks (two convolutions a stage,
-# then a max-pool; the family of the published FER2013 VGG variants) at fer_s's MACs within 10%,
-# with cutmix and with mixup: whether members built otherwise err otherwise. 34 epochs, so that both
-# fit one CPU session side by side. They do not: each reads FER2013's validation faces about as well
-# as fer_s, and the faces both of a pair get wrong are as many as for any two ResNets, so an average
-# of fer_s with either reads them no better than fer_s alone (python -m models.train.diversity).
-# A build with them as candidates chose fer_za, fer_z and the JAFFE member, for a few more of JAFFE's
-# validation faces, while LFW's validation faces read far worse than with the shipped members (which
-# learnt LFW's training people): it was not shipped.
+# scales, err like fer_s (python -m models.train.diversity). These are plain VGG-style networks (two
+# convolutions a stage, then a max-pool; the family of the published FER2013 VGG variants) at fer_s's
+# MACs within 10%, with cutmix and with mixup: whether members built otherwise err otherwise. 34 epochs,
+# so that both fit one CPU session side by side. They do not: each reads FER2013's validation faces about
+# as well as fer_s, a pair of them gets as many of those faces wrong as any two ResNets, and an average
+# of fer_s with either reads them no better than fer_s alone. A build with them as candidates chose
+# fer_za, fer_z and the JAFFE member, for a few more of JAFFE's validation faces, while LFW's validation
+# faces read far worse than with the shipped members (which learnt LFW's training people): not shipped.
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
