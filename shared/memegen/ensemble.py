@@ -14,14 +14,15 @@ import numpy as np
 from memegen.crop import Crop
 from memegen.errors import ModelError
 from memegen.labels import LABELS
+from memegen.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry, View
 from memegen.runtime import load_interpreter
 from memegen.settings import MODELS_DIR
 
-MANIFEST = "ensemble.json"
+__all__ = ["MANIFEST", "SINGLE_VIEW", "Ensemble", "Member", "Scores", "View", "read_manifest", "sha256", "view_of"]
 
 
 def read_manifest(directory: Path = MODELS_DIR) -> dict[str, Any]:
-    """The manifest of the ensemble in ``directory``: what inference loads and the build reads back."""
+    """The manifest of the ensemble in ``directory`` as parsed JSON (``Manifest.read`` gives it typed)."""
     manifest: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
     return manifest
 
@@ -39,11 +40,6 @@ class Scores:
 
     def as_dict(self) -> dict[str, float]:
         return {label: round(p, 4) for label, p in zip(LABELS, self.probabilities, strict=True)}
-
-
-# A view of the face a member reads: shifted by (dx, dy) of its side and zoomed; (0, 0, 1) is the face as cut.
-View = tuple[float, float, float]
-SINGLE_VIEW: tuple[View, ...] = ((0.0, 0.0, 1.0),)
 
 
 class Member:
@@ -86,6 +82,11 @@ class Member:
         self._out_scale, self._out_zero = out["quantization"]
         self._in_shape = inp["shape"]
 
+    @classmethod
+    def from_entry(cls, entry: MemberEntry, model: bytes, *, threads: int = 1) -> Member:
+        """The member a manifest's entry describes: where each of the entry's input fields reaches inference."""
+        return cls(entry.name, model, size=entry.input_size, flip=entry.flip, views=entry.views, threads=threads)
+
     def predict(self, face: np.ndarray) -> np.ndarray:
         """Probabilities for one uint8 grayscale face of any size (resized to the member's input)."""
         if face.shape != (self.size, self.size):
@@ -127,14 +128,6 @@ def view_of(face: np.ndarray, view: View) -> np.ndarray:
     return cv2.warpAffine(face, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _views(entry: dict[str, Any]) -> tuple[View, ...]:
-    raw = entry.get("views", SINGLE_VIEW)
-    try:
-        return tuple((float(v[0]), float(v[1]), float(v[2])) for v in raw)
-    except (TypeError, ValueError, IndexError) as exc:
-        raise ModelError(f"member {entry.get('name')}: views {raw!r} are not (dx, dy, zoom) triples") from exc
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -143,46 +136,42 @@ class Ensemble:
     """The members named by a manifest (``models/ensemble.json``), validated on load.
 
     Loading refuses a member whose file hash or tensor shapes do not match the
-    manifest, with a ``ModelError`` that says which and why.
+    manifest, with a ``ModelError`` that says which and why. ``spec`` is the manifest typed
+    (``memegen.manifest.Manifest``), ``manifest`` its JSON form as given.
     """
 
-    def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], *, threads: int = 1) -> None:
-        if tuple(manifest.get("labels", ())) != LABELS:
-            raise ModelError(f"ensemble labels {manifest.get('labels')} are not {list(LABELS)}")
+    def __init__(self, manifest: dict[str, Any] | Manifest, files: dict[str, bytes], *, threads: int = 1) -> None:
+        spec = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+        if spec.labels != LABELS:
+            raise ModelError(f"ensemble labels {list(spec.labels)} are not {list(LABELS)}")
         self.members: list[Member] = []
-        for entry in manifest["members"]:
-            data = files.get(entry["file"])
+        for entry in spec.members:
+            data = files.get(entry.file)
             if data is None:
-                raise ModelError(f"member {entry['name']}: file {entry['file']} is missing")
+                raise ModelError(f"member {entry.name}: file {entry.file} is missing")
             digest = sha256(data)
-            if digest != entry["sha256"]:
+            if digest != entry.sha256:
                 raise ModelError(
-                    f"member {entry['name']}: {entry['file']} has hash {digest[:12]}, "
-                    f"the manifest expects {entry['sha256'][:12]}"
+                    f"member {entry.name}: {entry.file} has hash {digest[:12]}, "
+                    f"the manifest expects {entry.sha256[:12]}"
                 )
-            self.members.append(
-                Member(
-                    entry["name"],
-                    data,
-                    size=int(entry["input_size"]),
-                    flip=bool(entry.get("flip", False)),
-                    views=_views(entry),
-                    threads=threads,
-                )
-            )
-        self.weights = np.asarray(manifest["weights"], dtype=np.float32)
+            self.members.append(Member.from_entry(entry, data, threads=threads))
+        self.weights = np.asarray(spec.weights, dtype=np.float32)
         if self.weights.shape != (len(self.members), len(LABELS)):
             raise ModelError(f"ensemble weights have shape {self.weights.shape}, expected {(len(self.members), 7)}")
-        self.crop = Crop.from_manifest(manifest.get("crop", {}))
-        self.manifest = manifest
-        self.version = sha256(json.dumps(manifest, sort_keys=True).encode())[:12]
+        self.crop = Crop.from_manifest(dict(spec.crop or {}))
+        self.spec = spec
+        # The manifest as given (its JSON form): what the version and the records name.
+        self.manifest = manifest if isinstance(manifest, dict) else spec.to_dict()
+        self.version = sha256(json.dumps(self.manifest, sort_keys=True).encode())[:12]
 
     @classmethod
     def from_dir(cls, directory: Path = MODELS_DIR, *, threads: int = 1) -> Ensemble:
         """Load ``ensemble.json`` and its member files from a folder."""
         try:
             manifest = read_manifest(directory)
-            files = {m["file"]: (directory / m["file"]).read_bytes() for m in manifest["members"]}
+            spec = Manifest.from_dict(manifest)
+            files = {m.file: (directory / m.file).read_bytes() for m in spec.members}
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load the ensemble from {directory}: {exc}") from exc
         return cls(manifest, files, threads=threads)
