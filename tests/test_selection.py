@@ -14,7 +14,10 @@ import pytest
 
 pytest.importorskip("torch", reason="the build's tools are in requirements-train.txt")
 
-from models.train import build
+from models.train import prepare
+from models.train.pool import MIN_GAIN, SE_RULE, Pool, choose_combination
+from models.train.selection import greedy_fer_members, prune_population_members, select_within_budget
+from models.train.weights import combine, fit_weights
 
 # Members 0-2 read FER2013's faces, 3 and 4 are the JAFFE and LFW ones.
 POPULATIONS = ["fer2013", "fer2013", "fer2013", "jaffe", "lfw"]
@@ -28,13 +31,13 @@ class Scripted:
     asked: list[frozenset[int]] = field(default_factory=list)
     # The standard error of going to a set (the objective's noise), by set; none where absent.
     noise: dict[frozenset[int], float] = field(default_factory=dict)
-    share: np.ndarray = field(default_factory=lambda: np.eye(len(build.POPULATIONS))[0])  # FER2013's faces alone
+    share: np.ndarray = field(default_factory=lambda: np.eye(len(prepare.POPULATIONS))[0])  # FER2013's faces alone
 
     def paired_se(self, probs: np.ndarray, before: list[int], after: list[int]) -> float:
         return self.noise.get(frozenset(after), 0.0)
 
     def needed_gain(self, probs: np.ndarray, before: list[int], after: list[int]) -> float:
-        return build.Pool.needed_gain(self, probs, before, after)  # type: ignore[arg-type]
+        return Pool.needed_gain(self, probs, before, after)  # type: ignore[arg-type]
 
     def alone(self, population: str) -> Scripted:
         return self
@@ -53,7 +56,7 @@ class Scripted:
 
 
 def _greedy(pool: Scripted, **kw: object) -> list[int]:
-    keep, _ = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, **kw)  # type: ignore[arg-type]
+    keep, _ = greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, **kw)  # type: ignore[arg-type]
     return keep
 
 
@@ -73,7 +76,7 @@ def _select(scores: dict[frozenset[int], float]) -> tuple[list[int], list[dict[s
     """``select_within_budget`` on a scripted objective: FER2013 members cost 1.5 ms a face, the others 1 ms."""
     costs = [1.5, 1.5, 1.5, 1.0, 1.0]
     pool = Scripted(scores)
-    return build.select_within_budget(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, costs=costs, budget_ms=3.9)  # type: ignore[arg-type]
+    return select_within_budget(np.zeros((1, 5, 7)), pool, POPULATIONS, most=3, costs=costs, budget_ms=3.9)  # type: ignore[arg-type]
 
 
 def test_the_selection_goes_on_where_pruning_frees_the_budget() -> None:
@@ -86,7 +89,7 @@ def test_the_selection_goes_on_where_pruning_frees_the_budget() -> None:
     assert [(step["added"], step.get("fixed")) for step in steps] == [(0, None), (None, [3, 4]), (1, None), (None, [])]
     assert [(step["member"], step["kept"]) for step in pruning] == [(3, False), (4, False)]
     # The LFW member earns its weight and stays: the JAFFE member's millisecond alone fits no other member.
-    scores[frozenset({0, 3, 4})] = scores[frozenset({0, 4})] = scores[frozenset({0})] + 2 * build.MIN_GAIN
+    scores[frozenset({0, 3, 4})] = scores[frozenset({0, 4})] = scores[frozenset({0})] + 2 * MIN_GAIN
     keep, steps, pruning = _select(scores)
     assert keep == [0, 4]
     assert [step["added"] for step in steps] == [0, None, None]
@@ -95,7 +98,7 @@ def test_the_selection_goes_on_where_pruning_frees_the_budget() -> None:
 
 
 def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
-    gain = build.MIN_GAIN
+    gain = MIN_GAIN
     scores = {
         frozenset({0}): 0.60,
         frozenset({1}): 0.59,
@@ -105,7 +108,7 @@ def test_forward_selection_stops_when_no_member_adds_min_gain() -> None:
     }
     assert _greedy(Scripted(scores)) == [0, 3, 4]
     # The step that stopped is recorded, with what each member left would have given.
-    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), Scripted(scores), POPULATIONS, most=3)  # type: ignore[arg-type]
+    _, steps = greedy_fer_members(np.zeros((1, 5, 7)), Scripted(scores), POPULATIONS, most=3)  # type: ignore[arg-type]
     tried = [{0: 0.60, 1: 0.59, 2: 0.58}, {1: 0.60 + 0.9 * gain, 2: 0.60 + 0.5 * gain}]
     assert steps == [
         {
@@ -152,7 +155,7 @@ def test_the_first_member_is_the_best_reader_of_faces_in_the_wild() -> None:
     # With member 0 in, member 2 would read FER2013 best, but member 1 raises the judged mix most: it joins.
     fer[frozenset({0, 2})], jaffe[frozenset({0, 2})] = 0.72, 0.50
     pool = Mixed(fer, jaffe=jaffe)
-    keep, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=2)  # type: ignore[arg-type]
+    keep, steps = greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=2)  # type: ignore[arg-type]
     assert [step["added"] for step in steps] == [0, 1]
     assert keep == [0, 1, 3, 4]
     assert steps[0]["alike"] == [0]
@@ -164,38 +167,38 @@ def test_among_members_that_read_the_wild_alike_the_judged_mix_chooses_the_first
     # Member 2 reads FER2013's faces half a point worse than member 0, within a noise of one point;
     # member 1, 2.5 points worse, is not alike. Of the two alike, member 2 scores the judged mix best.
     pool = Mixed(fer, jaffe=jaffe, noise={frozenset({0}): 0.01})
-    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
+    _, steps = greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
     assert (steps[0]["added"], steps[0]["alike"]) == (2, [0, 2])
     # Within a noise of 0.4 point, member 0 stands alone.
     pool = Mixed(fer, jaffe=jaffe, noise={frozenset({0}): 0.004})
-    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
+    _, steps = greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
     assert (steps[0]["added"], steps[0]["alike"]) == (0, [0])
 
 
 def test_the_first_member_needs_an_objective_that_counts_faces_in_the_wild() -> None:
     pool = Mixed({frozenset({0}): 0.69}, share=np.array([0.0, 0.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="does not count fer2013"):
-        build.greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
+        greedy_fer_members(np.zeros((1, 5, 7)), pool, POPULATIONS, most=1)  # type: ignore[arg-type]
 
 
 def test_a_member_joins_only_where_its_gain_is_larger_than_the_noise() -> None:
-    gain = build.MIN_GAIN
+    gain = MIN_GAIN
     scores = {frozenset({0}): 0.60, frozenset({1}): 0.59, frozenset({2}): 0.58, frozenset({0, 1}): 0.60 + 5 * gain}
     # Member 1 adds five times the fixed step, but the two sets' readings differ by more noise than that.
     noisy = Scripted(scores, noise={frozenset({0, 1}): 6 * gain})
     assert _greedy(noisy) == [0, 3, 4]
-    _, steps = build.greedy_fer_members(np.zeros((1, 5, 7)), noisy, POPULATIONS, most=3)  # type: ignore[arg-type]
+    _, steps = greedy_fer_members(np.zeros((1, 5, 7)), noisy, POPULATIONS, most=3)  # type: ignore[arg-type]
     assert steps[-1]["added"] is None and steps[-1]["needed"] == pytest.approx(6 * gain)
     assert _greedy(Scripted(scores, noise={frozenset({0, 1}): 4 * gain})) == [0, 1, 3, 4]
 
 
 def test_a_population_member_goes_where_what_it_adds_is_within_the_noise() -> None:
-    gain = build.MIN_GAIN
+    gain = MIN_GAIN
     scores = {frozenset({0, 1}): 0.70, frozenset({0}): 0.70 - 3 * gain}
 
     def prune(noise: float) -> tuple[list[int], list[dict[str, Any]]]:
         pool = Scripted(scores, noise={frozenset({0, 1}): noise})
-        return build.prune_population_members(np.zeros((1, 2, 7)), pool, ["fer2013", "jaffe"])  # type: ignore[arg-type]
+        return prune_population_members(np.zeros((1, 2, 7)), pool, ["fer2013", "jaffe"])  # type: ignore[arg-type]
 
     # The JAFFE member adds three times the fixed step: within a noise of four, it goes; of two, it stays.
     keep, steps = prune(4 * gain)
@@ -208,7 +211,7 @@ def test_the_noise_of_a_change_is_paired_and_counted_by_population() -> None:
     """``Pool.paired_se``: only the faces two sets read differently make noise, each population by its share."""
     pool = _validation_pool(40)
     right, wrong = np.eye(7)[pool.y], np.eye(7)[(pool.y + 1) % 7]
-    fer, jaffe, lfw = (pool.origin == build.POPULATIONS.index(name) for name in ("fer2013", "jaffe", "lfw"))
+    fer, jaffe, lfw = (pool.origin == prepare.POPULATIONS.index(name) for name in ("fer2013", "jaffe", "lfw"))
     # Member 0 reads half of FER2013's faces right, and every other face. Member 1 reads 4 of FER2013's
     # faces differently (2 gained, 2 lost: no change in accuracy, but noise), 30 of JAFFE's 40 and none of LFW's.
     read_by_first = ~fer | (np.arange(len(pool.y)) % 2 == 0)
@@ -219,12 +222,12 @@ def test_the_noise_of_a_change_is_paired_and_counted_by_population() -> None:
     probs = np.stack([first, second, first], 1)
     # With no real change, a population's accuracy changes with a variance of the share of its faces read
     # differently over their count: 4 of FER2013's 40, 10 of JAFFE's 40; LFW counts nothing in the judged mix.
-    share = {name: pool.share[build.POPULATIONS.index(name)] for name in ("fer2013", "jaffe")}
+    share = {name: pool.share[prepare.POPULATIONS.index(name)] for name in ("fer2013", "jaffe")}
     expected = np.sqrt(share["fer2013"] ** 2 * (4 / 40) / 40 + share["jaffe"] ** 2 * (10 / 40) / 40)
     assert pool.paired_se(probs, [0], [1]) == pytest.approx(expected, rel=1e-9)
     assert pool.paired_se(probs, [0], [2]) == 0.0
-    assert pool.needed_gain(probs, [0], [2]) == build.MIN_GAIN
-    assert pool.needed_gain(probs, [0], [1]) == pytest.approx(build.SE_RULE * expected, rel=1e-9)
+    assert pool.needed_gain(probs, [0], [2]) == MIN_GAIN
+    assert pool.needed_gain(probs, [0], [1]) == pytest.approx(SE_RULE * expected, rel=1e-9)
 
 
 def test_forward_selection_judges_fer2013_members_without_the_members_pruned_after() -> None:
@@ -237,26 +240,26 @@ def test_forward_selection_judges_fer2013_members_without_the_members_pruned_aft
 
 
 def test_a_population_member_goes_unless_it_raises_the_objective_by_min_gain() -> None:
-    gain = build.MIN_GAIN
+    gain = MIN_GAIN
     scores = {
         frozenset({0, 1, 2}): 0.70,
         frozenset({0, 2}): 0.70 - 0.5 * gain,  # JAFFE's member (1) adds half the gain: it goes
         frozenset({0}): 0.70 - 2.0 * gain,  # LFW's (2) adds twice the gain, JAFFE's gone: it stays
     }
     pool = Scripted(scores)
-    keep, steps = build.prune_population_members(np.zeros((1, 3, 7)), pool, ["fer2013", "jaffe", "lfw"])  # type: ignore[arg-type]
+    keep, steps = prune_population_members(np.zeros((1, 3, 7)), pool, ["fer2013", "jaffe", "lfw"])  # type: ignore[arg-type]
     assert keep == [0, 2]
     assert [step["kept"] for step in steps] == [False, True]
 
 
-def _validation_pool(count: int) -> build.Pool:
+def _validation_pool(count: int) -> Pool:
     """The judged mix's pool of ``count`` blank validation faces a population, labelled 0, 1, ..., 6, 0, ..."""
     data: dict[str, np.ndarray] = {}
-    for population in build.POPULATIONS:
+    for population in prepare.POPULATIONS:
         data[f"{population}_x"] = np.zeros((count, 1, 1), np.uint8)
         data[f"{population}_y"] = np.arange(count) % 7
         data[f"{population}_split"] = np.full(count, 1)  # every face a validation face
-    return build.Pool.of(data, "judged mix", seed=0)
+    return Pool.of(data, "judged mix", seed=0)
 
 
 def _subsets(items: list[int]) -> list[tuple[int, ...]]:
@@ -271,7 +274,7 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     right = np.eye(7)[pool.y]
     # Member 0 reads every face right; member 1 only FER2013's (JAFFE's and the rest it reads as the next label).
     wrong = np.eye(7)[(pool.y + 1) % 7]
-    fer = (pool.origin == build.POPULATIONS.index("fer2013"))[:, None]
+    fer = (pool.origin == prepare.POPULATIONS.index("fer2013"))[:, None]
     probs = np.stack([right, np.where(fer, right, wrong)], 1)
     assert pool.judged_readings(probs, [0]) == {"fer2013": 1.0, "jaffe": 1.0}
     assert pool.judged_readings(probs, [1]) == {"fer2013": 1.0, "jaffe": 0.0}
@@ -279,7 +282,7 @@ def test_the_greedy_record_splits_each_score_by_the_populations_the_objective_co
     assert pool.cross_validated(probs, [1]) == pytest.approx(pool.share[0], abs=1e-12)
 
     report: dict[str, Any] = {
-        "min_gain": build.MIN_GAIN,
+        "min_gain": MIN_GAIN,
         "views": {"budget_ms": 8.0},
         "greedy": [
             {
@@ -333,11 +336,11 @@ def _chasing_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_shrunk_weights_stay_closer_to_the_average_than_plain_log_loss_ones() -> None:
     probs, y, weight, few = _chasing_pool()
-    free = build.fit_weights("logloss", probs, y, weight)
-    shrunk = build.fit_weights("shrunk", probs, y, weight)
+    free = fit_weights("logloss", probs, y, weight)
+    shrunk = fit_weights("shrunk", probs, y, weight)
     for weights in (free, shrunk):
         # Both learn to trust member 1 for disgust, which reads the ten faces right.
-        assert (build.combine(weights, probs).argmax(1) == y)[few].all()
+        assert (combine(weights, probs).argmax(1) == y)[few].all()
         assert weights[1, 1] > 0.7
     # Elsewhere member 1 is only noise: the free fit silences it (measured: under 0.01), the shrunk
     # fit keeps it near the average (measured: 0.14 to 0.15; no penalty gives the free fit's).
@@ -349,20 +352,21 @@ def test_shrunk_weights_stay_closer_to_the_average_than_plain_log_loss_ones() ->
 def test_members_views_and_objectives_are_judged_with_the_shrunk_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     probs, y, _, _ = _chasing_pool()
     pool = _validation_pool(len(y))
-    assert (pool.y == np.tile(y, len(build.POPULATIONS))).all()
-    probs = np.concatenate([probs] * len(build.POPULATIONS))
+    assert (pool.y == np.tile(y, len(prepare.POPULATIONS))).all()
+    probs = np.concatenate([probs] * len(prepare.POPULATIONS))
     methods: list[str] = []
-    real = build.fit_weights
+    real = fit_weights
 
     def spy(method: str, *args: np.ndarray) -> np.ndarray:
         methods.append(method)
         return real(method, *args)
 
-    monkeypatch.setattr(build, "fit_weights", spy)
+    # The pool fits every combination it judges, and the one it chooses: all through one name.
+    monkeypatch.setattr("models.train.pool.fit_weights", spy)
     pool.cross_validated(probs, [0, 1])
     assert set(methods) == {"shrunk"}
     methods.clear()
-    _, _, comparison = build.choose_combination(probs, pool)
+    _, _, comparison = choose_combination(probs, pool)
     assert set(comparison["methods"]) == {"average", "precision", "logloss", "shrunk"}
     # Past the methods compared, the objectives' table is fitted with the shrunk weights alone.
     assert set(methods[: 2 * 4]) == {"average", "precision", "logloss", "shrunk"}
@@ -372,7 +376,7 @@ def test_members_views_and_objectives_are_judged_with_the_shrunk_weights(monkeyp
 def test_the_cross_validation_folds_keep_each_person_whole() -> None:
     """Weights fitted on one fold are judged on people they never saw: a person's faces share a fold."""
     data: dict[str, np.ndarray] = {}
-    for population in build.POPULATIONS:
+    for population in prepare.POPULATIONS:
         data[f"{population}_x"] = np.zeros((120, 1, 1), np.uint8)
         data[f"{population}_y"] = np.arange(120) % 7
         data[f"{population}_split"] = np.arange(120) % 2  # every other face a training face
@@ -380,18 +384,18 @@ def test_the_cross_validation_folds_keep_each_person_whole() -> None:
     data["jaffe_identity"] = np.repeat(["KA", "KL", "KM"], 40)
     data["jaffe_x"] = np.repeat([1, 2, 3], 40).astype(np.uint8).reshape(120, 1, 1)
     data["fer2013_identity"] = np.full(120, "")
-    pool = build.Pool.of(data, "judged mix", seed=0)
+    pool = Pool.of(data, "judged mix", seed=0)
     assert len(pool.folds) == len(pool.y) == 4 * 60
-    jaffe = pool.origin == build.POPULATIONS.index("jaffe")
+    jaffe = pool.origin == prepare.POPULATIONS.index("jaffe")
     folds = [set(pool.folds[jaffe & (pool.x[:, 0, 0] == woman)]) for woman in (1, 2, 3)]
     assert all(len(fold) == 1 for fold in folds)
     assert set().union(*folds) == {0, 1}
     # Faces of no known person are split face by face, half and half.
-    fer = pool.origin == build.POPULATIONS.index("fer2013")
+    fer = pool.origin == prepare.POPULATIONS.index("fer2013")
     assert pool.folds[fer].sum() == 30
     # Faces prepared before people were recorded (no identity arrays): face by face too.
     del data["jaffe_identity"]
-    assert build.Pool.of(data, "judged mix", seed=0).folds[jaffe].sum() == 30
+    assert Pool.of(data, "judged mix", seed=0).folds[jaffe].sum() == 30
 
 
 def test_the_card_says_how_the_folds_and_weights_were_made_as_the_build_recorded() -> None:

@@ -41,6 +41,7 @@ def test_smoke_training_run(
     """The steps of ``make train``, each for an epoch or two: crops, FER2013 members, the rest, the card."""
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     from models.train import build, card, fer, prepare
+    from models.train.weights import METHODS
 
     data = tmp_path / "faces.npz"
     with caplog.at_level(logging.INFO):
@@ -86,7 +87,7 @@ def test_smoke_training_run(
     assert ensemble.crop.size == 48  # the crop prepare cut, written by the build
     record = json.loads((out / "training.json").read_text())
     assert set(record["search"]) == {"fer2013", "lfw", "jaffe", "imfdb"}
-    assert record["report"]["combination"]["chosen"] in set(build.METHODS)
+    assert record["report"]["combination"]["chosen"] in set(METHODS)
     assert set(record["report"]["combination"]["cross_validated"]) == {"average", "precision", "logloss", "shrunk"}
     assert record["report"]["combination"]["selection_method"] == "shrunk"
     # FER2013 names no one: its faces are split one by one; the others' folds keep people whole.
@@ -231,7 +232,8 @@ def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from models.train import build, gpu, prepare
+    from models.train import gpu, prepare
+    from models.train.members import trained_fer_members
     from models.train.train import averaged_reading, load_split
 
     data, packed, out = tmp_path / "faces.npz", tmp_path / "pack.npz", tmp_path / "gpu"
@@ -245,7 +247,7 @@ def test_gpu_teachers_and_students(tiny_datasets: Path, tmp_path: Path) -> None:
     run = ["distil", "--data", str(packed), "--out", str(out), "--smoke", "--epochs", "2", "--workers", "2"]
     assert gpu.main(run) == 0
     # The students, as the build reads them; the teachers (30 to 70 MB each at full width) apart.
-    students, _ = build._trained_fer_members(sorted(out.glob("*.pt")), len(gpu.STUDENTS))
+    students, _ = trained_fer_members(sorted(out.glob("*.pt")), len(gpu.STUDENTS))
     assert sorted(m["name"] for m in students) == [r.name for r in gpu.STUDENTS]
     teachers = [torch.load(out / "teachers" / f"{r.name}.pt", weights_only=False) for r in gpu.TEACHERS]
     for student in students:
@@ -264,8 +266,8 @@ def test_a_recipe_learns_from_the_populations_its_data_names(data: str, others: 
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     import numpy as np
 
-    from models.train.build import POPULATIONS
     from models.train.fer import BASE, Recipe, training_faces
+    from models.train.prepare import POPULATIONS
     from models.train.train import TRAIN, VAL
 
     arrays: dict[str, np.ndarray] = {}
@@ -353,12 +355,12 @@ def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture() -> No
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     import numpy as np
 
-    from models.train import build
     from models.train.net import Config, ExpressionNet
+    from models.train.search import FerStart, search
     from models.train.train import TRAIN, VAL
 
     fer = Config(arch="vgg", width=8, stages=3)
-    init = {"state": ExpressionNet(fer).state_dict(), "config": fer}
+    init = FerStart(ExpressionNet(fer).state_dict(), fer)
     rng = np.random.default_rng(0)
     data: dict[str, np.ndarray] = {
         "jaffe_x": rng.integers(0, 255, (16, 48, 48), dtype=np.uint8),
@@ -366,7 +368,7 @@ def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture() -> No
         "jaffe_split": np.array([TRAIN] * 12 + [VAL] * 4),
     }
     # Seed 3 draws one trial of each start first (random.Random("jaffe-3")).
-    results = build.search("jaffe", data, trials=2, epochs=1, share=1.0, init=init, seed=3)
+    results = search("jaffe", data, trials=2, epochs=1, share=1.0, init=init, seed=3)
     started = {r["init"]: r["config"] for r in results}
     assert set(started) == {"fer2013", "scratch"}
     assert (started["fer2013"]["arch"], started["fer2013"]["width"], started["fer2013"]["stages"]) == ("vgg", 8, 3)

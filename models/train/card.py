@@ -14,21 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memegen.ensemble import MANIFEST, Ensemble, read_manifest
+from memegen.ensemble import Ensemble
 from memegen.evaluate import plot_confusion
 from memegen.labels import LABELS
+from memegen.manifest import Manifest
 from memegen.metrics import score
 from models.train import gpu
 from models.train.net import Config, macs
+from models.train.prepare import POPULATIONS
 from models.train.train import TEST, VAL
 
-POPULATIONS = ("fer2013", "lfw", "jaffe", "imfdb")
 # A FER2013 recipe's ``data`` (models.train.fer's, or models.train.gpu's "posed") as the card says it.
 RECIPE_DATA = {
     "fer2013": "FER2013 train",
@@ -111,21 +112,26 @@ def measure(ensemble: Ensemble, data: dict[str, np.ndarray], models: Path) -> Me
     return Measured(results, no_flip, _latency_ms(ensemble, face), sizes)
 
 
-def update_manifest(manifest: dict[str, Any], measured: Measured) -> None:
-    """The card's figures, into the manifest: each member's and the ensemble's accuracy."""
+def update_manifest(manifest: Manifest, measured: Measured) -> Manifest:
+    """The manifest with the card's figures: each member's and the ensemble's accuracy."""
     test = measured.results[PUBLIC_TEST]
-    for entry in manifest["members"]:
-        name = entry["name"]
-        entry["public_test"] = {
-            "accuracy": round(test[name]["accuracy"], 4),
-            "macro_recall": round(test[name]["macro_recall"], 4),
-        }
-        entry["val_accuracy"] = round(measured.results[f"{entry['population']} val"][name]["accuracy"], 4)
-    manifest["metrics"] = {
+    members = tuple(
+        replace(
+            entry,
+            public_test={
+                "accuracy": round(test[entry.name]["accuracy"], 4),
+                "macro_recall": round(test[entry.name]["macro_recall"], 4),
+            },
+            val_accuracy=round(measured.results[f"{entry.population} val"][entry.name]["accuracy"], 4),
+        )
+        for entry in manifest.members
+    )
+    metrics = {
         "public_test_accuracy": round(test["ensemble"]["accuracy"], 4),
         "public_test_macro_recall": round(test["ensemble"]["macro_recall"], 4),
         "val": {k: round(v["ensemble"]["accuracy"], 4) for k, v in measured.results.items() if k.endswith(" val")},
     }
+    return replace(manifest, members=members, metrics=metrics)
 
 
 def _pct(value: float) -> str:
@@ -618,12 +624,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = dict(np.load(args.data))
     record = json.loads((args.models / "training.json").read_text())
-    manifest = read_manifest(args.models)
     ensemble = Ensemble.from_dir(args.models, threads=1)
 
     measured = measure(ensemble, data, args.models)
-    update_manifest(manifest, measured)
-    (args.models / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    typed = update_manifest(Manifest.read(args.models), measured)
+    typed.write(args.models)
+    # The tables below read the manifest as its JSON holds it.
+    manifest = typed.to_dict()
     lines = [
         *headline(manifest, measured),
         *accuracy_table(manifest, measured),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memegen.ensemble import read_manifest
+from memegen.manifest import Manifest
 from memegen.settings import MODELS_DIR
 from models.train.export import tflite_predict
 from models.train.train import VAL, averaged_reading, load_split
@@ -49,12 +49,12 @@ def readings(data: dict[str, np.ndarray], *, models: Path | None, states: list[P
     """Each member's probabilities (face and mirror image averaged) for FER2013's validation faces."""
     out: dict[str, np.ndarray] = {}
     if models is not None:
-        for entry in read_manifest(models)["members"]:
-            if entry.get("population") != "fer2013":
+        for entry in Manifest.read(models).members:
+            if entry.population != "fer2013":
                 continue
-            val = load_split(data, "fer2013", VAL, int(entry["input_size"]))
-            name = entry.get("recipe") or entry["name"]
-            out[name] = tflite_predict((models / entry["file"]).read_bytes(), val.x, flip=bool(entry["flip"]))
+            val = load_split(data, "fer2013", VAL, entry.input_size)
+            name = entry.recipe or entry.name
+            out[name] = tflite_predict((models / entry.file).read_bytes(), val.x, flip=entry.flip)
     if states:
         faces = load_split(data, "fer2013", VAL, 48).x  # each state reads them at its own side
         for path in states:

@@ -1,0 +1,70 @@
+"""What the build writes, through the typed manifest: the committed files come out as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the build's tools are in requirements-train.txt")
+
+from memegen.manifest import Manifest
+from models.train import build
+from models.train.members import Candidate
+from models.train.outputs import WorkRecord, manifest_of
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_the_committed_members_records_come_out_byte_for_byte() -> None:
+    """The shipped members, as candidates of a build (their entries and what their build measured)."""
+    manifest = Manifest.read(MODELS)
+    record = json.loads((MODELS / "training.json").read_text())
+    for entry, written in zip(manifest.members, record["members"], strict=True):
+        candidate = Candidate(
+            entry=entry,
+            history=written["history"],
+            val=written["val"],
+            public_test_float=written["public_test_float"],
+            shipped=written.get("shipped"),
+        )
+        assert json.dumps(candidate.record(), indent=1) == json.dumps(written, indent=1)
+
+
+def test_the_build_writes_the_committed_manifest_but_the_cards_figures() -> None:
+    committed = json.loads((MODELS / "ensemble.json").read_text())
+    manifest = Manifest.read(MODELS)
+    members = [Candidate(entry=entry, history=[], val={}) for entry in manifest.members]
+    metrics = committed["metrics"]
+    ensemble = {"accuracy": metrics["public_test_accuracy"], "macro_recall": metrics["public_test_macro_recall"]}
+    written = manifest_of(
+        {"fer2013_x": np.zeros((1, 48, 48), np.uint8)},
+        members,
+        weights=np.array(committed["weights"]),
+        method=committed["combination"],
+        report={"public_test": {"ensemble": ensemble}},
+    ).to_dict()
+    # The card adds each population's validation accuracy to the build's metrics.
+    del committed["metrics"]["val"]
+    assert json.dumps(written, indent=1) == json.dumps(committed, indent=1)
+
+
+def test_the_work_record_resumes_the_searches_and_keeps_the_last_recipes(tmp_path: Path) -> None:
+    assert WorkRecord.read(tmp_path) == WorkRecord(tmp_path / "build.json")
+    trial = {"config": {"size": 48}, "init": "scratch", "val_accuracy": 0.5}
+    first = WorkRecord.read(tmp_path).with_search("jaffe", [trial])
+    first.write()
+    assert WorkRecord.read(tmp_path).search == {"jaffe": [trial]}
+    recipes = [{"recipe": "fer_a"}]
+    finished = WorkRecord(first.path, first.search, [], recipes)
+    finished.write(members=[{"name": "jaffe"}], report={"views": {}})
+    again = WorkRecord.read(tmp_path)
+    assert (again.search, again.members, again.fer_recipes) == ({"jaffe": [trial]}, [{"name": "jaffe"}], recipes)
+
+
+def test_the_command_line_reads_into_plain_options() -> None:
+    options = build.Options.parse(["--states", "a.pt", "b.pt", "--greedy", "2", "--budget-ms", "4"])
+    assert options.states == (Path("a.pt"), Path("b.pt")) and options.greedy == 2 and options.budget_ms == 4.0
+    assert (options.out, options.work, options.keep, options.shipped) == (Path("models"), Path("models/work"), (), ())
