@@ -478,6 +478,14 @@ def test_a_malformed_id_never_reaches_storage(app: flask.Flask, settings: Settin
         (json.dumps({"content_type": "image/jpeg", "bottom": "line\nbreak"}).encode(), 400, "control"),
         (json.dumps({"content_type": "image/jpeg", "bottom": "bell\x07"}).encode(), 400, "control"),
         (json.dumps({"content_type": "image/jpeg", "top": "a\u2028b"}).encode(), 400, "control"),
+        # The limits hold for the line as sent, as the document's pattern and length say, stripped or not.
+        (json.dumps({"content_type": "image/jpeg", "top": "tab at the end\t"}).encode(), 400, "control"),
+        (json.dumps({"content_type": "image/jpeg", "top": "x" * 120 + " "}).encode(), 400, "limit is 120"),
+        # A font has a glyph for it, but it is beyond the Basic Multilingual Plane the pattern covers.
+        (json.dumps({"content_type": "image/jpeg", "bottom": "\U0001f16b"}).encode(), 400, "cannot draw"),
+        # Exactly one of the document's media types: the signed PUT must send it to the byte.
+        (b'{"content_type": "IMAGE/JPEG"}', 415, "image/jpeg"),
+        (b'{"content_type": " image/jpeg"}', 415, "image/jpeg"),
         (json.dumps({"content_type": "image/jpeg", "top": "x" * 5000}).encode(), 413, "over 4096 bytes"),
         (b"[" * 2000, 400, "nested too deeply"),
         (b'{"a":[' * 600, 400, "nested too deeply"),
@@ -530,6 +538,31 @@ def test_anything_else_is_not_found(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404 and json_of(response) == {"error": "no such route"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/v1/memes/%0A", "no such meme"),
+        (f"/v1/memes/{'a' * 16}%0A{'a' * 15}", "no such meme"),
+        ("/m/%0A/image", "no such meme"),
+        ("/v1/%0A", "no such route"),
+        ("/favicon.ico", "no such route"),
+        ("/robots.txt", "no such route"),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "DELETE", "POST", "PATCH"])
+def test_a_path_the_framework_does_not_route_is_answered_by_the_api(
+    client: FlaskClient, path: str, error: str, method: str
+) -> None:
+    # functions-framework's path converter matches no newline, and it keeps two paths of its own: Flask
+    # would answer them with its HTML page. The api answers them as any other, in JSON.
+    response = client.open(path, method=method)
+    assert response.mimetype == "application/json", response.data
+    if response.status_code == 405:  # a path of the api's, another method
+        assert "Allow" in response.headers and method in json_of(response)["error"]
+    else:
+        assert response.status_code == 404 and json_of(response) == {"error": error}
 
 
 class Unavailable:
@@ -690,7 +723,12 @@ def test_the_uploader_deletes_a_meme_and_nothing_of_the_photo_remains(flow: Flow
     assert client.get(f"/m/{upload_id}").status_code == 200
     assert len(flow.objects_of(upload_id)) == 4  # the photo, the meme, two records
 
-    for headers in ({}, {"Authorization": "Bearer " + token[::-1]}, {"Authorization": token}):
+    # No Bearer credentials: 401, naming the scheme (RFC 9110). Credentials that are not the meme's: 403.
+    for headers in ({}, {"Authorization": token}, {"Authorization": "Bearer "}):
+        refused = client.delete(upload["status_url"], headers=headers)
+        assert refused.status_code == 401 and "token" in json_of(refused)["error"], headers
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer "), headers
+    for headers in ({"Authorization": "Bearer " + token[::-1]}, {"Authorization": "Bearer not-a-token"}):
         refused = client.delete(upload["status_url"], headers=headers)
         assert refused.status_code == 403 and "token" in json_of(refused)["error"], headers
     assert client.get(upload["status_url"]).status_code == 200
@@ -745,7 +783,7 @@ def test_another_caption_is_a_new_meme_with_its_own_link_and_a_different_caption
     first = json_of(client.get(upload["status_url"]))["caption"]
 
     path = f"{upload['status_url']}/versions"
-    assert client.post(path).status_code == 403  # only the uploader asks
+    assert client.post(path).status_code == 401  # only the uploader asks, with the token
     assert client.post(path, headers={"Authorization": "Bearer nope"}).status_code == 403
     captions, versions = [first], []
     for _ in range(3):

@@ -7,6 +7,7 @@ import os
 
 import flask
 import functions_framework
+import werkzeug.exceptions
 from google.cloud import storage
 from google.oauth2 import service_account
 
@@ -33,3 +34,15 @@ def api(request: flask.Request) -> flask.Response:
     """HTTP: the page, uploads, a meme's status, versions and deletion, share links, the OpenAPI document."""
     settings, store = services()
     return handle(request, store=store, settings=settings)
+
+
+@functions_framework.errorhandler(werkzeug.exceptions.NotFound)
+def unrouted(error: werkzeug.exceptions.NotFound) -> flask.Response:
+    """A path the framework's own routes do not match, answered by the api like any other: JSON, never HTML.
+
+    The framework routes every path to the function but for two of its own (``/robots.txt`` and
+    ``/favicon.ico``) and paths its ``path`` converter cannot match (a newline in them, ``%0A``): Flask
+    would answer those with its HTML page, where the document promises the api's JSON error.
+    """
+    settings, store = services()
+    return handle(flask.request, store=store, settings=settings)

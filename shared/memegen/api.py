@@ -15,6 +15,7 @@ import json
 import re
 import time
 import traceback
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -25,6 +26,7 @@ from memegen.captions import MAX_CAPTION, own_caption
 from memegen.contract import (
     CONVERT_FIRST,
     DELETE_AUTH_SCHEME,
+    DELETE_TOKEN_PATTERN,
     ID_PATTERN,
     JSON_TYPE,
     MEMES_PATH,
@@ -38,16 +40,19 @@ from memegen.contract import (
 from memegen.errors import (
     BodyTooLarge,
     CaptionRefused,
+    DeleteRefused,
     MemeNotFound,
     MethodNotAllowed,
     Policy,
     RequestError,
     SigningUnavailable,
+    TokenRequired,
     UnsupportedType,
     policy_of,
 )
+from memegen.fonts import SCRIPTS
 from memegen.logs import log
-from memegen.openapi import openapi_document
+from memegen.openapi import caption_pattern, openapi_document
 from memegen.settings import Settings
 from memegen.storage import Store
 
@@ -61,6 +66,8 @@ _CONFIG_MARK = "{{CONFIG}}"
 # The on_upload function's timeout, with a minute to spare: its last retry may still be at work.
 _WORKER_GRACE_SECONDS = 180
 _LOG_PATH_CHARS = 200
+# Cc: C0/C1 controls; Zl/Zp: the line and paragraph separators (as memegen.captions refuses them).
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -177,8 +184,8 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
     photo_type = data["content_type"]
     if not isinstance(photo_type, str):
         raise RequestError("content_type must be a string")
-    photo_type = photo_type.strip().lower()
-    if photo_type in CONVERT_FIRST:
+    # Exactly one of the document's values: what is signed is what the PUT must send, to the byte.
+    if photo_type.strip().lower() in CONVERT_FIRST:
         raise UnsupportedType("HEIC/HEIF photos are not supported: convert the photo to JPEG, or upload a JPEG")
     if photo_type not in UPLOAD_TYPES:
         raise UnsupportedType(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
@@ -206,6 +213,9 @@ def error_response(exc: RequestError) -> flask.Response:
     response = _json({"error": str(exc)}, status=exc.status)
     if isinstance(exc, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(exc.allowed)
+    if isinstance(exc, TokenRequired):
+        # RFC 9110: a 401 names the scheme that would do.
+        response.headers["WWW-Authenticate"] = f'{DELETE_AUTH_SCHEME} realm="memegen"'
     return response
 
 
@@ -359,9 +369,22 @@ def _allow(request: flask.Request, *methods: str) -> None:
 
 
 def _bearer_token(request: flask.Request) -> str:
-    """The deletion token of ``Authorization: Bearer <token>``, or "" (refused by the store)."""
+    """The deletion token of ``Authorization: Bearer <token>``, if it has the form the store issues.
+
+    ``TokenRequired`` (401) without Bearer credentials, ``DeleteRefused`` (403) for a token no meme
+    could have: both before any storage read, whether the meme exists or not, since neither request
+    could ever be granted. A well-formed token is the store's to check against the meme's.
+    """
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-    return token.strip() if scheme == DELETE_AUTH_SCHEME else ""
+    token = token.strip()
+    if scheme != DELETE_AUTH_SCHEME or not token:
+        raise TokenRequired(
+            "send the meme's deletion token (Authorization: Bearer <delete_token>): only its uploader may delete it"
+            " or ask for another"
+        )
+    if not DELETE_TOKEN_PATTERN.fullmatch(token):
+        raise DeleteRefused("the meme's deletion token is wrong: only its uploader may delete it or ask for another")
+    return token
 
 
 def _read_body(request: flask.Request) -> bytes:
@@ -375,14 +398,31 @@ def _read_body(request: flask.Request) -> bytes:
 
 
 def _caption(value: object, name: str) -> str | None:
+    """A caption line as the document describes it (null, or a string of its pattern and length), stripped."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise RequestError(f"{name} must be a string")
+        raise RequestError(f"{name} must be a string or null")
+    # The limits hold for the line as sent: own_caption strips it first, so that a control
+    # character or a space past the limit at either end would pass where the document says no.
+    if len(value) > MAX_CAPTION:
+        raise RequestError(f"{name} is {len(value)} characters long; the limit is {MAX_CAPTION}")
     try:
-        return own_caption(value, name=name)
+        text = own_caption(value, name=name)
     except CaptionRefused as exc:
         raise RequestError(str(exc)) from exc
+    if not _caption_re().fullmatch(value):
+        # What own_caption lets through and the published pattern does not: a control character at
+        # either end, or a character beyond the Basic Multilingual Plane that a font happens to draw.
+        if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in value):
+            raise RequestError(f"{name} must not contain control characters (newlines and tabs included)")
+        raise RequestError(f"{name} has characters MemeGen cannot draw: use {SCRIPTS}")
+    return text
+
+
+@functools.cache
+def _caption_re() -> re.Pattern[str]:
+    return re.compile(caption_pattern())
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

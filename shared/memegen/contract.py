@@ -66,6 +66,8 @@ VERSION_TYPE: Final = "application/vnd.memegen.version+json"
 MAX_VERSION_BYTES: Final = 1024
 # The HTTP header that carries a meme's deletion token: ``Authorization: Bearer <token>``.
 DELETE_AUTH_SCHEME: Final = "Bearer"
+# A deletion token as the store issues it (``secrets.token_urlsafe(32)``): 43 characters of URL-safe base64.
+DELETE_TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 # --- the event ------------------------------------------------------------------------------------------

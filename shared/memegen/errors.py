@@ -77,6 +77,12 @@ class DeleteRefused(RequestError):
     status = 403
 
 
+class TokenRequired(RequestError):
+    """A request that needs the meme's deletion token and carries no Bearer credentials at all (401)."""
+
+    status = 401
+
+
 class TooManyVersions(RequestError):
     """A photo already has as many other captions as the settings allow (409)."""
 
