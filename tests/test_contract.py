@@ -63,6 +63,24 @@ LINKED = {
     "DELETE /v1/memes/{id}": 204,
 }
 NEW_MEMES = ("POST /v1/uploads", "POST /v1/memes/{id}/versions")
+# A fuzzing dictionary, as a fuzzer is seeded with the inputs that break parsers and routers: what random text
+# reaches too rarely to be sure of in a few hundred requests. Drawn for strings anywhere (ids, captions,
+# media types), each where it fits the generation mode: a value the document refuses only in negative cases.
+HOSTILE = [
+    "\n",  # a newline in a path: the framework's router matches no path holding one
+    f"{'0' * 31}\n",
+    "a\r\nb",
+    "\x00",
+    "\t",
+    "\u2028",
+    "%0A",
+    "..",
+    "../uploads",
+    "/",
+    " ",
+    "😀",
+    "x" * 5000,
+]
 
 
 # The document's caption limits are the api's, to the character.
@@ -181,7 +199,13 @@ def fuzz_config() -> schemathesis.Config:
         {
             "seed": SEED,
             "cache": {"enabled": False},
-            "generation": {"mode": "all", "max-examples": EXAMPLES, "database": "none"},
+            "generation": {
+                "mode": "all",
+                "max-examples": EXAMPLES,
+                "database": "none",
+                "dictionaries": {"string": {"dictionary": "hostile", "probability": 0.2}},
+            },
+            "dictionaries": {"hostile": {"values": HOSTILE}},
             # Every check is on by default but the response time's, which needs a limit: a generous one,
             # so that it catches a request that hangs and never a busy machine.
             "checks": {"max_response_time": 30},
