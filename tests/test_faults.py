@@ -183,6 +183,27 @@ def wait_for_first_meme(parts: Parts, *, timeout: float = 60) -> None:
     wait_for_records(parts, 1, timeout=timeout)
 
 
+def wait_until_the_port_is_let_go(port: int | None, *, timeout: float = 5.0) -> None:
+    """Until nothing listens on ``port``: every process of a killed instance has exited.
+
+    The master's wait returns before its worker is gone: the worker is still exiting (tearing down its
+    memory; longer on a busy machine), and its copy of the listening socket closes only when it is done.
+    Until then a connection is accepted, or reset when the socket closes during its handshake
+    (ECONNRESET); a refused one says that no process holds the port any more.
+    """
+    assert port is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        except (ConnectionResetError, ConnectionAbortedError):
+            pass  # the listener was there for the SYN and closed before the handshake ended: ask again
+        assert time.monotonic() < deadline, f"a process of the killed instance still holds its socket after {timeout} s"
+        time.sleep(0.02)
+
+
 def assert_one_meme_each(parts: Parts, blobs: list[storage.Blob]) -> None:
     memes, records = outputs(parts)
     assert len(records) == len(blobs) and all(r["status"] == "done" for r in records), records
@@ -257,15 +278,7 @@ def test_a_function_killed_mid_batch_completes_on_redelivery(
         # requests in flight, so that none is cut off.
         os.killpg(parts.function[-1].pid, signal.SIGKILL)
         parts.function[-1].wait(timeout=10)
-        port = urlsplit(parts.function_url).port
-        deadline = time.monotonic() + 0.5  # the kernel closes a killed process's socket at once
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except ConnectionRefusedError:
-                break
-            assert time.monotonic() < deadline, "a process of the killed instance still holds its socket"
-            time.sleep(0.05)
+        wait_until_the_port_is_let_go(urlsplit(parts.function_url).port)
         assert record_count(parts) < len(blobs), "every meme was made before the kill: the test proved nothing"
         time.sleep(1)
         parts.start_function()
