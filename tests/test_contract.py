@@ -63,6 +63,24 @@ LINKED = {
     "DELETE /v1/memes/{id}": 204,
 }
 NEW_MEMES = ("POST /v1/uploads", "POST /v1/memes/{id}/versions")
+# Every check schemathesis 4.32 has for OpenAPI: each must have judged answers in the run.
+CHECKS = {
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "positive_data_acceptance",
+    "negative_data_rejection",
+    "use_after_free",
+    "ensure_resource_availability",
+    "missing_required_header",
+    "ignored_auth",
+    "object_level_authorization",
+    "unsupported_method",
+    "allow_header_conformance",
+    "max_response_time",
+}
 # A fuzzing dictionary, as a fuzzer is seeded with the inputs that break parsers and routers: what random text
 # reaches too rarely to be sure of in a few hundred requests. Drawn for strings anywhere (ids, captions,
 # media types), each where it fits the generation mode: a value the document refuses only in negative cases.
@@ -220,6 +238,7 @@ class Run:
 
     requests: Counter[str] = field(default_factory=Counter)  # by phase
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status)
+    checks: Counter[str] = field(default_factory=Counter)  # how often each check judged an answer
     failures: list[str] = field(default_factory=list)  # one line each, and its request
     errors: list[str] = field(default_factory=list)  # what kept it from testing
     finished: bool = False
@@ -239,6 +258,7 @@ def fuzz(schema: Any) -> Run:
             for case_id, checks in recorder.checks.items():
                 case = recorder.cases[case_id].value
                 for check in checks:
+                    run.checks[check.name] += 1
                     if check.failure_info is not None:
                         failure = check.failure_info.failure
                         first = (failure.message or "").split("\n", 1)[0]
@@ -257,9 +277,14 @@ def fuzz(schema: Any) -> Run:
 
 @pytest.mark.slow
 def test_every_answer_is_what_the_document_says_under_fuzzing(
-    api_url: str, store: Store, settings: Settings, engine: Engine, capsys: pytest.CaptureFixture[str]
+    api_url: str,
+    empty_buckets: storage.Client,
+    store: Store,
+    settings: Settings,
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    uploader = Uploader(store, store._client.bucket(settings.input_bucket), engine, settings)
+    uploader = Uploader(store, empty_buckets.bucket(settings.input_bucket), engine, settings)
     schema = schemathesis.openapi.from_url(api_url + OPENAPI_PATH, config=fuzz_config())
 
     # The token of the meme a request names, where its uploader has it, as the document's links carry it.
@@ -288,9 +313,11 @@ def test_every_answer_is_what_the_document_says_under_fuzzing(
             *(f"  {op}: {dict((s, n) for (o, s), n in sorted(run.answers.items()) if o == op)}" for op in operations),
             f"{len(uploader.tokens)} memes made; answers to the requests that named one:",
             *(f"  {label}: {answers}" for label, answers in statuses.items()),
+            f"checks run: {dict(sorted(run.checks.items()))}",
             sep="\n",
         )
     assert run.finished and not run.errors, run.errors
+    assert set(run.checks) >= CHECKS, f"checks that never ran: {CHECKS - set(run.checks)}"
     distinct = list(dict.fromkeys(run.failures))
     assert not distinct, f"{len(run.failures)} failures:\n" + "\n".join(distinct[:20])
     # The links took the stateful phase to every operation on a meme with its real id (and token), and each
