@@ -52,7 +52,7 @@ from memegen.errors import (
 )
 from memegen.fonts import SCRIPTS
 from memegen.logs import log
-from memegen.openapi import caption_pattern, openapi_document
+from memegen.openapi import CONTROL_CATEGORIES, caption_pattern, openapi_document
 from memegen.settings import Settings
 from memegen.storage import Store
 
@@ -66,8 +66,6 @@ _CONFIG_MARK = "{{CONFIG}}"
 # The on_upload function's timeout, with a minute to spare: its last retry may still be at work.
 _WORKER_GRACE_SECONDS = 180
 _LOG_PATH_CHARS = 200
-# Cc: C0/C1 controls; Zl/Zp: the line and paragraph separators (as memegen.captions refuses them).
-_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -414,7 +412,7 @@ def _caption(value: object, name: str) -> str | None:
     if not _caption_re().fullmatch(value):
         # What own_caption lets through and the published pattern does not: a control character at
         # either end, or a character beyond the Basic Multilingual Plane that a font happens to draw.
-        if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in value):
+        if any(unicodedata.category(char) in CONTROL_CATEGORIES for char in value):
             raise RequestError(f"{name} must not contain control characters (newlines and tabs included)")
         raise RequestError(f"{name} has characters MemeGen cannot draw: use {SCRIPTS}")
     return text

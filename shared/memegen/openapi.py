@@ -26,8 +26,9 @@ from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"$ref": "#/components/schemas/Id"}}
-# Cc: C0/C1 controls (newline and tab included); Zl/Zp: the line and paragraph separators. Never in a caption.
-_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# Cc: C0/C1 controls (newline and tab included); Zl/Zp: the line and paragraph separators. Never in a caption
+# (memegen.captions refuses them too, after stripping; the api, as the pattern says, before).
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # The Basic Multilingual Plane: one UTF-16 unit a character, so that a pattern's class reads the same
 # in every regular expression dialect (ECMA-262 without the u flag counts UTF-16 units).
 _BMP = 0x10000
@@ -68,7 +69,7 @@ def _drawable(font_chars: frozenset[int]) -> frozenset[int]:
         if code in _SURROGATES:
             continue
         char = chr(code)
-        if unicodedata.category(char) in _CONTROL_CATEGORIES:
+        if unicodedata.category(char) in CONTROL_CATEGORIES:
             continue
         if char.isspace() or all(ord(shown) in font_chars for shown in char.upper() if not shown.isspace()):
             chars.add(code)
