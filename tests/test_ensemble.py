@@ -158,3 +158,30 @@ def test_each_member_reads_the_views_its_manifest_names() -> None:
         assert all(m.views == tuple(tuple(v) for v in views) for m in ensemble.members)
         readings.append(ensemble.classify(face).probabilities)
     assert readings[0] != readings[1]
+
+
+def test_each_member_reads_the_face_cut_at_its_own_side() -> None:
+    """A member with a ``crop_size`` reads the face cut at that side (resized to its input), the others the
+    ensemble's cut; the engine's cuts are the sides the members need, each once."""
+    from memegen.ensemble import at_size
+
+    manifest, files = _load()
+    changed = copy.deepcopy(manifest)
+    changed["members"][1]["crop_size"] = 96
+    ensemble = Ensemble(changed, files)
+    assert ensemble.crop_sizes == (48, 96)
+    rng = np.random.default_rng(2)
+    cuts = {48: rng.integers(0, 255, size=(48, 48), dtype=np.uint8), 96: rng.integers(0, 255, (96, 96), np.uint8)}
+    probs = ensemble.member_probabilities(cuts)
+    first, second = ensemble.members
+    np.testing.assert_array_equal(probs[0], first.predict(cuts[48]))
+    np.testing.assert_array_equal(probs[1], second.predict(at_size(cuts[96], 48)))
+    assert not np.array_equal(probs[1], second.predict(cuts[48]))
+
+
+def test_a_crop_size_that_cannot_work_is_refused() -> None:
+    manifest, files = _load()
+    changed = copy.deepcopy(manifest)
+    changed["members"][0]["crop_size"] = 4000
+    with pytest.raises(ModelError, match="crop_size"):
+        Ensemble(changed, files)

@@ -89,11 +89,28 @@ def face_of(
     same cut the meme engine makes (``size``, ``scale`` and ``shift`` as the
     ensemble's manifest gives them). An image with no face found is used whole.
     """
+    cuts, found = cuts_of(gray, detector, sizes=(size,), scale=scale, shift=shift)
+    return cuts[size], found
+
+
+def cuts_of(
+    gray: np.ndarray,
+    detector: FaceDetector,
+    *,
+    sizes: tuple[int, ...],
+    scale: float = CROP_SCALE,
+    shift: float = CROP_SHIFT,
+) -> tuple[dict[int, np.ndarray], bool]:
+    """``face_of`` at several sides with one detection: side -> face, and whether a face was found."""
     faces = detector.detect(gray)
     height, width = gray.shape
     if faces and faces[0].w < FILLS_IMAGE * width:
-        return align_crop(gray, faces[0], size=size, scale=scale, shift=shift), True
-    interpolation = cv2.INTER_AREA if max(height, width) > size else cv2.INTER_LINEAR
+        return {size: align_crop(gray, faces[0], size=size, scale=scale, shift=shift) for size in sizes}, True
     side = min(height, width)
     y0, x0 = (height - side) // 2, (width - side) // 2
-    return cv2.resize(gray[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=interpolation), bool(faces)
+    square = gray[y0 : y0 + side, x0 : x0 + side]
+    cuts = {}
+    for size in sizes:
+        interpolation = cv2.INTER_AREA if max(height, width) > size else cv2.INTER_LINEAR
+        cuts[size] = cv2.resize(square, (size, size), interpolation=interpolation)
+    return cuts, bool(faces)

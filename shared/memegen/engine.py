@@ -110,11 +110,15 @@ class Engine:
         crop = self.ensemble.crop
         with self._models:
             faces = self.detector.detect(rgb, min_face=smallest)
+            # Each face is cut once at every side a member reads it at, nothing twice.
             return [
                 (
                     face,
                     self.ensemble.classify(
-                        align_crop(rgb, face, size=crop.size, scale=crop.scale, shift=crop.shift, gray=True)
+                        {
+                            side: align_crop(rgb, face, size=side, scale=crop.scale, shift=crop.shift, gray=True)
+                            for side in self.ensemble.crop_sizes
+                        }
                     ),
                 )
                 for face in faces

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,13 @@ class Member:
         model: bytes,
         *,
         size: int,
+        crop_size: int | None = None,
         flip: bool = False,
         views: tuple[View, ...] = SINGLE_VIEW,
         threads: int = 1,
     ) -> None:
+        if crop_size is not None and not 16 <= crop_size <= 512:
+            raise ModelError(f"member {name}: crop_size {crop_size} is not 16..512 px")
         if not views or any(len(v) != 3 or max(abs(v[0]), abs(v[1])) > 0.25 or not 0.5 <= v[2] <= 2 for v in views):
             raise ModelError(
                 f"member {name}: views {views!r} must be (dx, dy, zoom) with |dx|, |dy| <= 0.25, zoom 0.5..2"
@@ -75,6 +79,8 @@ class Member:
                 f"do not match the manifest's {size}x{size} face and {len(LABELS)} labels"
             )
         self.name, self.size, self.flip = name, size, flip
+        # None: the face is cut at the ensemble's crop size (``Ensemble.crop_sizes`` resolves it).
+        self.crop_size = crop_size
         self.views: tuple[View, ...] = tuple((float(v[0]), float(v[1]), float(v[2])) for v in views)
         self._input, self._output = inp["index"], out["index"]
         self._in_dtype = inp["dtype"]
@@ -85,13 +91,19 @@ class Member:
     @classmethod
     def from_entry(cls, entry: MemberEntry, model: bytes, *, threads: int = 1) -> Member:
         """The member a manifest's entry describes: where each of the entry's input fields reaches inference."""
-        return cls(entry.name, model, size=entry.input_size, flip=entry.flip, views=entry.views, threads=threads)
+        return cls(
+            entry.name,
+            model,
+            size=entry.input_size,
+            crop_size=entry.crop_size,
+            flip=entry.flip,
+            views=entry.views,
+            threads=threads,
+        )
 
     def predict(self, face: np.ndarray) -> np.ndarray:
         """Probabilities for one uint8 grayscale face of any size (resized to the member's input)."""
-        if face.shape != (self.size, self.size):
-            interpolation = cv2.INTER_AREA if face.shape[0] > self.size else cv2.INTER_LINEAR
-            face = cv2.resize(face, (self.size, self.size), interpolation=interpolation)
+        face = at_size(face, self.size)
         total = np.zeros(len(LABELS), dtype=np.float32)
         for view in self.views:
             seen = view_of(face, view)
@@ -115,6 +127,14 @@ class Member:
             y = (y - self._out_zero) * self._out_scale
         y = np.exp(y - y.max())
         return y / y.sum()
+
+
+def at_size(face: np.ndarray, size: int) -> np.ndarray:
+    """A square face resized to ``size`` (area interpolation when shrinking, as training's ``at_side``)."""
+    if face.shape[:2] == (size, size):
+        return face
+    interpolation = cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(face, (size, size), interpolation=interpolation)
 
 
 def view_of(face: np.ndarray, view: View) -> np.ndarray:
@@ -160,6 +180,9 @@ class Ensemble:
         if self.weights.shape != (len(self.members), len(LABELS)):
             raise ModelError(f"ensemble weights have shape {self.weights.shape}, expected {(len(self.members), 7)}")
         self.crop = Crop.from_manifest(dict(spec.crop or {}))
+        # Each member's cut, by member: the sides the engine cuts every face at, once each.
+        self._cuts = [member.crop_size or self.crop.size for member in self.members]
+        self.crop_sizes: tuple[int, ...] = tuple(sorted(set(self._cuts)))
         self.spec = spec
         # The manifest as given (its JSON form): what the version and the records name.
         self.manifest = manifest if isinstance(manifest, dict) else spec.to_dict()
@@ -176,16 +199,29 @@ class Ensemble:
             raise ModelError(f"cannot load the ensemble from {directory}: {exc}") from exc
         return cls(manifest, files, threads=threads)
 
-    def member_probabilities(self, face: np.ndarray) -> np.ndarray:
-        """(members, 7) probabilities of every member for one face crop."""
-        return np.stack([member.predict(face) for member in self.members])
+    def member_probabilities(self, face: np.ndarray | Mapping[int, np.ndarray]) -> np.ndarray:
+        """(members, 7) probabilities of every member for one face.
+
+        ``face``: the face cut at each of ``crop_sizes`` (side -> crop), or one crop that every
+        member reads (resized to its input). Members that read the same cut at the same input
+        side share one resized face: each input is computed once.
+        """
+        inputs: dict[tuple[int, int], np.ndarray] = {}
+        out = []
+        for member, cut in zip(self.members, self._cuts, strict=True):
+            crop = face if isinstance(face, np.ndarray) else face[cut]
+            key = (cut, member.size)
+            if key not in inputs:
+                inputs[key] = at_size(crop, member.size)
+            out.append(member.predict(inputs[key]))
+        return np.stack(out)
 
     def combine(self, member_probs: np.ndarray) -> np.ndarray:
         """The weighted sum over members, normalised; works on (members, 7) or (n, members, 7)."""
         mixed = (member_probs * self.weights).sum(axis=-2)
         return mixed / np.maximum(mixed.sum(axis=-1, keepdims=True), 1e-12)
 
-    def classify(self, face: np.ndarray) -> Scores:
-        """The label probabilities for one uint8 grayscale face crop (``crop.size`` square)."""
+    def classify(self, face: np.ndarray | Mapping[int, np.ndarray]) -> Scores:
+        """The label probabilities for one uint8 grayscale face: its cuts by side, or one crop."""
         probs = self.combine(self.member_probabilities(face))
         return Scores(tuple(float(p) for p in probs))

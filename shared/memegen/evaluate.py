@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from memegen.datasets import face_of, list_samples, read_gray
+from memegen.datasets import cuts_of, list_samples, read_gray
 from memegen.detect import FaceDetector
 from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
@@ -57,7 +57,7 @@ class Report:
 def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> Report:
     """Classify every image of ``directory`` (``<label>/<image>``) and score the answers.
 
-    Each image goes through the same face crop as training (``face_of``): the
+    Each image goes through the same face crop as training (``cuts_of``, at each member's side): the
     detector's aligned crop where a face does not fill the image, the whole
     image where it does. An unreadable image is skipped and listed. Each
     member's own reading of the same crops is scored too (``Report.members``),
@@ -73,7 +73,7 @@ def evaluate(directory: Path, *, ensemble: Ensemble, detector: FaceDetector) -> 
             skipped.append(str(sample.path))
             continue
         crop = ensemble.crop
-        face, was_found = face_of(gray, detector, size=crop.size, scale=crop.scale, shift=crop.shift)
+        face, was_found = cuts_of(gray, detector, sizes=ensemble.crop_sizes, scale=crop.scale, shift=crop.shift)
         found += was_found
         truth.append(sample.label)
         readings.append(ensemble.member_probabilities(face))

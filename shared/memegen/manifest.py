@@ -70,6 +70,9 @@ class MemberEntry:
     bytes: int | None = None
     float_bytes: int | None = None
     input_size: int
+    # The side its face is cut at (``align_crop``) before it is resized to ``input_size``; ``None``:
+    # the ensemble's ``crop`` size. A member that reads a finer face than the others asks for its own cut.
+    crop_size: int | None = None
     input: str | None = None  # what the member reads, in words
     flip: bool = False
     population: str | None = None
@@ -97,6 +100,11 @@ class MemberEntry:
             values["input_size"] = int(raw["input_size"])
         except (TypeError, ValueError) as exc:
             raise ModelError(f"member {name}: input_size {raw['input_size']!r} is not a number") from exc
+        if raw.get("crop_size") is not None:
+            try:
+                values["crop_size"] = int(raw["crop_size"])
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"member {name}: crop_size {raw['crop_size']!r} is not a number") from exc
         values["flip"] = bool(raw.get("flip", False))
         if "views" in raw:
             values["views"] = parse_views(name, raw["views"])
