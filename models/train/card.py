@@ -49,37 +49,47 @@ class Measured:
     sizes: dict[str, int]
 
 
-def _sets(data: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Name -> (face crops, labels): every population's validation split, and FER2013's public test."""
+# Face crops by the side they were cut at (``prepare --size``): the same images, in the same order.
+Cuts = dict[int, np.ndarray]
+
+
+def _sets(data: dict[int, dict[str, np.ndarray]]) -> dict[str, tuple[Cuts, np.ndarray]]:
+    """Name -> (face crops by side, labels): every population's validation split, and FER2013's public test."""
+    base = data[min(data)]
     sets = {}
     for population in POPULATIONS:
-        mask = data[f"{population}_split"] == VAL
-        sets[f"{population} val"] = (data[f"{population}_x"][mask], data[f"{population}_y"][mask])
-    mask = data["fer2013_split"] == TEST
-    sets[PUBLIC_TEST] = (data["fer2013_x"][mask], data["fer2013_y"][mask])
+        mask = base[f"{population}_split"] == VAL
+        sets[f"{population} val"] = (
+            {s: d[f"{population}_x"][mask] for s, d in data.items()},
+            base[f"{population}_y"][mask],
+        )
+    mask = base["fer2013_split"] == TEST
+    sets[PUBLIC_TEST] = ({s: d["fer2013_x"][mask] for s, d in data.items()}, base["fer2013_y"][mask])
     return sets
 
 
-def _member_probs(ensemble: Ensemble, faces: np.ndarray, *, flip: bool = True) -> np.ndarray:
-    """(n, members, 7): each member's probabilities, as deployed or (``flip=False``) without the mirror image."""
-    out = np.zeros((len(faces), len(ensemble.members), len(LABELS)), dtype=np.float32)
-    for m, member in enumerate(ensemble.members):
+def _member_probs(ensemble: Ensemble, faces: Cuts, *, flip: bool = True) -> np.ndarray:
+    """(n, members, 7): each member's probabilities on the face cut at its side, as deployed or
+    (``flip=False``) without the mirror image."""
+    count = len(next(iter(faces.values())))
+    out = np.zeros((count, len(ensemble.members), len(LABELS)), dtype=np.float32)
+    for m, (member, cut) in enumerate(zip(ensemble.members, ensemble.cuts, strict=True)):
         saved, member.flip = member.flip, member.flip and flip
         try:
-            for i, face in enumerate(faces):
+            for i, face in enumerate(faces[cut]):
                 out[i, m] = member.predict(face)
         finally:
             member.flip = saved
     return out
 
 
-def _latency_ms(ensemble: Ensemble, face: np.ndarray, repeat: int = 300) -> dict[str, float]:
+def _latency_ms(ensemble: Ensemble, face: Cuts, repeat: int = 300) -> dict[str, float]:
     times = {}
-    for member in ensemble.members:
-        member.predict(face)
+    for member, cut in zip(ensemble.members, ensemble.cuts, strict=True):
+        member.predict(face[cut])
         started = time.perf_counter()
         for _ in range(repeat):
-            member.predict(face)
+            member.predict(face[cut])
         times[member.name] = (time.perf_counter() - started) / repeat * 1000
     started = time.perf_counter()
     for _ in range(repeat):
@@ -88,7 +98,7 @@ def _latency_ms(ensemble: Ensemble, face: np.ndarray, repeat: int = 300) -> dict
     return times
 
 
-def measure(ensemble: Ensemble, data: dict[str, np.ndarray], models: Path) -> Measured:
+def measure(ensemble: Ensemble, data: dict[int, dict[str, np.ndarray]], models: Path) -> Measured:
     """Score members and ensemble on every set, draw the ensemble's confusion matrices, time it."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
     no_flip: dict[str, dict[str, float]] = {}
@@ -108,7 +118,7 @@ def measure(ensemble: Ensemble, data: dict[str, np.ndarray], models: Path) -> Me
         single = ensemble.combine(_member_probs(ensemble, faces, flip=False))
         acc1, macro1, _, _ = score(y, single.argmax(1))
         no_flip[name] = {"accuracy": acc1, "macro_recall": macro1}
-    face = data["fer2013_x"][0]
+    face = {side: d["fer2013_x"][0] for side, d in data.items()}
     return Measured(results, no_flip, _latency_ms(ensemble, face), sizes)
 
 
@@ -621,8 +631,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("models/work/faces.npz"))
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="the project README to update")
+    parser.add_argument(
+        "--cuts", type=Path, nargs="*", default=[], help="prepare's crops of the same images at other sides"
+    )
     args = parser.parse_args(argv)
-    data = dict(np.load(args.data))
+    data = {}
+    for path in [args.data, *args.cuts]:
+        arrays = dict(np.load(path))
+        data[int(arrays["fer2013_x"].shape[-1])] = arrays
     record = json.loads((args.models / "training.json").read_text())
     ensemble = Ensemble.from_dir(args.models, threads=1)
 

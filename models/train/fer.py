@@ -290,6 +290,8 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
         "val_accuracy": best["val_accuracy"],
         "val_macro_recall": best["val_macro_recall"],
         "macs": macs(config),
+        # The side its faces were cut at (prepare --size), before they were resized to its input.
+        "crop_size": int(data["fer2013_x"].shape[-1]),
         "seconds": round(time.time() - started, 1),
         "history": history,
         "state": net.state_dict(),

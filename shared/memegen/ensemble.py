@@ -181,8 +181,8 @@ class Ensemble:
             raise ModelError(f"ensemble weights have shape {self.weights.shape}, expected {(len(self.members), 7)}")
         self.crop = Crop.from_manifest(dict(spec.crop or {}))
         # Each member's cut, by member: the sides the engine cuts every face at, once each.
-        self._cuts = [member.crop_size or self.crop.size for member in self.members]
-        self.crop_sizes: tuple[int, ...] = tuple(sorted(set(self._cuts)))
+        self.cuts: tuple[int, ...] = tuple(member.crop_size or self.crop.size for member in self.members)
+        self.crop_sizes: tuple[int, ...] = tuple(sorted(set(self.cuts)))
         self.spec = spec
         # The manifest as given (its JSON form): what the version and the records name.
         self.manifest = manifest if isinstance(manifest, dict) else spec.to_dict()
@@ -208,7 +208,7 @@ class Ensemble:
         """
         inputs: dict[tuple[int, int], np.ndarray] = {}
         out = []
-        for member, cut in zip(self.members, self._cuts, strict=True):
+        for member, cut in zip(self.members, self.cuts, strict=True):
             crop = face if isinstance(face, np.ndarray) else face[cut]
             key = (cut, member.size)
             if key not in inputs:

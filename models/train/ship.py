@@ -1,0 +1,328 @@
+"""Choose what ships from trained members, judged per population: ``python -m models.train.ship``.
+
+    python -m models.train.ship --data models/work/faces.npz --cuts models/work/faces96.npz \\
+        --shipped fer2013 fer2013_2 --states models/work/fer/fer_lite.pt
+
+The candidates are members of the shipped ensemble (their int8 files as they are) and float states
+that ``models.train.fer`` trained (exported to int8 here). Each reads every population's validation
+faces cut at its own side (``--cuts`` holds the other sides' crops of the same images, as ``prepare
+--size`` cut them). Every set of candidates within the time budget is combined (one weight per member
+per class) and judged by two-fold cross-validation on the pooled validation faces, by an objective that
+averages the populations (FER2013, LFW, JAFFE, IMFDB), none at weight 0. Then:
+
+- a set that reads any population's validation faces worse than the shipped ensemble does, beyond the
+  noise of that population's faces (McNemar's standard error of the change), is refused;
+- of the rest, the best set ships only where it beats the best single member by at least ``MIN_EDGE``
+  (one point) on the pooled objective; otherwise the best single member ships alone.
+
+``public_test`` chooses nothing: it is scored for the record once the choice is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from memegen.crop import CROP_SCALE
+from memegen.ensemble import sha256
+from memegen.manifest import Manifest, MemberEntry
+from models.train.export import tflite_predict, to_int8_tflite
+from models.train.members import INPUT, load_net, scores_of
+from models.train.net import Config, macs
+from models.train.pool import Pool, choose_combination
+from models.train.prepare import POPULATIONS
+from models.train.train import TEST, TRAIN, VAL, at_side
+from models.train.views import run_ms
+
+log = logging.getLogger("ship")
+
+OBJECTIVE = "populations alike"
+# An ensemble ships only where it reads the pooled validation faces this much better than its best member.
+MIN_EDGE = 0.01
+# A population may read worse than under the shipped ensemble by at most this many standard errors.
+GUARD_SE = 1.0
+# The data a recipe learnt from (``models.train.fer``'s ``data``), as the manifest says it.
+RECIPE_DATASETS = {
+    "all": "FER2013 train (in the wild), 90% at random, with the LFW, JAFFE and IMFDB train splits"
+    " (their validation people held out); public_test kept for the report",
+    "posed": "FER2013 train (in the wild), 90% at random, with the JAFFE and IMFDB train splits"
+    " (their validation people held out); public_test kept for the report",
+    "fer2013": "FER2013 train (in the wild), 90% at random; public_test kept for the report",
+}
+
+
+@dataclass(frozen=True)
+class Faces:
+    """The prepared crops of every side (``prepare``'s arrays by side), the same images in the same order."""
+
+    by_side: dict[int, dict[str, np.ndarray]]
+
+    @classmethod
+    def load(cls, paths: list[Path]) -> Faces:
+        """Read ``prepare``'s files; refuses files whose images, labels or splits differ."""
+        by_side: dict[int, dict[str, np.ndarray]] = {}
+        for path in paths:
+            data = dict(np.load(path))
+            by_side[int(data["fer2013_x"].shape[-1])] = data
+        first = next(iter(by_side.values()))
+        for side, data in by_side.items():
+            for population in POPULATIONS:
+                for key in ("y", "split", "identity"):
+                    if not np.array_equal(data[f"{population}_{key}"], first[f"{population}_{key}"]):
+                        raise ValueError(f"the {side} px crops' {population}_{key} differ: not the same images")
+        return cls(by_side)
+
+    @property
+    def base(self) -> dict[str, np.ndarray]:
+        """The smallest side's arrays: what the pool and the ensemble's crop are."""
+        return self.by_side[min(self.by_side)]
+
+    def split(self, population: str, split: int, *, cut: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Faces (cut at ``cut``, resized to ``size``) and labels of one population's split."""
+        data = self.by_side[cut]
+        mask = data[f"{population}_split"] == split
+        return at_side(data[f"{population}_x"][mask], size), data[f"{population}_y"][mask].astype(np.int64)
+
+    def pooled(self, *, cut: int, size: int) -> np.ndarray:
+        """Every population's validation faces, in the pool's order (``Pool.of``)."""
+        return np.concatenate([self.split(p, VAL, cut=cut, size=size)[0] for p in POPULATIONS])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member that may ship: its manifest entry, its int8 model, and whether it ships today."""
+
+    entry: MemberEntry
+    model: bytes
+    shipped: bool
+
+    @property
+    def cut(self) -> int:
+        assert self.entry.crop_size is not None
+        return self.entry.crop_size
+
+
+def shipped_candidates(models: Path, names: list[str], base_side: int) -> list[Candidate]:
+    """Members of the ensemble in ``models`` by name, with their cut made explicit."""
+    manifest = Manifest.read(models)
+    out = []
+    for name in names:
+        entry = manifest.member(name)
+        cut = entry.crop_size or int((manifest.crop or {}).get("size", base_side))
+        out.append(Candidate(_with(entry, crop_size=cut), (models / entry.file).read_bytes(), shipped=True))
+    return out
+
+
+def _with(entry: MemberEntry, **changes: Any) -> MemberEntry:
+    return replace(entry, **changes)
+
+
+def state_candidate(path: Path, faces: Faces) -> Candidate:
+    """A float state of ``models.train.fer`` exported to int8, calibrated on 400 of its training faces.
+
+    Its cut is the side it recorded, or else the smallest prepared side at least its input side (the
+    crops it was trained on were cut there and shrunk).
+    """
+    record = torch.load(path, weights_only=False)
+    config = Config(**record["config"])
+    cut = int(record.get("crop_size") or min(s for s in faces.by_side if s >= config.size))
+    net = load_net(config, record["state"]).eval()
+    train_x, _ = faces.split("fer2013", TRAIN, cut=cut, size=config.size)
+    calibration = train_x[np.random.default_rng(0).permutation(len(train_x))[:400]]
+    model = to_int8_tflite(net, calibration)
+    name = record["name"]
+    entry = MemberEntry(
+        name=name,
+        file=f"{name}.tflite",
+        sha256=sha256(model),
+        bytes=len(model),
+        input_size=config.size,
+        crop_size=cut,
+        input=INPUT,
+        flip=True,
+        population="fer2013",
+        datasets=RECIPE_DATASETS.get(record.get("data", "fer2013")),
+        config=config.to_dict(),
+        init="imagenet" if config.arch == "lite0" else "scratch",
+        macs=macs(config),
+        recipe=name,
+    )
+    return Candidate(entry, model, shipped=False)
+
+
+def readings(candidates: list[Candidate], faces: Faces, *, test: bool = False) -> np.ndarray:
+    """(n, members, 7): each candidate on the pooled validation faces (or FER2013's public test), with its
+    mirror image, each at its own cut."""
+    out = []
+    for c in candidates:
+        if test:
+            x, _ = faces.split("fer2013", TEST, cut=c.cut, size=c.entry.input_size)
+        else:
+            x = faces.pooled(cut=c.cut, size=c.entry.input_size)
+        out.append(tflite_predict(c.model, x, flip=c.entry.flip))
+    return np.stack(out, axis=1)
+
+
+def population_se(pool: Pool, hits_after: np.ndarray, hits_before: np.ndarray, index: int) -> float:
+    """McNemar's standard error of one population's accuracy change: faces read differently over their count."""
+    change = (hits_after.astype(np.float64) - hits_before)[pool.origin == index]
+    return float(np.sqrt(np.mean(change**2) / len(change))) if len(change) else 0.0
+
+
+def judge(probs: np.ndarray, pool: Pool, costs: list[float], shipped: list[int], budget_ms: float) -> dict[str, Any]:
+    """Every set of members within ``budget_ms``, judged; the guard against the shipped set, and the choice."""
+    baseline = pool.hits(probs, shipped)
+    baseline_reads = pool.judged_readings(probs, shipped)
+    sets = []
+    for count in range(1, probs.shape[1] + 1):
+        for members in itertools.combinations(range(probs.shape[1]), count):
+            ms = sum(costs[m] for m in members)
+            hits = pool.hits(probs, list(members))
+            reads = pool.judged_readings(probs, list(members))
+            losses = {}
+            for index, population in enumerate(POPULATIONS):
+                se = population_se(pool, hits, baseline, index)
+                drop = baseline_reads[population] - reads[population]
+                if drop > GUARD_SE * se and drop > 0:
+                    losses[population] = {"drop": drop, "se": se}
+            sets.append(
+                {
+                    "members": list(members),
+                    "objective": pool.weighted(reads),
+                    "populations": reads,
+                    "ms": ms,
+                    "within_budget": ms <= budget_ms,
+                    "refused": losses,
+                }
+            )
+    allowed = [s for s in sets if s["within_budget"] and not s["refused"]]
+    singles = [s for s in allowed if len(s["members"]) == 1]
+    ensembles = [s for s in allowed if len(s["members"]) > 1]
+    best_single = max(singles, key=lambda s: s["objective"], default=None)
+    best_ensemble = max(ensembles, key=lambda s: s["objective"], default=None)
+    if best_ensemble and (best_single is None or best_ensemble["objective"] >= best_single["objective"] + MIN_EDGE):
+        chosen, why = best_ensemble, "the best set beats its best single member by the edge needed"
+    elif best_single:
+        chosen, why = best_single, "no set beats the best single member by the edge needed"
+    else:
+        chosen, why = next(s for s in sets if s["members"] == shipped), "nothing else passes the guard"
+    return {
+        "objective": OBJECTIVE,
+        "min_edge": MIN_EDGE,
+        "guard_se": GUARD_SE,
+        "budget_ms": budget_ms,
+        "shipped": shipped,
+        "sets": sets,
+        "chosen": chosen["members"],
+        "why": why,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("models/work/faces.npz"), help="prepare's crops (48 px)")
+    parser.add_argument(
+        "--cuts", type=Path, nargs="*", default=[], help="prepare's crops of the same images, other sides"
+    )
+    parser.add_argument("--models", type=Path, default=Path("models"), help="the shipped ensemble, rewritten")
+    parser.add_argument(
+        "--shipped", nargs="*", default=[], help="members of the shipped ensemble to keep as candidates"
+    )
+    parser.add_argument("--states", type=Path, nargs="*", default=[], help="float states of models.train.fer")
+    parser.add_argument("--budget-ms", type=float, default=10.0, help="all members' time a face, one thread")
+    parser.add_argument("--dry-run", action="store_true", help="judge and report; write nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.shipped:
+        print("error: --shipped names the members the guard compares with", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    faces = Faces.load([args.data, *args.cuts])
+    pool = Pool.of(faces.base, OBJECTIVE, seed=0)
+    candidates = shipped_candidates(args.models, args.shipped, min(faces.by_side))
+    candidates += [state_candidate(path, faces) for path in args.states]
+    probs = readings(candidates, faces)
+    costs = [
+        run_ms(c.model, faces.pooled(cut=c.cut, size=c.entry.input_size)[0], size=c.entry.input_size, flip=True)
+        for c in candidates
+    ]
+    shipped = [i for i, c in enumerate(candidates) if c.shipped]
+    verdict = judge(probs, pool, costs, shipped, args.budget_ms)
+    names = [c.entry.name for c in candidates]
+    for s in verdict["sets"]:
+        log.info(
+            "%s: objective %.4f, %s, %.1f ms%s",
+            "+".join(names[m] for m in s["members"]),
+            s["objective"],
+            ", ".join(f"{p} {v:.4f}" for p, v in s["populations"].items()),
+            s["ms"],
+            f", refused ({', '.join(s['refused'])})" if s["refused"] else "",
+        )
+    chosen = [candidates[m] for m in verdict["chosen"]]
+    log.info("chosen: %s (%s)", " + ".join(c.entry.name for c in chosen), verdict["why"])
+    test_probs = readings(candidates, faces, test=True)
+    _, test_y = faces.split("fer2013", TEST, cut=min(faces.by_side), size=min(faces.by_side))
+    record = {
+        "candidates": [
+            {
+                "name": c.entry.name,
+                "shipped": c.shipped,
+                "cut": c.cut,
+                "input_size": c.entry.input_size,
+                "ms": costs[i],
+                "val": {p: float(pool.per_population(probs[:, i])[p]) for p in POPULATIONS},
+                "public_test": scores_of(test_y, test_probs[:, i])["accuracy"],
+            }
+            for i, c in enumerate(candidates)
+        ],
+        **verdict,
+    }
+    log.info("public_test: %s", {c["name"]: round(c["public_test"], 4) for c in record["candidates"]})
+    if args.dry_run:
+        print(json.dumps(record, indent=1, default=float))
+        return 0
+    write(args.models, candidates, verdict["chosen"], probs, pool, record)
+    return 0
+
+
+def write(
+    models: Path, candidates: list[Candidate], chosen: list[int], probs: np.ndarray, pool: Pool, record: dict
+) -> None:
+    """The chosen members' files, the manifest (weights fitted on every validation face) and the record."""
+    method, weights, comparison = choose_combination(probs[:, chosen], pool)
+    old = Manifest.read(models)
+    entries = []
+    for index in chosen:
+        candidate = candidates[index]
+        (models / candidate.entry.file).write_bytes(candidate.model)
+        base = int((old.crop or {}).get("size", 48))
+        # A member cut at the ensemble's own side says nothing more.
+        entries.append(_with(candidate.entry, crop_size=None if candidate.cut == base else candidate.cut))
+    kept = {e.file for e in entries}
+    for entry in old.members:
+        if entry.file not in kept:
+            (models / entry.file).unlink(missing_ok=True)
+    manifest = replace(
+        old,
+        members=tuple(entries),
+        weights=tuple(tuple(round(float(w), 6) for w in row) for row in weights),
+        combination=method,
+        crop={**(old.crop or {}), "scale": (old.crop or {}).get("scale", CROP_SCALE)},
+    )
+    manifest.write(models)
+    record["combination"] = {"chosen": method, "comparison": comparison}
+    (models / "ship.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
+    log.info("wrote %s: %s, %s weights", models, ", ".join(e.name for e in entries), method)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
