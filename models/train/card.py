@@ -523,6 +523,57 @@ def _weights_table(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ship_section(ship: dict[str, Any]) -> list[str]:
+    """What ``python -m models.train.ship`` judged: every candidate and every set, per population."""
+    names = [c["name"] for c in ship["candidates"]]
+    shipped = " + ".join(names[m] for m in ship["shipped"])
+    lines = [
+        "## What ships, judged per population",
+        "",
+        "`python -m models.train.ship` judged every set of candidates within "
+        f"{ship['budget_ms']:g} ms a face (one thread, each member with its mirror image), combined with"
+        " `shrunk` weights and cross-validated on the pooled validation faces (two folds, people kept"
+        f" whole), by an objective that counts the four populations alike (`{ship['objective']}`). A set that"
+        f" reads any population worse than the shipped ensemble ({shipped}) by more than {ship['guard_se']:g}"
+        " standard error of that change (McNemar's: the faces the two read differently) is refused; a set of"
+        f" several members ships only {100 * ship['min_edge']:.0f} point above the best single member.",
+        "",
+        "| candidate | cut, input | " + " | ".join(f"{p} val" for p in POPULATIONS) + " | ms a face | public_test |",
+        "|---|---|" + "---|" * len(POPULATIONS) + "---|---|",
+    ]
+    for c in ship["candidates"]:
+        cells = " | ".join(f"{_pct(c['val'][p])}%" for p in POPULATIONS)
+        lines.append(
+            f"| {c['name']}{' (shipped)' if c['shipped'] else ''} | {c['cut']} px, {c['input_size']} px | {cells}"
+            f" | {c['ms']:.2f} | {_pct(c['public_test'])}% |"
+        )
+    lines += [
+        "",
+        "| set | objective | " + " | ".join(f"{p} val" for p in POPULATIONS) + " | ms a face | verdict |",
+        "|---|---|" + "---|" * len(POPULATIONS) + "---|---|",
+    ]
+    for judged in sorted(ship["sets"], key=lambda j: -j["objective"]):
+        members = judged["members"]
+        if members == ship["chosen"]:
+            verdict = f"**ships**: {ship['why']}"
+        elif judged["refused"]:
+            verdict = "refused: " + ", ".join(
+                f"{p} {_pct(loss['drop'])} points worse (standard error {_pct(loss['se'])})"
+                for p, loss in judged["refused"].items()
+            )
+        elif not judged["within_budget"]:
+            verdict = "over the time budget"
+        else:
+            verdict = ""
+        cells = " | ".join(f"{_pct(judged['populations'][p])}%" for p in POPULATIONS)
+        lines.append(
+            f"| {' + '.join(names[m] for m in members)} | {_pct(judged['objective'])}% | {cells}"
+            f" | {judged['ms']:.2f} | {verdict} |"
+        )
+    lines += ["", "`public_test` is scored for this table after the choice; it chose nothing.", ""]
+    return lines
+
+
 def _seconds_per_epoch(record: dict[str, Any]) -> float:
     rows = [row for m in record["members"] if m["population"] == "fer2013" for row in m["history"]]
     return float(np.median([row["seconds"] for row in rows])) if rows else 0.0
@@ -651,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         *headline(manifest, measured),
         *accuracy_table(manifest, measured),
         *members_table(manifest, record, measured),
+        *(
+            ship_section(json.loads((args.models / "ship.json").read_text()))
+            if (args.models / "ship.json").exists()
+            else []
+        ),
         *training_section(record),
         *combination_section(manifest, record),
         *closing_sections(manifest, record, measured),

@@ -1,6 +1,6 @@
 """Train the FER2013 members, resumable, on a CPU or a GPU, for ``build --states``.
 
-    python -m models.train.fer --data models/work/faces.npz --out models/work/fer
+    python -m models.train.fer --data models/work/faces.npz models/work/faces96.npz --out models/work/fer
 
 Each member of ``RECIPES`` is a network configuration and the faces it learns
 from: FER2013's training split alone, or with the other populations' training
@@ -51,6 +51,7 @@ class Recipe:
     data: str  # "fer2013": FER2013 train only; "all": plus the other populations' train splits; "posed": no LFW
     seed: int
     teachers: tuple[str, ...] = ()  # recipes whose averaged probabilities it learns from (config.distill)
+    cut: int = 48  # the side its faces are cut at (``prepare --size``), then resized to its input side
 
 
 BASE = Config(
@@ -182,7 +183,7 @@ RECIPES = (
     Recipe("fer_y", replace(BASE, size=64, width=32, epochs=40, mixup=0.2), "posed", seed=25),
     Recipe("fer_z", replace(BASE, arch="vgg", epochs=34, cutmix=0.5), "posed", seed=26),
     Recipe("fer_za", replace(BASE, arch="vgg", epochs=34, mixup=0.2), "posed", seed=27),
-    Recipe("fer_lite", LITE, "all", seed=28),
+    Recipe("fer_lite", LITE, "all", seed=28, cut=96),
 )
 
 
@@ -265,6 +266,15 @@ def teacher_probabilities(
     return path
 
 
+def data_for(paths: list[Path], recipe: Recipe) -> Path:
+    """The prepared crops a recipe learns from: the file of ``--data`` cut at its side."""
+    for path in paths:
+        with np.load(path) as data:
+            if data["fer2013_x"].shape[-1] == recipe.cut:
+                return path
+    raise ValueError(f"{recipe.name} learns from faces cut at {recipe.cut} px: no --data file holds them")
+
+
 def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, epochs: int | None) -> dict[str, Any]:
     """Train one recipe to ``out/NAME.pt`` (resuming from ``out/NAME.ckpt``) and return its record."""
     torch.set_num_threads(threads)
@@ -305,14 +315,22 @@ def train_members(args: argparse.Namespace, todo: list[Recipe], *, epochs: int |
     if args.parallel and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1), mp_context=context) as pool:
-            futures = [pool.submit(train_member, args.data, args.out, r, threads=1, epochs=epochs) for r in todo]
+            futures = [
+                pool.submit(train_member, data_for(args.data, r), args.out, r, threads=1, epochs=epochs) for r in todo
+            ]
             return [f.result() for f in futures]
-    return [train_member(args.data, args.out, r, threads=args.threads, epochs=epochs) for r in todo]
+    return [train_member(data_for(args.data, r), args.out, r, threads=args.threads, epochs=epochs) for r in todo]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("models/work/faces.npz"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[Path("models/work/faces.npz")],
+        help="prepare's crops, one file a side (each recipe learns from its own cut)",
+    )
     parser.add_argument("--out", type=Path, default=Path("models/work/fer"))
     parser.add_argument("--only", nargs="*", default=[], help="names of the recipes to train (default: all)")
     parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (smoke runs)")
@@ -320,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads per member when not --parallel")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not args.data.exists():
-        print(f"error: {args.data}: no such file; make it with python -m models.train.prepare", file=sys.stderr)
+    if missing := [path for path in args.data if not path.exists()]:
+        print(f"error: {missing[0]}: no such file; make it with python -m models.train.prepare", file=sys.stderr)
         return 2
     names = [r.name for r in RECIPES]
     if len(set(names)) < len(names):
@@ -337,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     # Teachers first: the students learn from what they read, and a student can teach the next generation.
     results = train_members(args, [r for r in todo if not r.teachers], epochs=epochs)
     students = [r for r in todo if r.teachers]
-    data = dict(np.load(args.data)) if students else {}
+    data = dict(np.load(data_for(args.data, students[0]))) if students else {}
     shipped = shipped_members() if students else {}
     while students:
         pending = {r.name for r in students}

@@ -40,7 +40,7 @@ from models.train.members import INPUT, load_net, scores_of
 from models.train.net import Config, macs
 from models.train.pool import Pool, choose_combination
 from models.train.prepare import POPULATIONS
-from models.train.train import TEST, TRAIN, VAL, at_side
+from models.train.train import TEST, TRAIN, VAL, at_side, predict
 from models.train.views import run_ms
 
 log = logging.getLogger("ship")
@@ -99,11 +99,13 @@ class Faces:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A member that may ship: its manifest entry, its int8 model, and whether it ships today."""
+    """A member that may ship: its manifest entry, its int8 model, whether it ships today, and for a
+    float state what the build's record keeps of it (``training.json``'s ``members``)."""
 
     entry: MemberEntry
     model: bytes
     shipped: bool
+    record: dict[str, Any] | None = None
 
     @property
     def cut(self) -> int:
@@ -139,6 +141,9 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
     train_x, _ = faces.split("fer2013", TRAIN, cut=cut, size=config.size)
     calibration = train_x[np.random.default_rng(0).permutation(len(train_x))[:400]]
     model = to_int8_tflite(net, calibration)
+    test_x, test_y = faces.split("fer2013", TEST, cut=cut, size=config.size)
+    # Float, face and mirror image, as the card's other members were measured.
+    public_float = (predict(net, test_x) + predict(net, np.ascontiguousarray(test_x[:, :, ::-1]))) / 2
     name = record["name"]
     entry = MemberEntry(
         name=name,
@@ -156,7 +161,12 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
         macs=macs(config),
         recipe=name,
     )
-    return Candidate(entry, model, shipped=False)
+    kept = {
+        "history": record["history"],
+        "float_bytes": 4 * sum(int(v.numel()) for v in record["state"].values()),
+        "public_test_float": scores_of(test_y, public_float),
+    }
+    return Candidate(entry, model, shipped=False, record=kept)
 
 
 def readings(candidates: list[Candidate], faces: Faces, *, test: bool = False) -> np.ndarray:
@@ -321,6 +331,17 @@ def write(
     manifest.write(models)
     record["combination"] = {"chosen": method, "comparison": comparison}
     (models / "ship.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
+    # The build's record keeps every shipped member: the new ones join it (the card's members table).
+    training = json.loads((models / "training.json").read_text())
+    known = {m["name"] for m in training["members"]}
+    for entry, index in zip(entries, chosen, strict=True):
+        extra = candidates[index].record
+        if entry.name not in known and extra is not None:
+            own = pool.origin == POPULATIONS.index("fer2013")
+            val = {"int8": scores_of(pool.y[own], probs[own, index])}
+            training["members"].append(entry.to_dict() | extra | {"val": val})
+    training["members"] = [m for m in training["members"] if m["name"] in {e.name for e in entries}]
+    (models / "training.json").write_text(json.dumps(training, indent=1, default=float) + "\n")
     log.info("wrote %s: %s, %s weights", models, ", ".join(e.name for e in entries), method)
 
 

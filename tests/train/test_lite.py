@@ -56,3 +56,19 @@ def test_its_cost_is_counted_in_a_forward_pass() -> None:
     small, large = macs(Config(arch="lite0", size=64)), macs(Config(arch="lite0", size=128))
     assert 25e6 < small < 40e6
     assert 3.5 < large / small < 4.5
+
+
+def test_a_recipe_learns_from_the_crops_cut_at_its_side(tmp_path) -> None:
+    """fer_lite reads faces cut at 96 px (shrunk to its 64), the small members at 48: each from its own file."""
+    import numpy as np
+
+    from models.train import fer
+
+    small, large = tmp_path / "faces.npz", tmp_path / "faces96.npz"
+    np.savez(small, fer2013_x=np.zeros((2, 48, 48), np.uint8))
+    np.savez(large, fer2013_x=np.zeros((2, 96, 96), np.uint8))
+    recipes = {r.name: r for r in fer.RECIPES}
+    assert fer.data_for([small, large], recipes["fer_lite"]) == large
+    assert fer.data_for([large, small], recipes["fer_s"]) == small
+    with pytest.raises(ValueError, match="fer_lite learns from faces cut at 96 px"):
+        fer.data_for([small], recipes["fer_lite"])
