@@ -438,10 +438,18 @@ def main() -> int:
     rgb = cv2.cvtColor(cv2.resize(full, (1600, 1200), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     faces = engine.detector.detect(rgb)
-    crop = align_crop(gray, faces[0], size=engine.ensemble.crop.size) if faces else gray[:64, :64].copy()
+    sides = engine.ensemble.crop_sizes
+
+    def cut() -> dict[int, np.ndarray]:
+        # Every side a member reads the face at, each cut once, as the engine does.
+        if not faces:
+            return {side: cv2.resize(gray[:64, :64], (side, side)) for side in sides}
+        return {side: align_crop(gray, faces[0], size=side) for side in sides}
+
+    crops = cut()
     group = group_photo(rgb, faces[0]) if faces else rgb
-    ensemble = median_ms(lambda: engine.ensemble.classify(crop), repeat=300)
-    crop_ms = median_ms(lambda: align_crop(gray, faces[0], size=engine.ensemble.crop.size) if faces else 0, repeat=200)
+    ensemble = median_ms(lambda: engine.ensemble.classify(crops), repeat=300)
+    crop_ms = median_ms(cut, repeat=200)
     lines += [
         "## Per face",
         "",
@@ -458,11 +466,12 @@ def main() -> int:
             f"| faces stage (detect, align, ensemble), {what}: {count} face(s) | {ms:.1f}, {per_face:.1f} a face |"
         )
     lines += [
-        f"| align_crop, one face | {crop_ms:.2f} |",
+        f"| align_crop, one face, at {' and '.join(f'{side} px' for side in sides)} | {crop_ms:.2f} |",
         f"| **ensemble.classify, one face (every member, with its mirror image)** | **{ensemble:.2f}** |",
     ]
-    for member in engine.ensemble.members:
-        lines.append(f"| &nbsp; member {member.name} | {median_ms(partial(member.predict, crop), repeat=300):.2f} |")
+    for member, side in zip(engine.ensemble.members, engine.ensemble.cuts, strict=True):
+        face = crops[side]
+        lines.append(f"| &nbsp; member {member.name} | {median_ms(partial(member.predict, face), repeat=300):.2f} |")
 
     with_photo = ROOT / "build" / "bench-12mp.jpg"
     with_photo.parent.mkdir(parents=True, exist_ok=True)
