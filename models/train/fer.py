@@ -127,7 +127,9 @@ BASE = Config(
 # learning rate, weaker erasing and no cutmix: a pretrained network is fine-tuned, not trained. Its stem
 # and first three blocks stay ImageNet's (edges and textures; the costliest blocks to train on a CPU),
 # and an epoch is 100 batches, so that a checkpoint is written every few minutes. 8 of them see each
-# training face about three times.
+# training face about three times. fer_lite_long is the same for 30 (about ten passes over the faces):
+# fer_lite measures the route in one session, fer_lite_long whether a longer schedule pays (it resumes
+# across sessions from its checkpoint, kept in models/states/).
 LITE = Config(
     arch="lite0",
     size=64,
@@ -184,6 +186,7 @@ RECIPES = (
     Recipe("fer_z", replace(BASE, arch="vgg", epochs=34, cutmix=0.5), "posed", seed=26),
     Recipe("fer_za", replace(BASE, arch="vgg", epochs=34, mixup=0.2), "posed", seed=27),
     Recipe("fer_lite", LITE, "all", seed=28, cut=96),
+    Recipe("fer_lite_long", replace(LITE, epochs=30), "all", seed=29, cut=96),
 )
 
 
