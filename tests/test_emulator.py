@@ -14,6 +14,8 @@ from scripts.stack import ROOT, wait_until_serving
 
 PAGE = "http://127.0.0.1:8080"
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:

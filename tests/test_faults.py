@@ -39,7 +39,7 @@ from local.run import free_port, function_command
 from memegen.settings import Settings
 from scripts.stack import ROOT, wait_for, wait_until_serving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PHOTOS = ("obama-480p.jpg", "two_people.jpg", "biden.jpg")
 # The largest portraits (2 to 3 MP, over 2 MB): a batch of them takes long enough that the function is

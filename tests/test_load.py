@@ -8,7 +8,7 @@ import pytest
 
 from scripts.load import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_24_uploads_8_at_a_time_give_exactly_24_memes(photos_dir: Path) -> None:

@@ -18,7 +18,7 @@ from google.cloud import storage
 from memegen.settings import Settings
 from scripts.stack import ROOT, running_stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PROC = Path("/proc")
 

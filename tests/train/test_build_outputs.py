@@ -15,7 +15,7 @@ from models.train import build
 from models.train.members import Candidate
 from models.train.outputs import WorkRecord, manifest_of
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def test_the_committed_members_records_come_out_byte_for_byte() -> None:
