@@ -300,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(json.dumps(record, indent=1, default=float))
         return 0
+    if verdict["chosen"] == shipped:
+        # The shipped ensemble stays as it is, weights included: only the judgement is recorded.
+        (args.models / "ship.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
+        log.info("the shipped ensemble stays")
+        return 0
     write(args.models, candidates, verdict["chosen"], probs, pool, record)
     return 0
 
