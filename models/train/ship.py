@@ -192,7 +192,7 @@ def judge(probs: np.ndarray, pool: Pool, costs: list[float], shipped: list[int],
     """Every set of members within ``budget_ms``, judged; the guard against the shipped set, and the choice."""
     baseline = pool.hits(probs, shipped)
     baseline_reads = pool.judged_readings(probs, shipped)
-    sets = []
+    sets: list[dict[str, Any]] = []
     for count in range(1, probs.shape[1] + 1):
         for members in itertools.combinations(range(probs.shape[1]), count):
             ms = sum(costs[m] for m in members)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -84,7 +86,7 @@ def test_members_that_err_differently_ship_together() -> None:
 
 
 def test_crops_of_other_sides_must_be_of_the_same_images(tmp_path) -> None:
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for population in POPULATIONS:
         arrays[f"{population}_y"] = np.arange(5) % 7
         arrays[f"{population}_split"] = np.ones(5, np.int8)
