@@ -13,140 +13,15 @@ before it exits.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from local import stop_on_signals
 from local.devkey import write_key
+from local.stack import HOST, ROOT, Stack, Stopped, free_port, port_is_free, wait_until_serving
 from memegen.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-STARTUP_SECONDS = 120.0
-STOP_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on ``HOST:port`` now."""
-    with socket.socket() as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec (Linux): if this script dies, even by SIGKILL, the child gets
-    # SIGTERM instead of living on as an orphan holding its port.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Child:
-    """One child process, the leader of its own process group."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    url: str
-
-    def group_alive(self) -> bool:
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            # The group id was reused by a process that is not ours: our group is gone.
-            return False
-        return True
-
-    def stop(self) -> None:
-        """SIGTERM to the whole group, then SIGKILL to whatever is left after STOP_SECONDS."""
-        self._signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < deadline:
-            self.process.poll()
-            if self.process.returncode is not None and not self.group_alive():
-                return
-            time.sleep(0.05)
-        self._signal(signal.SIGKILL)
-        self.process.wait()
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            return
-
-
-class Stack:
-    """The children, started in order and stopped in reverse order: sources before sinks."""
-
-    def __init__(self) -> None:
-        self.children: list[Child] = []
-
-    def start(self, name: str, command: list[str], *, url: str, env: dict[str, str]) -> Child:
-        """Start a child in its own process group (so that a terminal's Ctrl-C reaches only this script)."""
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        child = Child(name, process, url)
-        self.children.append(child)
-        return child
-
-    def stop(self) -> None:
-        """Stop every child and its process group, the last started first."""
-        for child in reversed(self.children):
-            child.stop()
-
-    def exited(self) -> Child | None:
-        """A child that has exited, if any."""
-        return next((child for child in self.children if child.process.poll() is not None), None)
-
-
-class Stopped(Exception):
-    """A signal came while the stack was starting."""
-
-
-def wait_until_serving(child: Child, *, stop: threading.Event, timeout: float = STARTUP_SECONDS) -> None:
-    """Wait until the child answers HTTP (any status), failing if it exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stop.is_set():
-            raise Stopped
-        if child.process.poll() is not None:
-            raise RuntimeError(f"{child.name} exited with status {child.process.returncode} while starting")
-        try:
-            with urllib.request.urlopen(child.url + "/", timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered: a 404 or 405 says it is up as well as a 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise TimeoutError(f"{child.name} did not answer at {child.url} within {timeout:.0f} s")
 
 
 def function_command(*, target: str, source: str, signature: str, port: int) -> list[str]:
@@ -208,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=storage_url,
             env=env,
         )
-        wait_until_serving(storage, stop=stop)
+        wait_until_serving(f"{storage.url}/", process=storage.process, name=storage.name, stop=stop)
         # One request at a time, as the function is deployed (concurrency 1): the engine's
         # interpreters are not to be shared between threads.
         on_upload = stack.start(
@@ -226,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=f"http://{HOST}:{api_port}",
             env={**env, "GOOGLE_APPLICATION_CREDENTIALS": str(args.key.resolve())},
         )
-        wait_until_serving(on_upload, stop=stop)
-        wait_until_serving(api, stop=stop)
+        for server in (on_upload, api):
+            wait_until_serving(f"{server.url}/", process=server.process, name=server.name, stop=stop)
         stack.start(
             "bridge",
             [

@@ -26,8 +26,8 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from local.stack import ROOT, running_stack
 from memegen.settings import Settings
-from scripts.stack import ROOT, running_stack
 
 REPORT = ROOT / "docs" / "load.md"
 PHOTOS = ("obama-480p.jpg", "two_people.jpg", "portrait-img1.jpg", "biden.jpg", "obama-720p.jpg")

@@ -32,14 +32,13 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from local.devkey import write_key
-from local.run import free_port
+from local.stack import ROOT, free_port, wait_until_serving
 from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
 from memegen.ensemble import MANIFEST, Ensemble
 from memegen.settings import Settings
 from memegen.storage import Store
-from scripts.stack import ROOT, wait_until_serving
 
 TRAINING_STACK = importlib.util.find_spec("torch") is not None
 collect_ignore = [] if TRAINING_STACK else ["train"]

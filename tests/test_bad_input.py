@@ -17,6 +17,7 @@ import pytest
 from google.cloud import storage
 
 from local.bridge import finalized_event, object_data
+from local.stack import ROOT
 from memegen.api import parse_upload_request
 from memegen.contract import UPLOAD_TYPES
 from memegen.engine import Engine
@@ -25,7 +26,6 @@ from memegen.settings import Settings
 from memegen.storage import Store
 from memegen.worker import Result, handle_upload
 from scripts.corpus import Case, cases
-from scripts.stack import ROOT
 
 PHOTOS = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
 CASES = cases(PHOTOS if PHOTOS.is_dir() else None)

@@ -12,8 +12,8 @@ from cloudevents.http import CloudEvent, from_http
 from google.cloud import storage
 
 from local.bridge import FINALIZED, Bridge, RetryPolicy
+from local.stack import wait_for
 from memegen.settings import Settings
-from scripts.stack import wait_for
 
 FAST = RetryPolicy(first_delay=0.1, max_delay=0.4, max_attempts=4)
 

@@ -20,8 +20,8 @@ from google.cloud import storage
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from local.stack import ROOT, running_stack
 from memegen.settings import Settings
-from scripts.stack import ROOT, running_stack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "build" / "screenshots"

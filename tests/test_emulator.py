@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from local.run import free_port
-from scripts.stack import ROOT, wait_until_serving
+from local.stack import ROOT, free_port, wait_until_serving
 
 PAGE = "http://127.0.0.1:8080"
 

@@ -35,9 +35,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from local.bridge import Bridge, RetryPolicy, finalized_event, object_data
-from local.run import free_port, function_command
+from local.run import function_command
+from local.stack import ROOT, free_port, wait_for, wait_until_serving
 from memegen.settings import Settings
-from scripts.stack import ROOT, wait_for, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

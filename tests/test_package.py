@@ -19,9 +19,8 @@ from google.cloud import storage
 
 from infra.package import build
 from local.bridge import finalized_event, object_data
-from local.run import free_port
+from local.stack import free_port, wait_until_serving
 from memegen.settings import Settings
-from scripts.stack import wait_until_serving
 
 
 def isolated_env(folder: Path, storage_url: str, settings: Settings) -> dict[str, str]:

@@ -15,8 +15,8 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from local.stack import ROOT, running_stack
 from memegen.settings import Settings
-from scripts.stack import ROOT, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

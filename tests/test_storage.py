@@ -19,7 +19,7 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from local.devkey import DEV_EMAIL
-from local.run import free_port
+from local.stack import free_port
 from memegen.errors import ImageTooLarge
 from memegen.settings import Settings
 from memegen.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id

@@ -20,7 +20,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from local.bridge import finalized_event, object_data
-from local.run import free_port
+from local.stack import free_port
 from memegen.engine import Engine
 from memegen.settings import Settings
 from memegen.storage import Store, upload_id
