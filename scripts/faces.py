@@ -41,7 +41,7 @@ ONE_PERSON = ("jaffe", "imfdb", "lfw")
 
 def as_the_engine_reads(data: bytes, settings: Settings) -> tuple[np.ndarray, float]:
     """The upload decoded as the engine decodes it, and the smallest face width the engine looks for in it."""
-    picture = read_image(data, min_side=settings.max_side)
+    picture = read_image(data, min_long_side=settings.max_side)
     height, width = picture.rgb.shape[:2]
     return picture.rgb, settings.smallest_face(width, height, scale=picture.scale)
 

@@ -425,8 +425,8 @@ def test_pixel_limit_is_inclusive() -> None:
 
 def test_input_errors_are_input_errors() -> None:
     assert issubclass(UnsupportedImage, InputError) and issubclass(ImageTooLarge, InputError)
-    with pytest.raises(ValueError, match="min_side"):
-        read_image(encode(Image.new("RGB", (8, 8)), "PNG"), min_side=0)
+    with pytest.raises(ValueError, match="min_long_side"):
+        read_image(encode(Image.new("RGB", (8, 8)), "PNG"), min_long_side=0)
 
 
 def test_picture_holds_pixels_only() -> None:
@@ -440,7 +440,7 @@ def test_picture_holds_pixels_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "min_side", "divisor"),
+    ("size", "min_long_side", "divisor"),
     [
         ((2000, 1500), 400, 4),  # 2000/4 = 500 >= 400 > 2000/8
         ((2000, 1500), 250, 8),
@@ -449,16 +449,16 @@ def test_picture_holds_pixels_only() -> None:
         ((1500, 2000), 700, 2),  # portrait: the long side is the height
     ],
 )
-def test_draft_decodes_jpeg_at_the_smallest_scale_keeping_min_side(
-    size: tuple[int, int], min_side: int, divisor: int
+def test_draft_decodes_jpeg_at_the_smallest_scale_keeping_min_long_side(
+    size: tuple[int, int], min_long_side: int, divisor: int
 ) -> None:
     width, height = size
     data = encode(textured_photo(width, height), "JPEG", quality=90)
-    picture = read_image(data, min_side=min_side)
+    picture = read_image(data, min_long_side=min_long_side)
     assert picture.scale == 1 / divisor
     assert picture.original_size == size
     assert picture.rgb.shape == (-(-height // divisor), -(-width // divisor), 3)
-    assert max(picture.rgb.shape[:2]) >= min_side
+    assert max(picture.rgb.shape[:2]) >= min_long_side
     # Each decoded pixel is the mean of a divisor x divisor block of the full decode.
     rows, cols = height // divisor, width // divisor
     full = read_image(data).rgb[: rows * divisor, : cols * divisor].astype(float)
@@ -470,14 +470,14 @@ def test_draft_of_a_sideways_phone_photo_swaps_after_decoding() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     data = encode(textured_photo(2000, 1500), "JPEG", quality=90, exif=exif)
-    picture = read_image(data, min_side=480)
+    picture = read_image(data, min_long_side=480)
     assert picture.scale == 0.25
     assert picture.original_size == (1500, 2000)
     assert picture.rgb.shape == (500, 375, 3)
 
 
-def test_min_side_leaves_other_formats_at_full_size() -> None:
-    picture = read_image(encode(textured_photo(400, 300), "PNG"), min_side=50)
+def test_min_long_side_leaves_other_formats_at_full_size() -> None:
+    picture = read_image(encode(textured_photo(400, 300), "PNG"), min_long_side=50)
     assert picture.scale == 1.0
     assert picture.rgb.shape == (300, 400, 3)
 
@@ -515,7 +515,7 @@ def test_real_rgba_png_reads_as_its_colour_channels(photos_dir: Path) -> None:
 
 def test_real_photo_draft_decode(photos_dir: Path) -> None:
     data = (photos_dir / "portrait-img4.jpg").read_bytes()  # 2500x1728, progressive
-    picture = read_image(data, min_side=600)
+    picture = read_image(data, min_long_side=600)
     assert picture.original_size == (2500, 1728)
     assert picture.scale == 0.25
     assert picture.rgb.shape == (432, 625, 3)

@@ -160,7 +160,8 @@ class Engine:
             data,
             max_bytes=self.settings.max_bytes,
             max_pixels=self.settings.max_pixels,
-            min_side=self.settings.max_side,
+            # A JPEG is decoded no smaller than the meme it becomes: at least max_side on its long side.
+            min_long_side=self.settings.max_side,
             # Refused from the header, before a strip of 1,500,000 x 33 pixels is decoded.
             max_aspect=self.settings.max_side / MIN_SIDE,
         )

@@ -118,7 +118,7 @@ def read_image(
     *,
     max_bytes: int = 20_000_000,
     max_pixels: int = 50_000_000,
-    min_side: int | None = None,
+    min_long_side: int | None = None,
     max_aspect: float | None = None,
 ) -> Picture:
     """Decode an uploaded image into an upright 8-bit RGB ``Picture``.
@@ -128,8 +128,8 @@ def read_image(
 
     ``max_bytes`` and ``max_pixels`` bound the file and the image it declares; the
     pixel count comes from the header, so a decompression bomb is refused before its
-    pixel data is decoded. With ``min_side``, a JPEG is decoded at the smallest DCT
-    scale whose long side is still at least ``min_side`` pixels (``scale`` says
+    pixel data is decoded. With ``min_long_side``, a JPEG is decoded at the smallest DCT
+    scale whose long side is still at least ``min_long_side`` pixels (``scale`` says
     which); other formats, and JPEGs too small to shrink, are decoded at full size.
     With ``max_aspect``, an image whose long side is more than that many times its
     short side is refused from its header too (``UnsupportedImage``, "too thin").
@@ -140,8 +140,8 @@ def read_image(
     0-pixel image or a format outside the accepted six. ``ValueError`` means a bad
     argument, not a bad upload.
     """
-    if min_side is not None and min_side < 1:
-        raise ValueError(f"min_side must be a positive number of pixels, not {min_side}")
+    if min_long_side is not None and min_long_side < 1:
+        raise ValueError(f"min_long_side must be a positive number of pixels, not {min_long_side}")
     if len(data) > max_bytes:
         raise ImageTooLarge(f"the file is {len(data):,} bytes; the limit is {max_bytes:,}")
     if not data:
@@ -161,10 +161,10 @@ def read_image(
         # Image.open reads the header only: an error here is a damaged header.
         raise UnsupportedImage(_damaged_reason(exc, _magic_format(head))) from exc
     with image:
-        return _decode(image, max_pixels=max_pixels, min_side=min_side, max_aspect=max_aspect)
+        return _decode(image, max_pixels=max_pixels, min_long_side=min_long_side, max_aspect=max_aspect)
 
 
-def _decode(image: Image.Image, *, max_pixels: int, min_side: int | None, max_aspect: float | None) -> Picture:
+def _decode(image: Image.Image, *, max_pixels: int, min_long_side: int | None, max_aspect: float | None) -> Picture:
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     if fmt not in ACCEPTED_FORMATS:  # cannot happen with formats=..., kept as a guard
         raise UnsupportedImage(f"{fmt or 'this'} images are not supported: upload a {_ACCEPTED_TEXT}")
@@ -186,8 +186,8 @@ def _decode(image: Image.Image, *, max_pixels: int, min_side: int | None, max_as
 
     scale = 1.0
     try:
-        if min_side is not None and fmt == "JPEG":
-            divisor = _dct_divisor(width, height, min_side)
+        if min_long_side is not None and fmt == "JPEG":
+            divisor = _dct_divisor(width, height, min_long_side)
             if divisor > 1:
                 # Asking for exactly size // divisor makes Pillow pick that divisor
                 # (it takes the largest power of two <= full // requested).
@@ -227,12 +227,12 @@ def _too_large_for_pillow(exc: Image.DecompressionBombError) -> ImageTooLarge:
     return ImageTooLarge(f"the image is too large to decode safely: {exc}")
 
 
-def _dct_divisor(width: int, height: int, min_side: int) -> int:
-    """The largest DCT divisor whose decoded long side is still at least min_side."""
+def _dct_divisor(width: int, height: int, min_long_side: int) -> int:
+    """The largest DCT divisor whose decoded long side is still at least min_long_side."""
     long_side = max(width, height)
     for divisor in _DCT_DIVISORS:
         # The short side must keep a pixel too: Pillow divides by the requested size.
-        if -(-long_side // divisor) >= min_side and min(width, height) >= divisor:
+        if -(-long_side // divisor) >= min_long_side and min(width, height) >= divisor:
             return divisor
     return 1
 
