@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from memegen.captions import own_caption
 from memegen.errors import CaptionRefused
 from memegen.fonts import caption_fonts, font_for
-from memegen.render import Mark, _face, _layout, _margin, font_path, render
+from memegen.render import Mark, _font, _layout, _margin, font_path, render
 
 HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden"
@@ -248,9 +248,10 @@ def test_the_fast_measure_is_pillows(size: int) -> None:
     # candidate line; a Pillow that kerns or measures differently must fail here.
     texts = ["ONE DOES NOT SIMPLY", "WALK INTO MORDOR.", "Y", "JQ,", "ÇA VA ÊTRE TRÈS LONG, NON?", "😀 中文 …", " X "]
     for font in caption_fonts():  # every caption font: Roboto Black draws Greek and Cyrillic
-        face = _face(size, font.path)
+        sized = _font(size, font.path)
         for text in [*texts, "ПРИВЕТ, ΓΕΙΆ"]:
-            assert face.box(text) == face.font.getbbox(text, stroke_width=face.stroke, anchor="la"), (font.name, text)
+            expected = sized.freetype.getbbox(text, stroke_width=sized.stroke, anchor="la")
+            assert sized.box(text) == expected, (font.name, text)
 
 
 def test_a_short_caption_is_large() -> None:
@@ -310,10 +311,10 @@ def test_any_drawable_text_renders(caption: str) -> None:
 def test_greek_and_cyrillic_are_drawn_as_letters_never_boxes(caption: str, font: str) -> None:
     chosen = font_for(caption)
     assert chosen is not None and chosen.name == font
-    face = _face(40, chosen.path)
+    freetype = _font(40, chosen.path).freetype
     # The font's own empty box (.notdef), drawn for a character it lacks: no letter may look like it.
-    notdef = bytes(face.font.getmask("\U0010fffd"))
-    assert all(bytes(face.font.getmask(char)) != notdef for char in caption.upper() if not char.isspace())
+    notdef = bytes(freetype.getmask("\U0010fffd"))
+    assert all(bytes(freetype.getmask(char)) != notdef for char in caption.upper() if not char.isspace())
     image = flat(320, 240)
     assert changed_box(image, png(image, top=caption, bottom="")) is not None
 

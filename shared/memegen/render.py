@@ -83,7 +83,7 @@ def font_path() -> Path | None:
 
 
 @lru_cache(maxsize=256)
-def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+def _freetype(path: Path, size: int) -> ImageFont.FreeTypeFont:
     # Basic layout rather than Raqm: faster, and the same pixels wherever the wheel's
     # FreeType is the same (the goldens rely on that). The fonts' scripts (Latin, Greek,
     # Cyrillic) need no shaping, so Raqm would buy nothing.
@@ -96,7 +96,7 @@ _Span = tuple[float, float, float]
 _EMPTY: _Span = (0.0, 0.0, 0.0)
 
 
-class _Face:
+class _Font:
     """The caption font at one size, with what wrapping needs measured once per character.
 
     Pillow's basic layout applies no kerning, so the box it gives a line follows
@@ -113,7 +113,7 @@ class _Face:
 
     def __init__(self, path: Path, size: int) -> None:
         self.size = size
-        self.font = _font(path, size)
+        self.freetype = _freetype(path, size)
         self.stroke = max(1, round(size / 12))
         self._glyphs: dict[str, tuple[float, int, int, int, int]] = {}
         _, _, cap_top, _, cap_bottom = self._glyph("H")
@@ -123,8 +123,8 @@ class _Face:
         """Advance, then the box of one character for the "la" anchor: left, top, right, bottom."""
         glyph = self._glyphs.get(char)
         if glyph is None:
-            left, top, right, bottom = self.font.getbbox(char, anchor="la")
-            glyph = (self.font.getlength(char), int(left), int(top), int(right), int(bottom))
+            left, top, right, bottom = self.freetype.getbbox(char, anchor="la")
+            glyph = (self.freetype.getlength(char), int(left), int(top), int(right), int(bottom))
             if len(self._glyphs) < self._MAX_GLYPHS:
                 self._glyphs[char] = glyph
         return glyph
@@ -160,8 +160,8 @@ class _Face:
 
 
 @lru_cache(maxsize=256)
-def _face(size: int, path: Path) -> _Face:
-    return _Face(path, size)
+def _font(size: int, path: Path) -> _Font:
+    return _Font(path, size)
 
 
 def _clean(text: str) -> str:
@@ -171,46 +171,46 @@ def _clean(text: str) -> str:
     return "".join(kept)
 
 
-def _split_word(word: str, face: _Face, width: int) -> list[tuple[str, _Span]]:
+def _split_word(word: str, font: _Font, width: int) -> list[tuple[str, _Span]]:
     """Pieces of a word too wide for a line, each as long as fits (at least one character)."""
     pieces: list[tuple[str, _Span]] = []
     piece, span = "", _EMPTY
     for char in word:
-        longer = face.join(span, face.span(char))
-        if piece and face.width(longer) > width:
+        longer = font.join(span, font.span(char))
+        if piece and font.width(longer) > width:
             pieces.append((piece, span))
-            piece, longer = "", face.span(char)
+            piece, longer = "", font.span(char)
         piece, span = piece + char, longer
     pieces.append((piece, span))
     return pieces
 
 
 def _wrap(
-    paragraphs: list[list[str]], face: _Face, width: int, *, split_words: bool, max_lines: int
+    paragraphs: list[list[str]], font: _Font, width: int, *, split_words: bool, max_lines: int
 ) -> list[str] | None:
     """Greedy wrapping at spaces; None when a word is wider than a line and may not be split.
 
     Stops at ``max_lines + 1`` lines: that many already says the text is too
     long, and a huge caption then costs no more than one that just overflows.
     """
-    space = face.span(" ")
+    space = font.span(" ")
     lines: list[str] = []
     for words in paragraphs:
         line: list[str] = []
         span = _EMPTY
         for word in words:
-            word_span = face.span(word)
+            word_span = font.span(word)
             if line:
-                longer = face.join(face.join(span, space), word_span)
-                if face.width(longer) <= width:
+                longer = font.join(font.join(span, space), word_span)
+                if font.width(longer) <= width:
                     line.append(word)
                     span = longer
                     continue
                 lines.append(" ".join(line))
-            if face.width(word_span) <= width:
+            if font.width(word_span) <= width:
                 line, span = [word], word_span
             elif split_words:
-                *full, (last, span) = _split_word(word, face, width)
+                *full, (last, span) = _split_word(word, font, width)
                 lines.extend(piece for piece, _ in full)
                 line = [last]
             else:
@@ -223,26 +223,26 @@ def _wrap(
     return lines
 
 
-def _ellipsize(text: str, face: _Face, width: int) -> str:
+def _ellipsize(text: str, font: _Font, width: int) -> str:
     """The longest prefix of ``text`` that fits ``width`` with an ellipsis after it ("" if none does)."""
     for end in range(len(text), -1, -1):
         candidate = text[:end].rstrip() + _ELLIPSIS
-        if face.width(face.span(candidate)) <= width:
+        if font.width(font.span(candidate)) <= width:
             return candidate
     return ""
 
 
-def _block(lines: list[str], face: _Face, width: int) -> _Block:
-    boxes = [face.box(text) for text in lines]
-    ink_top = min(top + index * face.pitch for index, (_, top, _, _) in enumerate(boxes))
-    ink_bottom = max(bottom + index * face.pitch for index, (_, _, _, bottom) in enumerate(boxes))
+def _block(lines: list[str], font: _Font, width: int) -> _Block:
+    boxes = [font.box(text) for text in lines]
+    ink_top = min(top + index * font.pitch for index, (_, top, _, _) in enumerate(boxes))
+    ink_bottom = max(bottom + index * font.pitch for index, (_, _, _, bottom) in enumerate(boxes))
     return _Block(
-        font=face.font,
-        stroke=face.stroke,
+        font=font.freetype,
+        stroke=font.stroke,
         # Centred on the box drawn in, outline included, so the outline stays inside the margins
         # exactly; each line's y is where its anchor goes, measured from the top of the block.
         lines=tuple(
-            _Line(text, (width - box[0] - box[2]) // 2, index * face.pitch - ink_top, box)
+            _Line(text, (width - box[0] - box[2]) // 2, index * font.pitch - ink_top, box)
             for index, (text, box) in enumerate(zip(lines, boxes, strict=True))
         ),
         height=ink_bottom - ink_top,
@@ -255,8 +255,8 @@ def _block(lines: list[str], face: _Face, width: int) -> _Block:
 def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     """The largest caption block that fits; None when there is nothing to draw."""
     cleaned = _clean(text)
-    font = font_for(cleaned)
-    if font is None:
+    typeface = font_for(cleaned)
+    if typeface is None:
         # Never boxes: the engine refuses such text first (own_caption); this guards other callers.
         raise CaptionRefused(f"the caption has characters MemeGen cannot draw ({undrawable(cleaned)})")
     paragraphs = [words for words in (p.split() for p in cleaned.upper().split("\n")) if words]
@@ -270,15 +270,15 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
         return None
 
     def attempt(size: int, split_words: bool) -> _Block | None:
-        face = _face(size, font.path)
-        if face.pitch > max_pitch and size > _MIN_SIZE:
+        font = _font(size, typeface.path)
+        if font.pitch > max_pitch and size > _MIN_SIZE:
             return None
         # Lines start a pitch apart, so no more than this many can fit.
-        most = max_height // face.pitch + 1
-        lines = _wrap(paragraphs, face, line_width, split_words=split_words, max_lines=most)
+        most = max_height // font.pitch + 1
+        lines = _wrap(paragraphs, font, line_width, split_words=split_words, max_lines=most)
         if lines is None or len(lines) > most:
             return None
-        block = _block(lines, face, width)
+        block = _block(lines, font, width)
         return block if block.height <= max_height else None
 
     def largest(split_words: bool) -> _Block | None:
@@ -308,24 +308,24 @@ def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     broken = largest(split_words=True)
     if broken is not None and (whole is None or broken.font.size > whole.font.size):
         return broken
-    return whole or _squeezed(paragraphs, width, line_width, max_height, font.path)
+    return whole or _squeezed(paragraphs, width, line_width, max_height, typeface.path)
 
 
 def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int, path: Path) -> _Block | None:
     """The smallest size, words broken where needed and lines beyond the room dropped for an ellipsis."""
-    face = _face(_MIN_SIZE, path)
+    font = _font(_MIN_SIZE, path)
     # Lines start a pitch apart, so no more than this many can fit.
-    most = max_height // face.pitch + 1
-    lines = _wrap(paragraphs, face, line_width, split_words=True, max_lines=most) or []
-    if any(face.width(face.span(line)) > line_width for line in lines):
+    most = max_height // font.pitch + 1
+    lines = _wrap(paragraphs, font, line_width, split_words=True, max_lines=most) or []
+    if any(font.width(font.span(line)) > line_width for line in lines):
         return None  # a single character is wider than the image: a sliver
     for count in range(min(len(lines), most), 0, -1):
         kept = lines[:count]
         if count < len(lines):
-            kept[-1] = _ellipsize(kept[-1], face, line_width)
+            kept[-1] = _ellipsize(kept[-1], font, line_width)
             if not kept[-1]:
                 continue
-        block = _block(kept, face, width)
+        block = _block(kept, font, width)
         if block.height <= max_height:
             return dataclasses.replace(block, shortened=count < len(lines))
     return None  # not even one line fits: the image is a few pixels tall
@@ -395,21 +395,21 @@ def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, 
     label = _clean(mark.label).replace("\n", " ").strip()
     if not label:
         return
-    face = _face(min(40, max(10, round(min(width, height) / 30))), caption_fonts()[0].path)
-    pad = max(1, face.size // 8)
+    font = _font(min(40, max(10, round(min(width, height) / 30))), caption_fonts()[0].path)
+    pad = max(1, font.size // 8)
     # The label is drawn without an outline: the box measured with one leaves
     # that much more padding around it.
     room = width - 2 * pad
-    fitted = label if face.width(face.span(label)) <= room else _ellipsize(label, face, room)
+    fitted = label if font.width(font.span(label)) <= room else _ellipsize(label, font, room)
     if not fitted:
         return
-    box_left, box_top, box_right, box_bottom = face.box(fitted)
+    box_left, box_top, box_right, box_bottom = font.box(fitted)
     tag_w, tag_h = box_right - box_left + 2 * pad, box_bottom - box_top + 2 * pad
     # Above the box, sitting on its edge; pushed inside the image near the borders.
     tag_x = min(max(0, left), width - tag_w)
     tag_y = max(0, top - tag_h)
     draw.rectangle((tag_x, tag_y, tag_x + tag_w - 1, tag_y + tag_h - 1), fill=_MARK)
-    draw.text((tag_x + pad - box_left, tag_y + pad - box_top), fitted, font=face.font, anchor="la", fill=_MARK_TEXT)
+    draw.text((tag_x + pad - box_left, tag_y + pad - box_top), fitted, font=font.freetype, anchor="la", fill=_MARK_TEXT)
 
 
 def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
