@@ -6,18 +6,21 @@ import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import memegen
+import memegen.engine
 from memegen.captions import CaptionBank
 from memegen.detect import FaceDetector
 from memegen.engine import Engine
 from memegen.ensemble import Ensemble
 from memegen.errors import CaptionRefused, ImageTooLarge, UnsupportedImage
 from memegen.labels import LABELS
+from memegen.render import Layout, lay_out, render_layout
 from memegen.settings import Settings
 
 
@@ -76,6 +79,31 @@ def test_own_words_too_long_for_the_photo_are_refused_not_cut_or_shrunk(engine: 
     Image.fromarray(np.full((600, 1600, 3), 90, dtype=np.uint8)).save(wide, "PNG")
     assert engine.make(wide.getvalue(), top="W" * 120).caption.top == "W" * 120
     assert engine.make(tall.getvalue(), bottom="when the build is green and nobody knows why").caption.bank == "user"
+
+
+def test_a_persons_caption_is_laid_out_once_and_drawn_as_checked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layout the engine checks a person's words against is the one drawn, at the size it states."""
+    made: list[Layout] = []
+    drawn: list[Layout] = []
+
+    def laying_out(top: str, bottom: str, **options: Any) -> Layout:
+        made.append(lay_out(top, bottom, **options))
+        return made[-1]
+
+    def drawing(image: np.ndarray, layout: Layout, **options: Any) -> bytes:
+        drawn.append(layout)
+        return render_layout(image, layout, **options)
+
+    monkeypatch.setattr(memegen.engine, "lay_out", laying_out)
+    monkeypatch.setattr(memegen.engine, "render_layout", drawing)
+    photo = io.BytesIO()
+    # Shrunk to 1600 x 1066: the short side's size is rounded, not cut.
+    Image.fromarray(np.full((1999, 3001, 3), 90, dtype=np.uint8)).save(photo, "PNG")
+    meme = engine.make(photo.getvalue(), top="my own", bottom="words")
+    assert len(made) == 1 and len(drawn) == 1 and drawn[0] is made[0]
+    assert meme.size == made[0].sizing.meme == Image.open(io.BytesIO(meme.image)).size == (1600, 1066)
 
 
 def test_no_face_gets_its_own_caption(engine: Engine) -> None:

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from memegen.captions import own_caption
 from memegen.errors import CaptionRefused
 from memegen.fonts import caption_fonts, font_for
-from memegen.render import Mark, _font, _layout, _margin, font_path, render
+from memegen.render import Mark, Sizing, _font, _layout, _margin, font_path, lay_out, render, render_layout
 
 HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden"
@@ -139,6 +139,40 @@ def test_long_side_is_capped(size: tuple[int, int], max_side: int, expected: tup
     data = render(flat(*size), top="hello", bottom="world", max_side=max_side, format="png")
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side"), [((4000, 3000), 1600), ((1999, 3001), 1600), ((320, 240), 1600), ((3000, 2), 300)]
+)
+def test_the_sizing_is_the_size_drawn(size: tuple[int, int], max_side: int) -> None:
+    """The engine states the meme's size from its Sizing: the one the meme is drawn at."""
+    sizing = Sizing.of(*size, max_side=max_side)
+    layout = lay_out("top", "bottom", sizing=sizing)
+    data = render_layout(flat(*size), layout, format="png")
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == sizing.meme
+    assert data == render(flat(*size), top="top", bottom="bottom", max_side=max_side, format="png")
+
+
+def test_a_layout_is_drawn_only_on_its_own_picture() -> None:
+    layout = lay_out("top", "", sizing=Sizing.of(320, 240, max_side=1600))
+    with pytest.raises(ValueError, match="320x240 picture, not 240x320"):
+        render_layout(flat(240, 320), layout)
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "cut"),
+    [
+        ("fits", "fits too", None),
+        ("", "", None),
+        ("W" * 120, "fits", "top"),  # 120 letters fit a 600 px wide meme only small
+        ("fits", LONG_CAPTION, "bottom"),  # 300 letters: drawn small
+        (LONG_CAPTION, "W" * 120, "top"),  # the first that does not fit
+    ],
+)
+def test_cut_short_names_the_caption_not_drawn_whole_and_readable(top: str, bottom: str, cut: str | None) -> None:
+    layout = lay_out(top, bottom, sizing=Sizing.of(600, 1600, max_side=1600))
+    assert layout.cut_short() == cut
 
 
 def test_the_input_array_is_left_alone() -> None:

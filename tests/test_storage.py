@@ -18,6 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
+from local.bridge import object_data
 from local.devkey import DEV_EMAIL
 from local.stack import free_port
 from memegen.errors import ImageTooLarge
@@ -80,6 +81,17 @@ def test_read_upload_at_its_generation(empty_buckets: storage.Client, settings: 
         top="été 100%",
         bottom=None,
     )
+
+
+def test_the_stored_upload_reads_as_its_event_does(
+    empty_buckets: storage.Client, settings: Settings, store: Store
+) -> None:
+    """The worker reads an upload from its event, then from the object: one reading, the same Upload."""
+    caption = {"memegen-top": "%C3%A9t%C3%A9", "memegen-bottom": "100%25"}
+    blob = put_upload(empty_buckets, settings, "uploads/a folder/cat.jpg", b"\xff\xd8 pixels", **caption)
+    upload, _ = store.read_upload(blob.name, blob.generation)
+    assert upload == Upload.from_resource(object_data(blob), prefix=settings.upload_prefix)
+    assert (upload.top, upload.bottom, upload.size, upload.content_type) == ("été", "100%", 9, "image/jpeg")
 
 
 def test_a_replaced_or_deleted_upload_is_gone(empty_buckets: storage.Client, settings: Settings, store: Store) -> None:

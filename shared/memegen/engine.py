@@ -21,7 +21,7 @@ from memegen.detect import Face, FaceDetector
 from memegen.ensemble import Ensemble, Scores
 from memegen.errors import CaptionRefused, UnsupportedImage
 from memegen.reader import read_image
-from memegen.render import Mark, caption_fits, render
+from memegen.render import Mark, Sizing, lay_out, render_layout
 from memegen.settings import Settings
 
 # The smallest side of a meme, once its long side is capped at max_side: below it there is no
@@ -166,8 +166,8 @@ class Engine:
             max_aspect=self.settings.max_side / MIN_SIDE,
         )
         height, width = picture.rgb.shape[:2]
-        out_scale = min(1.0, self.settings.max_side / max(height, width))
-        if min(height, width) * out_scale < MIN_SIDE:
+        sizing = Sizing.of(width, height, max_side=self.settings.max_side)
+        if min(height, width) * sizing.scale < MIN_SIDE:
             # Checked before detection too: a 1,500,000 x 33 strip would cost the detector
             # thousands of tiles and gigabytes for a meme of 1600 x 0 pixels.
             raise UnsupportedImage(
@@ -189,24 +189,15 @@ class Engine:
             bottom=bottom,
             variant=variant,
         )
-        meme_width, meme_height = round(width * out_scale), round(height * out_scale)
-        if caption.bank == USER:
-            # A person's own words are drawn whole or not at all: never silently cut short.
-            for which, text in (("top", caption.top), ("bottom", caption.bottom)):
-                if not caption_fits(text, width=meme_width, height=meme_height):
-                    raise CaptionRefused(
-                        f"the {which} caption is too long for a {meme_width}x{meme_height} meme: shorten it"
-                    )
+        # Laid out once: what is checked here is what is drawn.
+        layout = lay_out(caption.top, caption.bottom, sizing=sizing)
+        # A person's own words are drawn whole or not at all: never silently cut short.
+        if caption.bank == USER and (which := layout.cut_short()) is not None:
+            meme_width, meme_height = sizing.meme
+            raise CaptionRefused(f"the {which} caption is too long for a {meme_width}x{meme_height} meme: shorten it")
         lap("caption")
         marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []
-        image = render(
-            picture.rgb,
-            top=caption.top,
-            bottom=caption.bottom,
-            marks=marks,
-            max_side=self.settings.max_side,
-            format=format,
-        )
+        image = render_layout(picture.rgb, layout, marks=marks, format=format)
         lap("render")
         inverse = 1.0 / picture.scale
         readings = [
@@ -220,7 +211,7 @@ class Engine:
         return Meme(
             image=image,
             content_type=MEME_TYPES[format.lower()],
-            size=(meme_width, meme_height),
+            size=sizing.meme,
             faces=readings,
             caption=caption,
             model_version=self.ensemble.version,

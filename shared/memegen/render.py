@@ -34,7 +34,7 @@ _MIN_SIZE = 8
 # A caption whose words fit whole only below this share of the image height has its
 # longest words broken across lines instead, if that draws it larger.
 _READABLE_SHARE = 0.05
-# A person's own caption is refused (caption_fits) rather than drawn below this share of the height.
+# A person's own caption is refused (Layout.cut_short) rather than drawn below this share of the height.
 _READABLE_MIN_SHARE = 0.04
 # Each caption may take this share of the height, so the two never meet and
 # most of the photo stays visible.
@@ -249,8 +249,7 @@ def _block(lines: list[str], font: _Font, width: int) -> _Block:
     )
 
 
-# Kept: the engine asks whether a person's caption fits (caption_fits) before render draws it,
-# and bank captions recur on photos of one size.
+# Kept: bank captions recur on photos of one size.
 @lru_cache(maxsize=256)
 def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
     """The largest caption block that fits; None when there is nothing to draw."""
@@ -412,29 +411,90 @@ def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, 
     draw.text((tag_x + pad - box_left, tag_y + pad - box_top), fitted, font=font.freetype, anchor="la", fill=_MARK_TEXT)
 
 
-def _resized(image: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    if max(height, width) <= max_side:
-        return image  # never upscaled: that would only blur the photo
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+@dataclass(frozen=True)
+class Sizing:
+    """How a picture becomes a meme: its long side capped at ``max_side``, never upscaled.
+
+    Worked out once (``Sizing.of``): the engine checks the meme is large enough and lays the
+    captions out for ``meme``, and ``render_layout`` resizes the picture to exactly that.
+    """
+
+    picture: tuple[int, int]  # width, height of the picture drawn on
+    meme: tuple[int, int]  # width, height of the meme: at least 1 px a side
+    scale: float  # the meme's long side over the picture's; 1.0 where the picture is kept as it is
+
+    @classmethod
+    def of(cls, width: int, height: int, *, max_side: int) -> Sizing:
+        """The meme's size for a ``width`` x ``height`` picture. ``ValueError`` for a side or ``max_side`` below 1."""
+        if width < 1 or height < 1:
+            raise ValueError(f"the picture is empty: {width}x{height} pixels")
+        if max_side < 1:
+            raise ValueError(f"max_side must be at least 1, got {max_side}")
+        if max(width, height) <= max_side:
+            return cls((width, height), (width, height), 1.0)  # never upscaled: that would only blur the photo
+        scale = max_side / max(width, height)
+        return cls((width, height), (max(1, round(width * scale)), max(1, round(height * scale))), scale)
+
+
+def _resized(image: np.ndarray, sizing: Sizing) -> np.ndarray:
+    if sizing.meme == sizing.picture:
+        return image
     # Area averaging against aliasing and moiré where the photo shrinks by 2 or more; below
     # that bilinear is as clean and several times faster.
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
+    return cv2.resize(image, sizing.meme, interpolation=cv2.INTER_AREA if sizing.scale < 0.5 else cv2.INTER_LINEAR)
 
 
 def _margin(width: int, height: int) -> int:
     return max(1, round(0.02 * min(width, height)))
 
 
-def caption_fits(text: str, *, width: int, height: int) -> bool:
-    """Whether ``render`` draws all of ``text`` on a meme of that size, at a readable size.
+@dataclass(frozen=True)
+class Layout:
+    """Both captions laid out for one meme size: made once (``lay_out``), checked, then drawn (``render_layout``)."""
 
-    Readable: letters at least ``_READABLE_MIN_SHARE`` of the height. Otherwise the text would be
-    drawn smaller, or shortened with "...".
+    sizing: Sizing
+    margin: int
+    top: _Block | None  # None: nothing to draw
+    bottom: _Block | None
+
+    def cut_short(self) -> str | None:
+        """The first caption (``"top"``, then ``"bottom"``) not drawn whole at a readable size, or None.
+
+        Readable: letters at least ``_READABLE_MIN_SHARE`` of the height. Any other caption is drawn
+        smaller, or shortened with "...", which the engine does not do to a person's own words.
+        """
+        height = self.sizing.meme[1]
+        for which, block in (("top", self.top), ("bottom", self.bottom)):
+            if block is not None and (block.shortened or block.font.size < _READABLE_MIN_SHARE * height):
+                return which
+        return None
+
+
+def lay_out(top: str, bottom: str, *, sizing: Sizing) -> Layout:
+    """Lay out the captions for the meme ``sizing`` makes: each as large as fits (see ``render``).
+
+    Raises ``CaptionRefused`` for text no caption font draws.
     """
-    block = _layout(text, width, height, _margin(width, height))
-    return block is None or (not block.shortened and block.font.size >= _READABLE_MIN_SHARE * height)
+    width, height = sizing.meme
+    margin = _margin(width, height)
+    return Layout(sizing, margin, _layout(top, width, height, margin), _layout(bottom, width, height, margin))
+
+
+def _check_encoding(format: str, quality: int) -> str:
+    """The Pillow codec of ``format``, after checking both options (``ValueError``)."""
+    codec = MEME_CODECS.get(format.lower())
+    if codec is None:
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(MEME_CODECS)}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be within 1-100, got {quality}")
+    return codec
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {image.shape} of {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"the image is empty: shape {image.shape}")
 
 
 def render(
@@ -458,22 +518,40 @@ def render(
     case-insensitive; ``quality`` (1-100) applies to JPEG and WebP. The result
     carries no metadata at all.
 
+    The same as ``render_layout`` of ``lay_out`` for ``Sizing.of`` the image: a caller that
+    checks the layout first (the engine) calls those three itself.
+
     Raises ValueError for an image that is not H x W x 3 uint8, an unknown
     format, a quality outside 1-100 or a ``max_side`` below 1.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {image.shape} of {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"the image is empty: shape {image.shape}")
-    codec = MEME_CODECS.get(format.lower())
-    if codec is None:
-        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(MEME_CODECS)}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be within 1-100, got {quality}")
-    if max_side < 1:
-        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    _check_image(image)
+    _check_encoding(format, quality)
+    sizing = Sizing.of(image.shape[1], image.shape[0], max_side=max_side)
+    layout = lay_out(top, bottom, sizing=sizing)
+    return render_layout(image, layout, marks=marks, format=format, quality=quality)
 
-    pixels = _resized(np.ascontiguousarray(image), max_side)
+
+def render_layout(
+    image: np.ndarray,
+    layout: Layout,
+    *,
+    marks: Sequence[Mark] = (),
+    format: str = "jpeg",
+    quality: int = 88,
+) -> bytes:
+    """Resize ``image`` as ``layout.sizing`` says, draw ``marks`` and the laid-out captions, and encode it.
+
+    ``image`` (not modified) must be the picture ``layout`` was made for; ``marks`` are in its
+    pixels. ``format`` and ``quality`` are ``render``'s. Raises ValueError for another image or
+    a bad option.
+    """
+    _check_image(image)
+    codec = _check_encoding(format, quality)
+    if (image.shape[1], image.shape[0]) != layout.sizing.picture:
+        width, height = layout.sizing.picture
+        raise ValueError(f"the layout is for a {width}x{height} picture, not {image.shape[1]}x{image.shape[0]}")
+
+    pixels = _resized(np.ascontiguousarray(image), layout.sizing)
     height, width = pixels.shape[:2]
     scale = width / image.shape[1]
     canvas = Image.fromarray(pixels)
@@ -481,13 +559,10 @@ def render(
     for mark in marks:
         _draw_mark(draw, mark, scale, width, height)
     # Captions last: they stay readable where a mark's tag runs under them.
-    margin = _margin(width, height)
-    top_block = _layout(top, width, height, margin)
-    if top_block is not None:
-        _draw_caption(canvas, top_block, margin)
-    bottom_block = _layout(bottom, width, height, margin)
-    if bottom_block is not None:
-        _draw_caption(canvas, bottom_block, height - margin - bottom_block.height)
+    if layout.top is not None:
+        _draw_caption(canvas, layout.top, layout.margin)
+    if layout.bottom is not None:
+        _draw_caption(canvas, layout.bottom, height - layout.margin - layout.bottom.height)
 
     buffer = io.BytesIO()
     # Speed over the last few per cent of size: no optimize pass, no

@@ -89,7 +89,11 @@ def _caption(metadata: object, key: str) -> str | None:
 
 @dataclass(frozen=True)
 class Upload:
-    """One generation of an object in the input bucket."""
+    """One generation of an object in the input bucket.
+
+    Made from the object's resource (``from_resource``) wherever it is read: the event's copy
+    (the worker) and the stored object (``Store.read_upload``), so that both read it alike.
+    """
 
     name: str
     generation: int
@@ -199,15 +203,15 @@ class Store:
             blob.reload(retry=self._retry)
         except NotFound as exc:
             raise UploadGone(f"{name}#{generation} no longer exists") from exc
-        upload = Upload(
-            name=name,
-            generation=generation,
-            size=blob.size or 0,
-            content_type=blob.content_type or "",
-            id=upload_id(name, prefix=self._settings.upload_prefix),
-            top=_caption(blob.metadata, TOP_KEY),
-            bottom=_caption(blob.metadata, BOTTOM_KEY),
-        )
+        # The object as stored now, read as the event's copy of it was (Upload.from_resource).
+        resource = {
+            "name": name,
+            "generation": generation,
+            "size": blob.size,
+            "contentType": blob.content_type,
+            "metadata": blob.metadata,
+        }
+        upload = Upload.from_resource(resource, prefix=self._settings.upload_prefix)
         if upload.size > self._settings.max_bytes:
             raise ImageTooLarge(f"the upload is {upload.size} bytes, over the limit of {self._settings.max_bytes}")
         try:
