@@ -132,10 +132,15 @@ evaluate: models ## Evaluate the ensemble on a folder-per-class set: make evalua
 .PHONY: train
 train: models $(TRAIN_VENV)/.stamp ## Retrain every member and the ensemble from DATASETS, in .venv-train (hours on a CPU; resumes from models/work/)
 	test -f models/work/faces.npz || $(TRAIN_PY) -m models.train.prepare --datasets $(DATASETS) --out models/work/faces.npz
-	$(TRAIN_PY) -m models.train.fer --data models/work/faces.npz --out models/work/fer --parallel
-	$(TRAIN_PY) -m models.train.build --data models/work/faces.npz --states models/work/fer/*.pt \
+	test -f models/work/faces96.npz || $(TRAIN_PY) -m models.train.prepare --datasets $(DATASETS) --size 96 \
+		--out models/work/faces96.npz
+	$(TRAIN_PY) -m models.train.fer --data models/work/faces.npz models/work/faces96.npz --out models/work/fer --parallel
+	# The build combines the small members (48 px cuts); ship then judges the pretrained ones (96 px cuts) beside them.
+	$(TRAIN_PY) -m models.train.build --data models/work/faces.npz --states $$(ls models/work/fer/*.pt | grep -v _lite) \
 		--greedy 4 --trials 2 --search-epochs 3 --epochs 12 --small-epochs 30
-	$(TRAIN_PY) -m models.train.card --data models/work/faces.npz
+	$(TRAIN_PY) -m models.train.ship --data models/work/faces.npz --cuts models/work/faces96.npz \
+		--states models/work/fer/*_lite*.pt
+	$(TRAIN_PY) -m models.train.card --data models/work/faces.npz --cuts models/work/faces96.npz
 
 .PHONY: golden
 golden: models ## Regenerate the golden images of the renderer (on purpose only), then review the diff

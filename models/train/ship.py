@@ -24,7 +24,6 @@ import argparse
 import itertools
 import json
 import logging
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -252,13 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="judge and report; write nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not args.shipped:
-        print("error: --shipped names the members the guard compares with", file=sys.stderr)
-        return 2
+    shipped_names = args.shipped or [entry.name for entry in Manifest.read(args.models).members]
     torch.set_num_threads(2)
     faces = Faces.load([args.data, *args.cuts])
     pool = Pool.of(faces.base, OBJECTIVE, seed=0)
-    candidates = shipped_candidates(args.models, args.shipped, min(faces.by_side))
+    candidates = shipped_candidates(args.models, shipped_names, min(faces.by_side))
     candidates += [state_candidate(path, faces) for path in args.states]
     probs = readings(candidates, faces)
     costs = [
