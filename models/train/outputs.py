@@ -66,7 +66,7 @@ class WorkRecord:
         record: dict[str, Any] = {"search": self.search}
         if self.fer_recipes is not None:
             record["fer_recipes"] = self.fer_recipes
-        if self.members:
+        if self.members and "members" not in finished:  # a finished build writes its own, after the steps
             record["members"] = self.members
         self.path.write_text(json.dumps(record | finished, indent=1))
 
