@@ -33,6 +33,7 @@ import torch
 from memegen.ensemble import read_manifest
 from memegen.labels import LABELS
 from memegen.settings import MODELS_DIR
+from models.train import states
 from models.train.export import tflite_predict
 from models.train.net import Config, macs
 from models.train.train import TRAIN, VAL, Split, at_side, averaged_reading, load_split, train
@@ -285,6 +286,8 @@ def train_member(data_path: Path, out: Path, recipe: Recipe, *, threads: int, ep
     config = replace(recipe.config, epochs=epochs or recipe.config.epochs)
     data = dict(np.load(data_path))
     soft = np.load(teachers_path(out, recipe.teachers)) if recipe.teachers else None
+    # A run begun on another machine goes on from the checkpoint it kept (models.train.states).
+    states.restore(recipe.name, out)
     started = time.time()
     net, history = train(
         config,

@@ -201,12 +201,14 @@ def train(
     batch_size: int = 128,
     min_steps: int = 25,
     device: str = "cpu",
+    stop_after: int | None = None,
 ) -> tuple[ExpressionNet, list[dict[str, float]]]:
     """Train a member and return the epoch with the best validation accuracy, on the CPU.
 
     With ``checkpoint``, the state is saved after every epoch and a run that
     finds one resumes from it, so a long run survives being stopped.
-    ``device`` ("cuda") trains on a GPU; the returned network is on the CPU.
+    ``device`` ("cuda") trains on a GPU; the returned network is on the CPU. ``stop_after``: leave
+    after that many epochs of this call, as a session's end would (the checkpoint holds the rest).
     """
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -234,9 +236,13 @@ def train(
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
         net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
+        # A kept checkpoint (``models.train.states``) carries no optimizer moments: they re-form in a few
+        # hundred steps, where the weights, the schedule and the random streams go on exactly.
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        history, start_epoch = state["history"], state["epoch"] + 1
+        best = (state["best"][0], {k: v.float() for k, v in state["best"][1].items()})
         generator.set_state(state["generator"])
         rng = state["rng"]
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
@@ -321,6 +327,8 @@ def train(
                 partial,
             )
             os.replace(partial, checkpoint)
+        if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+            break
     net = net.cpu()
     net.load_state_dict(best[1])
     # litert-torch reads channels_last weights as if they were contiguous and

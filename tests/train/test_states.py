@@ -1,0 +1,38 @@
+"""Kept checkpoints (``models.train.states``): compact, committed, and a fresh checkout resumes from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
+
+from models.train import states  # noqa: E402
+from models.train.net import Config  # noqa: E402
+from models.train.train import Split, train  # noqa: E402
+
+
+def _faces(count: int) -> Split:
+    rng = np.random.default_rng(0)
+    return Split(rng.integers(0, 255, (count, 16, 16), dtype=np.uint8), rng.integers(0, 7, count))
+
+
+def test_a_kept_checkpoint_resumes_where_the_lost_one_stopped(tmp_path: Path) -> None:
+    config = Config(size=16, width=4, stages=2, epochs=2, steps=2)
+    work, kept = tmp_path / "work", tmp_path / "states"
+    # The first session: one epoch of two, then the machine is gone with models/work.
+    train(config, _faces(64), _faces(16), checkpoint=work / "member.ckpt", epochs=2, batch_size=8, stop_after=1)
+    saved = states.keep(work / "member.ckpt", kept=kept)
+    compact = torch.load(saved, weights_only=False)
+    assert "optimizer" not in compact
+    assert all(v.dtype == torch.float16 for v in compact["best"][1].values() if v.is_floating_point())
+    first = compact["history"][0]
+    (work / "member.ckpt").unlink()
+    # The next session, on a fresh checkout: the kept one is copied back and the run goes on at epoch 1.
+    assert states.restore("member", work, kept=kept)
+    assert not states.restore("member", work, kept=kept), "a checkpoint in work is never overwritten"
+    _, history = train(config, _faces(64), _faces(16), checkpoint=work / "member.ckpt", batch_size=8)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert history[0] == first, "epoch 0 was trained again instead of resumed"
