@@ -157,8 +157,8 @@ def headline(manifest: dict[str, Any], measured: Measured) -> list[str]:
         "# Model card: the MemeGen expression ensemble",
         "",
         "Seven labels, in this order everywhere: `" + " ".join(LABELS) + "`.",
-        "Small CNNs (residual ones trained from scratch; an EfficientNet-Lite0 fine-tuned from ImageNet where the"
-        " members table says so), at least one for FER2013's faces in the wild, each full int8 TFLite",
+        "Small CNNs (residual ones trained from scratch; an EfficientNet-Lite0 fine-tuned from ImageNet where",
+        "the members table says so), at least one for FER2013's faces in the wild, each full int8 TFLite",
         "(weights and activations; int8 pixels in, int8 logits out, softmax in numpy), combined with one weight per",
         f"member per class (`{manifest['combination']}` weights, chosen by cross-validation, see below).",
         "Inputs are grayscale face crops of the BlazeFace detector's faces, cut by `shared/memegen/crop.py`",
