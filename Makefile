@@ -10,10 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 TRAIN_PY := $(TRAIN_VENV)/bin/python
-# Test processes (pytest-xdist): one per core; each takes a share of the tests in order and, once done,
-# takes over the rest of a busy one's (worksteal), so a module's tests mostly stay in one process.
+# Test processes (pytest-xdist): one per core.
 JOBS ?= $(shell nproc)
-XDIST = -n $(JOBS) --dist worksteal
 # The datasets and photos live beside the checkout, never inside it.
 DATASETS ?= $(abspath ../shared/datasets)
 PHOTOS ?= $(abspath ../shared/photos)
@@ -89,8 +87,8 @@ test: ## Lint, type-check and run every test: .venv's suite, the training tests 
 	@# The environments, the detector and the browser are made side by side (a fresh clone spends most of its
 	@# first minutes in pip), then ruff and mypy; each suite then runs on every core (JOBS, pytest-xdist).
 	$(MAKE) --no-print-directory --jobs=4 --output-sync=target test-ready
-	$(PY) -m pytest -q $(XDIST) --ignore=tests/train
-	$(TRAIN_PY) -m pytest -q $(XDIST) tests/train
+	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train
+	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
 	# pytest 8 there (see requirements-infra.txt): the warning filters name a pytest 9 class.
 	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -o "filterwarnings=ignore::DeprecationWarning" infra/tests
 
@@ -99,11 +97,11 @@ test-ready: check models browser $(INFRA_VENV)/.stamp
 
 .PHONY: test-fast
 test-fast: models ## .venv's suite without the slow tests nor those needing servers (marks slow, integration)
-	$(PY) -m pytest -q $(XDIST) --ignore=tests/train -m "not slow and not integration"
+	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train -m "not slow and not integration"
 
 .PHONY: test-train
 test-train: models $(TRAIN_VENV)/.stamp ## The tests that train or read the training tools (tests/train/, in .venv-train)
-	$(TRAIN_PY) -m pytest -q $(XDIST) tests/train
+	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
 
 .PHONY: fuzz
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
