@@ -356,15 +356,21 @@ def test_diversity_counts_where_two_members_disagree_and_what_their_average_gain
     assert pair.gain == pytest.approx(0.2)  # over the better member (0.6), not the worse
 
 
-def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture() -> None:
+def test_a_trial_from_the_fer2013_members_weights_takes_its_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     """A population's trial that starts from the FER2013 member's weights builds that member's network
     (another network would take none of them)."""
     pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
     import numpy as np
 
+    from models.train import train as training
     from models.train.net import Config, ExpressionNet
     from models.train.search import FerStart, search
     from models.train.train import TRAIN, VAL
+
+    # Which network each trial builds is the point, not what it learns: 2 batches an epoch, not 25.
+    defaults = training.train.__kwdefaults__
+    assert defaults is not None and "min_steps" in defaults
+    monkeypatch.setitem(defaults, "min_steps", 2)
 
     fer = Config(arch="vgg", width=8, stages=3)
     init = FerStart(ExpressionNet(fer).state_dict(), fer)
