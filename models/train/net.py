@@ -99,16 +99,18 @@ class Lite0Features(nn.Module):
         # The stem and the first blocks work at the highest resolution, where most of a training step's
         # time goes; frozen, they cost a forward pass only, and their batch statistics stay ImageNet's.
         self.freeze = freeze
-        self.frozen = (
-            nn.ModuleList([backbone._conv_stem, backbone._bn0, *backbone._blocks[:freeze]]) if freeze else None
+        # A tuple, not a ModuleList: they are the backbone's own modules, and registered a second time
+        # every state would hold them twice (a kept checkpoint written in half precision, twice over).
+        self.frozen: tuple[nn.Module, ...] = (
+            (backbone._conv_stem, backbone._bn0, *backbone._blocks[:freeze]) if freeze else ()
         )
-        if self.frozen is not None:
-            self.frozen.requires_grad_(False)
+        for module in self.frozen:
+            module.requires_grad_(False)
 
     def train(self, mode: bool = True) -> Lite0Features:
         super().train(mode)
-        if self.frozen is not None:
-            self.frozen.eval()
+        for module in self.frozen:
+            module.eval()
         return self
 
     def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:

@@ -3,10 +3,12 @@
     python -m models.train.states keep models/work/fer/fer_lite_long.ckpt
 
 ``models/work/`` is git-ignored and lost with the checkout, so a long training that spans sessions,
-or a member that later teaches or is rebuilt, keeps its float state here. A kept checkpoint drops
-the optimizer's moments and halves the best epoch's weights (they are read, not trained on), so
-a 30-epoch EfficientNet-Lite0 run costs about 20 MB in the repository instead of 53; ``fer``
-resumes from it where ``models/work`` has no checkpoint of that recipe.
+or a member that later teaches or is rebuilt, keeps its float state here. A kept checkpoint holds
+the current weights in half precision and the schedule, history and random streams as they are;
+it drops the optimizer's moments (they re-form in a few hundred steps) and the best epoch's weights
+unless they are the current ones (they are then the same tensors, read back from the current
+weights). An EfficientNet-Lite0 run costs about 7 MB in the repository instead of 53;
+``fer`` resumes from it where ``models/work`` has no checkpoint of that recipe.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ def keep(checkpoint: Path, *, kept: Path = KEPT) -> Path:
     """Write the compact copy of a training checkpoint into ``kept`` (same file name); return its path."""
     state = torch.load(checkpoint, weights_only=False)
     state.pop("optimizer", None)
-    accuracy, weights = state["best"]
-    state["best"] = (accuracy, {k: v.half() if v.is_floating_point() else v for k, v in weights.items()})
+    state["net"] = {k: v.half() if v.is_floating_point() else v for k, v in state["net"].items()}
+    accuracy = state["best"][0]
+    current = state["history"][-1]["val_accuracy"] if state["history"] else None
+    # (accuracy, None): the best epoch is the current one; a best epoch before it is given up, and the
+    # resumed run keeps the best of the epochs still to come (the history still says what it read).
+    state["best"] = (accuracy if accuracy == current else -1.0, None)
     kept.mkdir(parents=True, exist_ok=True)
     out = kept / checkpoint.name
     partial = out.with_name(out.name + ".partial")

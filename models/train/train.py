@@ -235,14 +235,17 @@ def train(
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
+        # A kept checkpoint (``models.train.states``) holds half-precision weights (loading casts them)
+        # and no optimizer moments: they re-form in a few hundred steps, where the schedule and the
+        # random streams go on exactly.
         net.load_state_dict(state["net"])
-        # A kept checkpoint (``models.train.states``) carries no optimizer moments: they re-form in a few
-        # hundred steps, where the weights, the schedule and the random streams go on exactly.
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history, start_epoch = state["history"], state["epoch"] + 1
-        best = (state["best"][0], {k: v.float() for k, v in state["best"][1].items()})
+        accuracy, weights = state["best"]
+        # No weights: the best epoch is the one just loaded.
+        best = (accuracy, weights if weights is not None else _cpu_state(net))
         generator.set_state(state["generator"])
         rng = state["rng"]
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)

@@ -14,9 +14,9 @@ from models.train.net import Config  # noqa: E402
 from models.train.train import Split, train  # noqa: E402
 
 
-def _faces(count: int) -> Split:
+def _faces(count: int, side: int = 16) -> Split:
     rng = np.random.default_rng(0)
-    return Split(rng.integers(0, 255, (count, 16, 16), dtype=np.uint8), rng.integers(0, 7, count))
+    return Split(rng.integers(0, 255, (count, side, side), dtype=np.uint8), rng.integers(0, 7, count))
 
 
 def test_a_kept_checkpoint_resumes_where_the_lost_one_stopped(tmp_path: Path) -> None:
@@ -27,8 +27,10 @@ def test_a_kept_checkpoint_resumes_where_the_lost_one_stopped(tmp_path: Path) ->
     saved = states.keep(work / "member.ckpt", kept=kept)
     compact = torch.load(saved, weights_only=False)
     assert "optimizer" not in compact
-    assert all(v.dtype == torch.float16 for v in compact["best"][1].values() if v.is_floating_point())
+    assert all(v.dtype == torch.float16 for v in compact["net"].values() if v.is_floating_point())
     first = compact["history"][0]
+    # Its one epoch is its best: kept as the current weights, not a second copy.
+    assert compact["best"] == (first["val_accuracy"], None)
     (work / "member.ckpt").unlink()
     # The next session, on a fresh checkout: the kept one is copied back and the run goes on at epoch 1.
     assert states.restore("member", work, kept=kept)
@@ -36,3 +38,17 @@ def test_a_kept_checkpoint_resumes_where_the_lost_one_stopped(tmp_path: Path) ->
     _, history = train(config, _faces(64), _faces(16), checkpoint=work / "member.ckpt", batch_size=8)
     assert [row["epoch"] for row in history] == [0, 1]
     assert history[0] == first, "epoch 0 was trained again instead of resumed"
+
+
+def test_a_kept_pretrained_checkpoint_fits_the_repository(tmp_path: Path) -> None:
+    """EfficientNet-Lite0's kept checkpoint: under 10 MB, each weight once (the frozen blocks are the
+    backbone's own modules, not registered a second time)."""
+    pytest.importorskip("efficientnet_lite_pytorch", reason="training tools are in requirements-train.txt")
+    config = Config(arch="lite0", size=32, freeze=3, epochs=2, steps=1)
+    work = tmp_path / "work"
+    net, _ = train(config, _faces(32, 32), _faces(8, 32), checkpoint=work / "lite.ckpt", batch_size=8, stop_after=1)
+    saved = states.keep(work / "lite.ckpt", kept=tmp_path / "states")
+    assert saved.stat().st_size < 10e6
+    compact = torch.load(saved, weights_only=False)
+    assert sorted(compact["net"]) == sorted(net.state_dict())
+    assert not [key for key in compact["net"] if key.startswith("features.frozen")]
