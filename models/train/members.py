@@ -170,20 +170,14 @@ def export_member(
     val_float = tflite_predict(float_model, val_set.x)
     val_int8 = tflite_predict(int8_model, val_set.x)
     candidate = Candidate(
-        entry=MemberEntry(
-            name=name,
-            file=f"{name}.tflite",
-            sha256=sha256(int8_model),
-            bytes=len(int8_model),
-            float_bytes=len(float_model),
-            input_size=config.size,
-            input=INPUT,
-            flip=True,
+        entry=exported_entry(
+            name,
+            int8_model,
+            config,
             population=population,
             datasets=datasets or POPULATION_INFO[population],
-            config=config.to_dict(),
             init=init,
-            macs=macs(config),
+            float_bytes=len(float_model),
         ),
         history=history,
         val={"float": scores_of(val_set.y, val_float), "int8": scores_of(val_set.y, val_int8)},
@@ -196,6 +190,27 @@ def export_member(
         candidate.val["int8"]["accuracy"],
     )
     return candidate
+
+
+def exported_entry(
+    name: str, model: bytes, config: Config, *, population: str, datasets: str, init: str, **more: Any
+) -> MemberEntry:
+    """The manifest entry of an int8 member exported from ``config``'s network (``more``: other fields)."""
+    return MemberEntry(
+        name=name,
+        file=f"{name}.tflite",
+        sha256=sha256(model),
+        bytes=len(model),
+        input_size=config.size,
+        input=INPUT,
+        flip=True,
+        population=population,
+        datasets=datasets,
+        config=config.to_dict(),
+        init=init,
+        macs=macs(config),
+        **more,
+    )
 
 
 def trained_fer_members(paths: list[Path], count: int) -> tuple[list[dict[str, Any]], list[Trial]]:

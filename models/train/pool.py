@@ -119,9 +119,10 @@ class Pool:
 
     def per_population(self, probs: np.ndarray) -> dict[str, float]:
         """Accuracy of (n, 7) probabilities on each population's validation faces."""
-        return self._accuracies(probs.argmax(1) == self.y)
+        return self.accuracies(probs.argmax(1) == self.y)
 
-    def _accuracies(self, hits: np.ndarray) -> dict[str, float]:
+    def accuracies(self, hits: np.ndarray) -> dict[str, float]:
+        """Each population's share of faces read right, from whether each face was (``hits``)."""
         return {name: float(hits[self.origin == i].mean()) for i, name in enumerate(POPULATIONS)}
 
     def score(self, probs: np.ndarray) -> float:
@@ -168,7 +169,7 @@ class Pool:
 
     def judged_readings(self, probs: np.ndarray, members: list[int]) -> dict[str, float]:
         """What ``cross_validated`` scores, by population: the accuracy on each one the objective counts."""
-        readings = self._accuracies(self.hits(probs, members))
+        readings = self.accuracies(self.hits(probs, members))
         return {name: readings[name] for name, share in zip(POPULATIONS, self.share, strict=True) if share > 0}
 
     def weighted(self, readings: dict[str, float]) -> float:
