@@ -131,19 +131,7 @@ BASE = Config(
 # training face about three times. fer_lite_long is the same for 30 (about ten passes over the faces):
 # fer_lite measures the route in one session, fer_lite_long whether a longer schedule pays (it resumes
 # across sessions from its checkpoint, kept in models/states/).
-LITE = Config(
-    arch="lite0",
-    size=64,
-    dropout=0.2,
-    lr=1e-3,
-    weight_decay=0.05,
-    epochs=8,
-    balance=0.2,
-    label_smoothing=0.1,
-    erase=0.25,
-    freeze=3,
-    steps=100,
-)
+LITE = replace(BASE, arch="lite0", size=64, dropout=0.2, lr=1e-3, epochs=8, erase=0.25, freeze=3, steps=100)
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
