@@ -125,6 +125,10 @@ check: $(VENV)/.stamp $(TRAIN_VENV)/.stamp ## Lint (ruff) and type-check (mypy, 
 	$(VENV)/bin/ruff format --check .
 	$(TRAIN_VENV)/bin/mypy
 
+.PHONY: docs
+docs: $(VENV)/.stamp ## Rewrite the README's table of settings from memegen.settings.Settings (tests/test_docs.py checks it)
+	$(PY) -m memegen.settings --readme README.md
+
 .PHONY: evaluate
 evaluate: models ## Evaluate the ensemble on a folder-per-class set: make evaluate DIR=...
 	$(PY) -m memegen evaluate $(DIR)
