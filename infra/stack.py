@@ -502,7 +502,7 @@ class MemeGenStack(TerraformStack):
                 StorageBucketCors(
                     origin=page_origins,
                     method=["PUT"],
-                    # Every header the signed upload URL carries (memegen.storage.Store.new_upload).
+                    # Every header the signed upload URL carries (memegen.cloud.storage.Store.new_upload).
                     response_header=[
                         "Content-Type",
                         "x-goog-content-length-range",

@@ -32,11 +32,11 @@ import cv2
 import numpy as np
 
 from memegen.contract import IMAGE_SUFFIXES
-from memegen.crop import align_crop
-from memegen.detect import Face
-from memegen.detect.plan import SHAPES_KEPT
-from memegen.engine import Engine, Meme
+from memegen.meme.engine import Engine, Meme
 from memegen.settings import Settings
+from memegen.vision.crop import align_crop
+from memegen.vision.detect import Face
+from memegen.vision.detect.plan import SHAPES_KEPT
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "bench.md"
@@ -92,7 +92,7 @@ def jpeg(image: np.ndarray, size: tuple[int, int]) -> bytes:
 _CHILD = """
 import sys, time
 started = time.perf_counter()
-from memegen.engine import Engine
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
 imported = time.perf_counter()
 engine = Engine.from_settings(Settings.from_env())

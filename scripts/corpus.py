@@ -222,8 +222,8 @@ def main() -> int:
     """Print the corpus and what the engine makes of each case, as a Markdown table (for the README)."""
     import os
 
-    from memegen.engine import Engine
     from memegen.errors import InputError
+    from memegen.meme.engine import Engine
     from memegen.settings import Settings
 
     engine = Engine.from_settings(Settings.from_env())

@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 
 from memegen.contract import IMAGE_SUFFIXES
-from memegen.detect import FULL_RANGE_FILE, FaceDetector
-from memegen.reader import read_image
 from memegen.settings import Settings
+from memegen.vision.detect import FULL_RANGE_FILE, FaceDetector
+from memegen.vision.reader import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "face_counts.json"

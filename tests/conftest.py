@@ -33,12 +33,12 @@ from google.oauth2 import service_account
 
 from local.devkey import write_key
 from local.stack import ROOT, free_port, wait_until_serving
-from memegen.captions import CaptionBank
-from memegen.detect import FaceDetector
-from memegen.engine import Engine
-from memegen.ensemble import MANIFEST, Ensemble
+from memegen.cloud.storage import Store
+from memegen.meme.captions import CaptionBank
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
-from memegen.storage import Store
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import MANIFEST, Ensemble
 
 TRAINING_STACK = importlib.util.find_spec("torch") is not None
 collect_ignore = [] if TRAINING_STACK else ["train"]

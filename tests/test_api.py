@@ -43,14 +43,14 @@ from PIL import Image
 from local.bridge import finalized_event, object_data
 from local.devkey import DEV_EMAIL
 from local.emulator import public_key_of
-from memegen import api
+from memegen.cloud import api
+from memegen.cloud.openapi import openapi_document
+from memegen.cloud.records import record_schema
+from memegen.cloud.storage import Store, Upload
+from memegen.cloud.worker import Outcome, Result, handle_upload
 from memegen.contract import OPENAPI_PATH
-from memegen.engine import Engine
-from memegen.openapi import openapi_document
-from memegen.records import record_schema
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
-from memegen.storage import Store, Upload
-from memegen.worker import Outcome, Result, handle_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "api" / "main.py"
@@ -841,7 +841,7 @@ def _push_envelope(blob: storage.Blob, event_type: str = "OBJECT_FINALIZE") -> d
 
 def test_every_record_fits_the_published_schema_and_the_example_consumer_reads_it(flow: Flow, photos_dir: Path) -> None:
     schema = json.loads((ROOT / "docs" / "record.schema.json").read_text())
-    stale = "docs/record.schema.json is stale: python -m memegen.records > docs/record.schema.json"
+    stale = "docs/record.schema.json is stale: python -m memegen.cloud.records > docs/record.schema.json"
     assert schema == record_schema(), stale
     done = flow.upload((photos_dir / "two_people.jpg").read_bytes())
     flow.make(done["id"])

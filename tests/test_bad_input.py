@@ -18,13 +18,13 @@ from google.cloud import storage
 
 from local.bridge import finalized_event, object_data
 from local.stack import ROOT
-from memegen.api import parse_upload_request
+from memegen.cloud.api import parse_upload_request
+from memegen.cloud.storage import Store
+from memegen.cloud.worker import Result, handle_upload
 from memegen.contract import UPLOAD_TYPES
-from memegen.engine import Engine
 from memegen.errors import InputError, RequestError
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
-from memegen.storage import Store
-from memegen.worker import Result, handle_upload
 from scripts.corpus import Case, cases
 
 PHOTOS = Path(os.environ.get("MEMEGEN_PHOTOS", "../shared/photos"))
@@ -127,7 +127,7 @@ _MEASURE = """
 import contextlib, os, sys
 from pathlib import Path
 sys.path.insert(0, os.getcwd())
-from memegen.engine import Engine
+from memegen.meme.engine import Engine
 from memegen.errors import InputError
 from memegen.settings import Settings
 from scripts.corpus import cases

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from memegen.captions import (
+from memegen.errors import CaptionsExhausted, MemeGenError
+from memegen.labels import LABELS
+from memegen.meme.captions import (
     CAPTIONS_FILE,
     GROUP_KINDS,
     MAX_LINE,
@@ -20,8 +22,6 @@ from memegen.captions import (
     CaptionBankError,
     choose_caption,
 )
-from memegen.errors import CaptionsExhausted, MemeGenError
-from memegen.labels import LABELS
 
 IDEAL_LINE = 40
 

@@ -43,14 +43,14 @@ from schemathesis.generation.meta import TestPhase
 from local.bridge import finalized_event, object_data
 from local.run import function_command
 from local.stack import HOST, ROOT, free_port, wait_until_serving
-from memegen.api import parse_upload_request, parse_version_request
+from memegen.cloud.api import parse_upload_request, parse_version_request
+from memegen.cloud.openapi import openapi_document
+from memegen.cloud.storage import Store
+from memegen.cloud.worker import Result, handle_upload
 from memegen.contract import DELETE_AUTH_SCHEME, DELETE_TOKEN_PATTERN, JSON_TYPE, OPENAPI_PATH
-from memegen.engine import Engine
 from memegen.errors import RequestError
-from memegen.openapi import openapi_document
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
-from memegen.storage import Store
-from memegen.worker import Result, handle_upload
 
 EXAMPLES = int(os.environ.get("MEMEGEN_CONTRACT_EXAMPLES", "20"))
 SEED = int(os.environ.get("MEMEGEN_CONTRACT_SEED", "38"))

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from memegen.crop import align_crop
-from memegen.detect import FaceDetector
+from memegen.vision.crop import align_crop
+from memegen.vision.detect import FaceDetector
 from scripts.faces import read_rgb
 
 

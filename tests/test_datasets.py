@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from memegen.datasets import identity_of, list_samples, read_gray
 from memegen.errors import DatasetError
+from memegen.offline.datasets import identity_of, list_samples, read_gray
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from memegen.detect import FULL_RANGE_FILE, Face, FaceDetector
-from memegen.detect.plan import INPUT, Window, hint_window, plan_windows, pyramid, tiles_around
 from memegen.errors import ModelError
+from memegen.vision.detect import FULL_RANGE_FILE, Face, FaceDetector
+from memegen.vision.detect.plan import INPUT, Window, hint_window, plan_windows, pyramid, tiles_around
 from scripts.faces import read_rgb
 
 
@@ -138,8 +138,8 @@ def test_a_level_runs_whole_where_it_is_small_enough() -> None:
 
 
 def test_the_model_is_rewritten_for_another_shape(settings) -> None:
-    from memegen.detect.patch import resized_model, upsampling_sizes
     from memegen.runtime import load_interpreter
+    from memegen.vision.detect.patch import resized_model, upsampling_sizes
 
     model = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
     resized = resized_model(model, height=352, width=448)

@@ -13,15 +13,15 @@ import pytest
 from PIL import Image
 
 import memegen
-import memegen.engine
-from memegen.captions import CaptionBank
-from memegen.detect import FaceDetector
-from memegen.engine import Engine
-from memegen.ensemble import Ensemble
+import memegen.meme.engine
 from memegen.errors import CaptionRefused, ImageTooLarge, UnsupportedImage
 from memegen.labels import LABELS
-from memegen.render import Layout, lay_out, render_layout
+from memegen.meme.captions import CaptionBank
+from memegen.meme.engine import Engine
+from memegen.meme.render import Layout, lay_out, render_layout
 from memegen.settings import Settings
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import Ensemble
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,8 @@ def test_a_persons_caption_is_laid_out_once_and_drawn_as_checked(
         drawn.append(layout)
         return render_layout(image, layout, **options)
 
-    monkeypatch.setattr(memegen.engine, "lay_out", laying_out)
-    monkeypatch.setattr(memegen.engine, "render_layout", drawing)
+    monkeypatch.setattr(memegen.meme.engine, "lay_out", laying_out)
+    monkeypatch.setattr(memegen.meme.engine, "render_layout", drawing)
     photo = io.BytesIO()
     # Shrunk to 1600 x 1066: the short side's size is rounded, not cut.
     Image.fromarray(np.full((1999, 3001, 3), 90, dtype=np.uint8)).save(photo, "PNG")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memegen.detect import FaceDetector
-from memegen.ensemble import MANIFEST, Ensemble
 from memegen.errors import ModelError
 from memegen.labels import LABELS
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import MANIFEST, Ensemble
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -84,7 +84,7 @@ def test_probabilities_are_a_distribution(ensemble: Ensemble) -> None:
 
 def test_smiling_faces_read_as_happy(datasets_dir: Path, ensemble: Ensemble) -> None:
     """JAFFE's happy faces, all subjects, are mostly read as happy."""
-    from memegen.datasets import face_of, read_gray
+    from memegen.offline.datasets import face_of, read_gray
 
     detector = FaceDetector.from_dir(MODELS / "blazeface")
     paths = sorted((datasets_dir / "jaffe" / "happy").iterdir())
@@ -118,8 +118,8 @@ def test_refuses_a_crop_that_cannot_work(change: dict[str, object]) -> None:
 
 def test_the_engine_cuts_faces_as_the_manifest_says(photos_dir: Path, detector: FaceDetector) -> None:
     """A manifest with another crop changes what the members read (not constants in the code)."""
-    from memegen.captions import CaptionBank
-    from memegen.engine import Engine
+    from memegen.meme.captions import CaptionBank
+    from memegen.meme.engine import Engine
     from memegen.settings import Settings
 
     rgb = np.asarray(Image.open(photos_dir / "obama.jpg").convert("RGB"))
@@ -163,7 +163,7 @@ def test_each_member_reads_the_views_its_manifest_names() -> None:
 def test_each_member_reads_the_face_cut_at_its_own_side() -> None:
     """A member with a ``crop_size`` reads the face cut at that side (resized to its input), the others the
     ensemble's cut; the engine's cuts are the sides the members need, each once."""
-    from memegen.ensemble import at_size
+    from memegen.vision.ensemble import at_size
 
     manifest, files = _load()
     changed = copy.deepcopy(manifest)

@@ -45,6 +45,6 @@ def test_the_run_time_environment_cannot_import_the_training_stack() -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"installed": [], "torch": False}, "rebuild it: rm -rf .venv && make venv"
     # The library and the service load there all the same.
-    imports = "import memegen.api, memegen.engine, memegen.worker, local.run"
+    imports = "import memegen.cloud.api, memegen.meme.engine, memegen.cloud.worker, local.run"
     loaded = subprocess.run([RUN_TIME, "-c", imports], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from memegen.detect import FaceDetector
-from memegen.ensemble import Ensemble
-from memegen.evaluate import evaluate
 from memegen.labels import LABELS
+from memegen.offline.evaluate import evaluate
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import Ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
 

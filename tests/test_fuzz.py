@@ -16,9 +16,9 @@ from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from memegen.engine import Engine
 from memegen.errors import InputError
-from memegen.reader import read_image
+from memegen.meme.engine import Engine
+from memegen.vision.reader import read_image
 
 EXAMPLES = int(os.environ.get("MEMEGEN_FUZZ_EXAMPLES", "60"))
 FUZZ = fuzz_settings(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from memegen.errors import ModelError
-from memegen.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry
+from memegen.vision.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -87,7 +87,7 @@ def test_the_api_archive_holds_no_models(tmp_path: Path) -> None:
     archive = build("api", tmp_path)
     with zipfile.ZipFile(archive.path) as zipped:
         names = zipped.namelist()
-    assert "main.py" in names and "memegen/static/index.html" in names
+    assert "main.py" in names and "memegen/cloud/static/index.html" in names
     assert not [n for n in names if n.startswith("models/")]
     assert archive.path.stat().st_size < 1_000_000
 

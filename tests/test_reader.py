@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageFile, features
 
 from memegen.errors import ImageTooLarge, InputError, UnsupportedImage
-from memegen.reader import ACCEPTED_FORMATS, Picture, read_image
+from memegen.vision.reader import ACCEPTED_FORMATS, Picture, read_image
 
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 40), (40, 50, 210), (240, 220, 20)
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from memegen.captions import own_caption
 from memegen.errors import CaptionRefused
-from memegen.fonts import caption_fonts, font_for
-from memegen.render import Mark, Sizing, _font, _layout, _margin, font_path, lay_out, render, render_layout
+from memegen.meme.captions import own_caption
+from memegen.meme.fonts import caption_fonts, font_for
+from memegen.meme.render import Mark, Sizing, _font, _layout, _margin, font_path, lay_out, render, render_layout
 
 HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden"

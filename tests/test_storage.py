@@ -21,9 +21,9 @@ from google.oauth2 import service_account
 from local.bridge import object_data
 from local.devkey import DEV_EMAIL
 from local.stack import free_port
+from memegen.cloud.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
 from memegen.errors import ImageTooLarge
 from memegen.settings import Settings
-from memegen.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Cloud Function ``api``: the upload page, signed upload URLs and meme status (``memegen.api`` does the work)."""
+"""Cloud Function ``api``: the upload page, signed upload URLs and meme status (``memegen.cloud.api`` does the work)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import werkzeug.exceptions
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from memegen.api import handle
+from memegen.cloud.api import handle
+from memegen.cloud.storage import Store
 from memegen.settings import Settings
-from memegen.storage import Store
 
 
 @functools.cache

@@ -8,11 +8,11 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from google.cloud import storage
 
-from memegen.engine import Engine
+from memegen.cloud.storage import Store
+from memegen.cloud.worker import handle_upload
+from memegen.meme.engine import Engine
 from memegen.runtime import tune_process
 from memegen.settings import Settings
-from memegen.storage import Store
-from memegen.worker import handle_upload
 
 
 @functools.cache

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from memegen.manifest import MANIFEST
+from memegen.vision.manifest import MANIFEST
 from models.train.members import (
     FER_WITH_OTHERS,
     Candidate,

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from memegen.ensemble import Ensemble
-from memegen.evaluate import plot_confusion
 from memegen.labels import LABELS
-from memegen.manifest import Manifest
-from memegen.metrics import score
+from memegen.offline.evaluate import plot_confusion
+from memegen.offline.metrics import score
+from memegen.vision.ensemble import Ensemble
+from memegen.vision.manifest import Manifest
 from models.train import gpu
 from models.train.net import Config, macs
 from models.train.prepare import POPULATIONS
@@ -161,7 +161,7 @@ def headline(manifest: dict[str, Any], measured: Measured) -> list[str]:
         "the members table says so), at least one for FER2013's faces in the wild, each full int8 TFLite",
         "(weights and activations; int8 pixels in, int8 logits out, softmax in numpy), combined with one weight per",
         f"member per class (`{manifest['combination']}` weights, chosen by cross-validation, see below).",
-        "Inputs are grayscale face crops of the BlazeFace detector's faces, cut by `shared/memegen/crop.py`",
+        "Inputs are grayscale face crops of the BlazeFace detector's faces, cut by `shared/memegen/vision/crop.py`",
         f"(eyes levelled, {crop['scale']}x the detector's box, its centre moved {crop['shift']} box heights"
         " downwards,"
         f" {crop['size']}x{crop['size']} px: FER2013's own resolution). `ensemble.json`'s `crop` is what",

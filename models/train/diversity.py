@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memegen.manifest import Manifest
 from memegen.settings import MODELS_DIR
+from memegen.vision.manifest import Manifest
 from models.train.export import tflite_predict
 from models.train.train import VAL, averaged_reading, load_split
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memegen.ensemble import SINGLE_VIEW, Member, View
+from memegen.vision.ensemble import SINGLE_VIEW, Member, View
 from models.train.net import Deployed, ExpressionNet
 
 

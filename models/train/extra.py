@@ -2,7 +2,7 @@
 
 The fetch tool hands over a bare git directory (no work tree); this reads the files straight from it
 with ``git ls-tree`` and ``git cat-file`` and writes ``OUT/<label>/<PERSON>.<rest>.<ext>``, a name that
-``memegen.datasets.identity_of`` reads the person from, so splits stay person-disjoint.
+``memegen.offline.datasets.identity_of`` reads the person from, so splits stay person-disjoint.
 
     python -m models.train.extra --mirror /work/.mirror/owner+name/... --set kmu-fed --out models/work/extra/kmu-fed
 
@@ -28,8 +28,8 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from memegen.datasets import identity_of
 from memegen.labels import LABELS
+from memegen.offline.datasets import identity_of
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from memegen.ensemble import read_manifest
 from memegen.labels import LABELS
 from memegen.settings import MODELS_DIR
+from memegen.vision.ensemble import read_manifest
 from models.train import states
 from models.train.export import tflite_predict
 from models.train.net import Config, macs

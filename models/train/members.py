@@ -1,6 +1,6 @@
 """The ensemble's candidate members: trained in full, exported to int8 TFLite, checked and scored.
 
-A ``Candidate`` is a member's manifest entry (``memegen.manifest.MemberEntry``, what ``ensemble.json``
+A ``Candidate`` is a member's manifest entry (``memegen.vision.manifest.MemberEntry``, what ``ensemble.json``
 will say of it) and what only the build keeps: its training history, its validation scores, its
 float weights. The build's record (``training.json``) holds both; the manifest the entry alone.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from memegen.ensemble import sha256
-from memegen.manifest import MemberEntry
+from memegen.vision.ensemble import sha256
+from memegen.vision.manifest import MemberEntry
 from models.train.export import tflite_predict, to_float_tflite, to_int8_tflite
 from models.train.net import Config, ExpressionNet, macs
 from models.train.search import FerStart, Trial

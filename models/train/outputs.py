@@ -1,6 +1,6 @@
 """What the build writes: the public-test report, the manifest, ``training.json`` and its work record.
 
-``models/ensemble.json`` (through ``memegen.manifest.Manifest``) is what inference loads;
+``models/ensemble.json`` (through ``memegen.vision.manifest.Manifest``) is what inference loads;
 ``models/training.json`` is the build's record the model card is written from; ``build.json`` in
 ``--work`` is what a later build resumes from (its searches, and its members for ``--keep``).
 """
@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from memegen.crop import CROP_SCALE, CROP_SHIFT
-from memegen.ensemble import view_of
 from memegen.labels import LABELS
-from memegen.manifest import Manifest
+from memegen.vision.crop import CROP_SCALE, CROP_SHIFT
+from memegen.vision.ensemble import view_of
+from memegen.vision.manifest import Manifest
 from models.train.members import Candidate, load_net, scores_of
 from models.train.net import Config
 from models.train.pool import MIN_GAIN, OBJECTIVE, SE_RULE, Pool, val_people

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from memegen.datasets import Sample, face_of, list_samples, read_gray
-from memegen.detect import FaceDetector
 from memegen.errors import DatasetError
+from memegen.offline.datasets import Sample, face_of, list_samples, read_gray
+from memegen.vision.detect import FaceDetector
 
 # FER2013's own resolution: its faces are kept pixel for pixel, and a photo's crop is cut at it.
 SIZE = 48

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from memegen.crop import Crop
-from memegen.manifest import Manifest, MemberEntry
+from memegen.vision.crop import Crop
+from memegen.vision.manifest import Manifest, MemberEntry
 from models.train.export import tflite_predict, to_int8_tflite
 from models.train.members import FER_WITH_OTHERS, POPULATION_INFO, exported_entry, load_net, scores_of
 from models.train.net import Config

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from memegen.ensemble import sha256
-from memegen.manifest import MANIFEST, Manifest
+from memegen.vision.ensemble import sha256
+from memegen.vision.manifest import MANIFEST, Manifest
 from models.train.export import tflite_predict
 from models.train.members import Candidate, scores_of
 from models.train.train import VAL, load_split

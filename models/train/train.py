@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from memegen.labels import LABELS
-from memegen.metrics import score
+from memegen.offline.metrics import score
 from models.train.net import Config, ExpressionNet
 
 log = logging.getLogger("train")
@@ -56,7 +56,7 @@ def load_split(data: dict[str, np.ndarray], population: str, split: int, size: i
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
-    """``memegen.evaluate.score`` as a dict: n, accuracy, macro recall, per-class recall, confusion."""
+    """``memegen.offline.evaluate.score`` as a dict: n, accuracy, macro recall, per-class recall, confusion."""
     accuracy, macro_recall, per_class, confusion = score(y_true, y_pred)
     return {
         "n": len(y_true),

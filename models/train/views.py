@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from memegen.ensemble import Member
-from memegen.manifest import MemberEntry, View
+from memegen.vision.ensemble import Member
+from memegen.vision.manifest import MemberEntry, View
 from models.train.export import tflite_predict
 from models.train.members import Candidate
 from models.train.pool import Pool

@@ -9,9 +9,9 @@ One call makes a meme::
     print(meme.caption.top, "/", meme.caption.bottom, [face.label for face in meme.faces])
 
 For many photos, or your own settings, build the engine once and call it:
-``memegen.engine.Engine.from_settings(Settings(...)).make(data)``. The stages are there too, each
-a pure function of its input: ``memegen.reader``, ``memegen.detect``, ``memegen.ensemble``,
-``memegen.captions`` and ``memegen.render``. Errors are ``memegen.errors.MemeGenError``;
+``memegen.meme.engine.Engine.from_settings(Settings(...)).make(data)``. The stages are there too, each
+a pure function of its input: ``memegen.vision.reader``, ``memegen.vision.detect``, ``memegen.vision.ensemble``,
+``memegen.meme.captions`` and ``memegen.meme.render``. Errors are ``memegen.errors.MemeGenError``;
 what the user gave wrong is an ``InputError``.
 """
 
@@ -21,7 +21,7 @@ import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from memegen.engine import Engine, Meme
+    from memegen.meme.engine import Engine, Meme
     from memegen.settings import Settings
 
 __all__ = ["make_meme"]
@@ -42,7 +42,7 @@ def make_meme(
     on the first call (about a tenth of a second) and are kept for the next ones, per ``settings``
     (by default ``Settings()``, the models shipped beside the library).
 
-    Returns a :class:`memegen.engine.Meme`: ``image`` (the encoded bytes), ``content_type``,
+    Returns a :class:`memegen.meme.engine.Meme`: ``image`` (the encoded bytes), ``content_type``,
     ``faces`` (boxes and expression scores), ``caption`` and ``metadata()``. Raises
     :class:`memegen.errors.InputError` for a photo or caption it cannot use.
     """
@@ -52,7 +52,7 @@ def make_meme(
 @functools.cache
 def _engine(settings: Settings | None) -> Engine:
     # Imported here: `import memegen.contract` (the infrastructure's) must not load the models' stack.
-    from memegen.engine import Engine
+    from memegen.meme.engine import Engine
     from memegen.settings import Settings
 
     return Engine.from_settings(settings or Settings())

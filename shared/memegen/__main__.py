@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from memegen.contract import IMAGE_SUFFIXES
-from memegen.detect import FaceDetector
-from memegen.engine import Engine
-from memegen.ensemble import Ensemble
 from memegen.errors import InputError, MemeGenError, OutputError
-from memegen.evaluate import evaluate, plot_confusion
+from memegen.meme.engine import Engine
+from memegen.offline.evaluate import evaluate, plot_confusion
 from memegen.runtime import tune_process
 from memegen.settings import Settings
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import Ensemble
 
 USAGE_ERROR = 2
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the build's tools are in requirements-train.txt")
 
-from memegen.manifest import Manifest
+from memegen.vision.manifest import Manifest
 from models.train import build
 from models.train.members import Candidate
 from models.train.outputs import WorkRecord, manifest_of

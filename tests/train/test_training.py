@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
+from memegen.vision.ensemble import Ensemble
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memegen.contract import MEME_CODECS
 from memegen.errors import CaptionRefused
-from memegen.fonts import caption_fonts, font_for, undrawable
+from memegen.meme.fonts import caption_fonts, font_for, undrawable
 
 # Below this the text is unreadable anyway; a caption that does not fit even
 # here is broken inside words and, if still too long, cut with an ellipsis.

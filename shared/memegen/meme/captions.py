@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from memegen.errors import CaptionBankError, CaptionRefused, CaptionsExhausted
-from memegen.fonts import SCRIPTS, undrawable
 from memegen.labels import LABELS
+from memegen.meme.fonts import SCRIPTS, undrawable
 
 CAPTIONS_FILE = Path(__file__).resolve().with_name("captions.json")
 

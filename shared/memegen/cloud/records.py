@@ -3,7 +3,7 @@
 Every record is ``records/<id>/<name>.json`` (``memegen.contract``): ``0.json`` when the api
 issues an upload URL (pending), ``<generation>.json`` when the upload is done or failed. When its
 uploader deletes a meme, its records are deleted with it (the events topic carries those deletions).
-``python -m memegen.records`` prints the schema;
+``python -m memegen.cloud.records`` prints the schema;
 ``docs/record.schema.json`` is that output, and a test keeps the two equal.
 """
 

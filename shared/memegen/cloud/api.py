@@ -22,7 +22,8 @@ from typing import Any
 
 import flask
 
-from memegen.captions import MAX_CAPTION, own_caption
+from memegen.cloud.openapi import CONTROL_CATEGORIES, caption_pattern, openapi_document
+from memegen.cloud.storage import Store
 from memegen.contract import (
     CONVERT_FIRST,
     DELETE_AUTH_SCHEME,
@@ -50,11 +51,10 @@ from memegen.errors import (
     UnsupportedType,
     policy_of,
 )
-from memegen.fonts import SCRIPTS
 from memegen.logs import log
-from memegen.openapi import CONTROL_CATEGORIES, caption_pattern, openapi_document
+from memegen.meme.captions import MAX_CAPTION, own_caption
+from memegen.meme.fonts import SCRIPTS
 from memegen.settings import Settings
-from memegen.storage import Store
 
 UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
 VERSION_FIELDS = frozenset({"top", "bottom"})
@@ -496,7 +496,7 @@ class _Page:
 def _page(max_bytes: int, retention_days: int) -> _Page:
     # Built once per settings: the page is the same for everyone, so its script and style
     # are allowed by hash (no per-response nonce) and the response can be cached and revalidated.
-    template = resources.files("memegen").joinpath("static/index.html").read_text(encoding="utf-8")
+    template = resources.files("memegen.cloud").joinpath("static/index.html").read_text(encoding="utf-8")
     config = {
         "maxBytes": max_bytes,
         "contentTypes": list(UPLOAD_TYPES),

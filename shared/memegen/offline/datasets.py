@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 
 from memegen.contract import IMAGE_SUFFIXES
-from memegen.crop import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, align_crop
-from memegen.detect import FaceDetector
 from memegen.errors import DatasetError
 from memegen.labels import LABELS
+from memegen.vision.crop import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, align_crop
+from memegen.vision.detect import FaceDetector
 
 LAYOUT = "DIR/<label>/<image>, with <label> among: " + " ".join(LABELS)
 

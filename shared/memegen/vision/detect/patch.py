@@ -14,8 +14,8 @@ import functools
 
 import numpy as np
 
-from memegen.detect.plan import INPUT
 from memegen.errors import ModelError
+from memegen.vision.detect.plan import INPUT
 
 try:
     from ai_edge_litert import schema_py_generated as _schema

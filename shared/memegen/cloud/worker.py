@@ -26,12 +26,12 @@ from typing import Any
 
 from cloudevents.abstract import CloudEvent
 
+from memegen.cloud.storage import Store, Upload
 from memegen.contract import FINALIZED
-from memegen.engine import Engine
 from memegen.errors import InputError, Policy, UploadGone, policy_of
 from memegen.logs import log
+from memegen.meme.engine import Engine
 from memegen.settings import Settings
-from memegen.storage import Store, Upload
 
 INTERNAL_ERROR = "internal error"
 RETRIES_EXHAUSTED = "the storage service was unavailable for too long; please upload the photo again"

@@ -9,7 +9,7 @@ import functools
 import unicodedata
 from typing import Any
 
-from memegen.captions import MAX_CAPTION
+from memegen.cloud.records import closed
 from memegen.contract import (
     ID_PATTERN,
     MEMES_PATH,
@@ -20,14 +20,14 @@ from memegen.contract import (
     UPLOADS_PATH,
     VERSIONS_PATH,
 )
-from memegen.fonts import SCRIPTS, caption_fonts
-from memegen.records import closed
+from memegen.meme.captions import MAX_CAPTION
+from memegen.meme.fonts import SCRIPTS, caption_fonts
 from memegen.settings import Settings
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"$ref": "#/components/schemas/Id"}}
 # Cc: C0/C1 controls (newline and tab included); Zl/Zp: the line and paragraph separators. Never in a caption
-# (memegen.captions refuses them too, after stripping; the api, as the pattern says, before).
+# (memegen.meme.captions refuses them too, after stripping; the api, as the pattern says, before).
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # The Basic Multilingual Plane: one UTF-16 unit a character, so that a pattern's class reads the same
 # in every regular expression dialect (ECMA-262 without the u flag counts UTF-16 units).
@@ -96,7 +96,7 @@ def _char_class(chars: frozenset[int]) -> str:
 def caption_pattern() -> str:
     """The pattern every caption line fits: the characters one caption font draws, all from the same font.
 
-    The api refuses any caption that does not fit it (``memegen.api``), and the document publishes it,
+    The api refuses any caption that does not fit it (``memegen.cloud.api``), and the document publishes it,
     so that both say the same. A font whose characters another font has too adds nothing.
     """
     kept: list[frozenset[int]] = []

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from memegen.datasets import cuts_of, list_samples, read_gray
-from memegen.detect import FaceDetector
-from memegen.ensemble import Ensemble
 from memegen.labels import LABELS
-from memegen.metrics import score
+from memegen.offline.datasets import cuts_of, list_samples, read_gray
+from memegen.offline.metrics import score
+from memegen.vision.detect import FaceDetector
+from memegen.vision.ensemble import Ensemble
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The face crop the expression models see, cut one way for training and for inference.
 
-Training (``models/train``, through ``memegen.datasets``) and the meme engine both cut
+Training (``models/train``, through ``memegen.offline.datasets``) and the meme engine both cut
 faces with ``align_crop``, so the members see one framing. Training cuts with the
 defaults below and the build writes them into ``models/ensemble.json``'s ``crop``;
 inference reads the crop from there (``Crop.from_manifest``), never from these constants,
@@ -19,7 +19,7 @@ import numpy as np
 from memegen.errors import ModelError
 
 if TYPE_CHECKING:  # only its box and eyes are read: no detector is loaded to cut a crop
-    from memegen.detect import Face
+    from memegen.vision.detect import Face
 
 # The classifiers' face crop, relative to the detector's box: measured on LFW's
 # tight crops, whose faces the detector boxes at 0.88 of the width, with the box

@@ -12,12 +12,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from memegen.crop import Crop
 from memegen.errors import ModelError
 from memegen.labels import LABELS
-from memegen.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry, View
 from memegen.runtime import load_interpreter
 from memegen.settings import MODELS_DIR
+from memegen.vision.crop import Crop
+from memegen.vision.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry, View
 
 __all__ = ["MANIFEST", "SINGLE_VIEW", "Ensemble", "Member", "Scores", "View", "read_manifest", "sha256", "view_of"]
 
@@ -157,7 +157,7 @@ class Ensemble:
 
     Loading refuses a member whose file hash or tensor shapes do not match the
     manifest, with a ``ModelError`` that says which and why. ``spec`` is the manifest typed
-    (``memegen.manifest.Manifest``), ``manifest`` its JSON form as given.
+    (``memegen.vision.manifest.Manifest``), ``manifest`` its JSON form as given.
     """
 
     def __init__(self, manifest: dict[str, Any] | Manifest, files: dict[str, bytes], *, threads: int = 1) -> None:

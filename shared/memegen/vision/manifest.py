@@ -2,7 +2,7 @@
 
 One ``MemberEntry`` per member and one ``Manifest`` around them. The build (``models.train``)
 writes the file through ``Manifest.dumps``, the model card adds its figures through it, and
-``memegen.ensemble`` loads the members from it, so the file's shape is written down once, here.
+``memegen.vision.ensemble`` loads the members from it, so the file's shape is written down once, here.
 
 Every key of a member's entry is a field of ``MemberEntry`` named as in the file, in the file's
 order: ``from_dict`` and ``to_dict`` are driven by the fields, so a new key (a member's own input
@@ -47,7 +47,7 @@ def _plain(value: Any) -> Any:
 def parse_views(name: object, raw: Any) -> tuple[View, ...]:
     """A member's ``views`` as (dx, dy, zoom) float triples; ``ModelError`` for anything else.
 
-    Their ranges are ``memegen.ensemble.Member``'s to check.
+    Their ranges are ``memegen.vision.ensemble.Member``'s to check.
     """
     try:
         return tuple((float(v[0]), float(v[1]), float(v[2])) for v in raw)
@@ -121,7 +121,7 @@ class MemberEntry:
 class Manifest:
     """The whole manifest: the labels, the crop the members read, the members and their weights.
 
-    ``crop`` is kept as written (``memegen.crop.Crop.from_manifest`` owns its rules); ``weights`` holds
+    ``crop`` is kept as written (``memegen.vision.crop.Crop.from_manifest`` owns its rules); ``weights`` holds
     one row a member, one weight a label; ``combination`` and ``metrics`` are the build's and the
     card's records, ``None`` where a file lacks them.
     """

