@@ -127,6 +127,12 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
     train_x, _ = faces.split("fer2013", TRAIN, cut=cut, size=config.size)
     calibration = train_x[np.random.default_rng(0).permutation(len(train_x))[:400]]
     model = to_int8_tflite(net, calibration)
+    # What the conversion to int8 costs, on the same faces, one view each (as the build's members).
+    val_x, val_y = faces.split("fer2013", VAL, cut=cut, size=config.size)
+    val = {"float": scores_of(val_y, predict(net, val_x)), "int8": scores_of(val_y, tflite_predict(model, val_x))}
+    log.info(
+        "state %s: fer2013 val float %.4f int8 %.4f", record["name"], val["float"]["accuracy"], val["int8"]["accuracy"]
+    )
     test_x, test_y = faces.split("fer2013", TEST, cut=cut, size=config.size)
     # Float, face and mirror image, as the card's other members were measured.
     public_float = (predict(net, test_x) + predict(net, np.ascontiguousarray(test_x[:, :, ::-1]))) / 2
@@ -143,6 +149,7 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
     )
     kept = {
         "history": record["history"],
+        "val": val,
         "float_bytes": 4 * sum(int(v.numel()) for v in record["state"].values()),
         "public_test_float": scores_of(test_y, public_float),
     }
