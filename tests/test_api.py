@@ -46,7 +46,8 @@ from local.emulator import public_key_of
 from memegen.cloud import api
 from memegen.cloud.openapi import openapi_document
 from memegen.cloud.records import record_schema
-from memegen.cloud.storage import Store, Upload
+from memegen.cloud.storage import Store
+from memegen.cloud.uploads import Upload
 from memegen.cloud.worker import Outcome, Result, handle_upload
 from memegen.contract import OPENAPI_PATH
 from memegen.meme.engine import Engine

@@ -21,8 +21,10 @@ from google.oauth2 import service_account
 from local.bridge import object_data
 from local.devkey import DEV_EMAIL
 from local.stack import free_port
-from memegen.cloud.storage import MEME_PREFIX, SigningUnavailable, Store, Upload, UploadGone, upload_id
-from memegen.errors import ImageTooLarge
+from memegen.cloud.storage import Store
+from memegen.cloud.uploads import Upload, upload_id
+from memegen.contract import MEME_PREFIX
+from memegen.errors import ImageTooLarge, SigningUnavailable, UploadGone
 from memegen.settings import Settings
 
 

@@ -21,7 +21,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from local.bridge import finalized_event, object_data
 from local.stack import free_port
-from memegen.cloud.storage import Store, upload_id
+from memegen.cloud.storage import Store
+from memegen.cloud.uploads import upload_id
 from memegen.cloud.worker import Outcome, Result, handle_upload
 from memegen.meme.engine import Engine
 from memegen.settings import Settings

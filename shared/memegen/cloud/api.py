@@ -1,28 +1,27 @@
-"""The HTTP API and the upload page: routing, validation and JSON responses, as a library.
+"""The HTTP API: routing, validation and JSON responses, as a library.
 
 The Cloud Function in ``functions/api`` is a thin adapter over :func:`handle`.
 The browser never sends photo bytes here: it asks for a signed upload URL, PUTs
-the photo straight to Cloud Storage, then polls the meme's status.
+the photo straight to Cloud Storage, then polls the meme's status. The HTML it serves (the upload
+page, a meme's share page) is in :mod:`memegen.cloud.pages`.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import html
 import json
 import re
 import time
 import traceback
 import unicodedata
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import flask
 
 from memegen.cloud.openapi import CONTROL_CATEGORIES, caption_pattern, openapi_document
+from memegen.cloud.pages import page_response, share_page, shared_image
+from memegen.cloud.responses import json_response, security_headers
 from memegen.cloud.storage import Store
 from memegen.contract import (
     CONVERT_FIRST,
@@ -60,9 +59,6 @@ UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
 VERSION_FIELDS = frozenset({"top", "bottom"})
 # The upload request is a few short strings: anything bigger is a mistake or abuse.
 MAX_BODY_BYTES = 4096
-_TEMPLATE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
-_TEMPLATE_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
-_CONFIG_MARK = "{{CONFIG}}"
 # The on_upload function's timeout, with a minute to spare: its last retry may still be at work.
 _WORKER_GRACE_SECONDS = 180
 _LOG_PATH_CHARS = 200
@@ -94,7 +90,7 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             response, upload_id = _create_upload(upload, store=store)
         elif request.path == OPENAPI_PATH:
             _allow(request, "GET", "HEAD")
-            response = _json(openapi_document(settings), status=200)
+            response = json_response(openapi_document(settings), status=200)
             response.headers["Cache-Control"] = "public, max-age=300"
         elif request.path.startswith(SHARE_PATH):
             _allow(request, "GET", "HEAD")
@@ -102,9 +98,9 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             image = candidate.endswith(SHARE_IMAGE)
             upload_id = _upload_id(candidate.removesuffix(SHARE_IMAGE))
             response = (
-                _shared_image(upload_id, store=store)
+                shared_image(upload_id, store=store)
                 if image
-                else _share_page(request, upload_id, store=store, settings=settings)
+                else share_page(request, upload_id, store=store, settings=settings)
             )
         elif request.path.startswith(MEMES_PATH) and request.path.endswith(VERSIONS_PATH):
             _allow(request, "POST")
@@ -117,7 +113,7 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             if request.method == "DELETE":
                 store.delete(upload_id, token=_bearer_token(request))
                 response = flask.Response(status=204)
-                _security_headers(response)
+                security_headers(response)
             else:
                 response = _meme_status(upload_id, store=store, settings=settings)
         else:
@@ -125,13 +121,16 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
     except RequestError as exc:
         response, reason = error_response(exc), str(exc)
     except SigningUnavailable as exc:
-        response, reason = _json({"error": "the service cannot sign URLs (misconfigured)"}, status=500), str(exc)
+        response, reason = (
+            json_response({"error": "the service cannot sign URLs (misconfigured)"}, status=500),
+            str(exc),
+        )
     except Exception as exc:
         if policy_of(exc) is Policy.TRANSIENT:
             # Storage or IAM failed, or stayed out of reach through the client's own retries: the
             # request itself was fine, so the browser may try again.
             response, reason = (
-                _json({"error": "storage is unavailable right now; try again shortly"}, status=503),
+                json_response({"error": "storage is unavailable right now; try again shortly"}, status=503),
                 repr(exc),
             )
             response.headers["Retry-After"] = "5"
@@ -139,7 +138,7 @@ def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask
             # A bug (or a corrupt record): JSON with the security headers like every answer, and its
             # traceback in the log, never in the response.
             log("ERROR", "internal error", path=request.path, error=repr(exc), traceback=traceback.format_exc())
-            response, reason = _json({"error": "internal error"}, status=500), repr(exc)
+            response, reason = json_response({"error": "internal error"}, status=500), repr(exc)
     _log_outcome(request, response, upload_id=upload_id, reason=reason)
     return response
 
@@ -192,23 +191,9 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
     )
 
 
-def page_response(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
-    """The upload page with its security headers; revalidated cheaply through its ETag."""
-    page = _page(settings.max_bytes, settings.meme_retention_days)
-    response = flask.Response(page.html, status=200, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = page.csp(store.origin)
-    # Short-lived: a new deployment (new limits, new script) should reach people within minutes.
-    response.headers["Cache-Control"] = "public, max-age=300"
-    response.set_etag(page.etag)
-    _security_headers(response)
-    # make_conditional answers 304 when If-None-Match matches, and returns the response it was given.
-    response.make_conditional(request)
-    return response
-
-
 def error_response(exc: RequestError) -> flask.Response:
     """The JSON error response for ``exc``: ``{"error": message}`` with its status."""
-    response = _json({"error": str(exc)}, status=exc.status)
+    response = json_response({"error": str(exc)}, status=exc.status)
     if isinstance(exc, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(exc.allowed)
     if isinstance(exc, TokenRequired):
@@ -232,7 +217,9 @@ def _new_version(upload_id: str, caption: tuple[str | None, str | None], *, toke
 def _created(upload_id: str, delete_token: str, body: dict[str, Any]) -> flask.Response:
     """201 for a new upload (a photo's, or another caption's): its id, where to poll, its deletion token."""
     status_url = MEMES_PATH + upload_id
-    response = _json({"id": upload_id, **body, "status_url": status_url, "delete_token": delete_token}, status=201)
+    response = json_response(
+        {"id": upload_id, **body, "status_url": status_url, "delete_token": delete_token}, status=201
+    )
     response.headers["Location"] = status_url
     return response
 
@@ -260,84 +247,9 @@ def _meme_status(upload_id: str, *, store: Store, settings: Settings) -> flask.R
         # Issued and not done yet, or a status this version does not know (a newer worker's
         # "processing", say): still on its way.
         body = {"status": "pending", "id": upload_id}
-    response = _json(body, status=200)
+    response = json_response(body, status=200)
     # Each answer is a snapshot (and a done one carries a signed URL): never cache it anywhere.
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _done_record(upload_id: str, store: Store) -> dict[str, Any]:
-    record = store.latest_record(upload_id)
-    if record is None or record.get("status") != "done":
-        # Pending, failed or unknown: a share link shows a finished meme or nothing.
-        raise MemeNotFound("no such meme")
-    return record
-
-
-def _shared_image(upload_id: str, *, store: Store) -> flask.Response:
-    """A redirect to a freshly signed, short-lived URL of the meme: the bucket stays private."""
-    record = _done_record(upload_id, store)
-    response = flask.Response(status=302)
-    response.headers["Location"] = store.signed_meme_url(record["meme"])
-    # Each answer carries a new signature: never cached, so that no one is sent an expired one.
-    response.headers["Cache-Control"] = "no-store"
-    _security_headers(response)
-    return response
-
-
-_SHARE_STYLE = (
-    "body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;"
-    "gap:1rem;background:#111;color:#eee;font:16px/1.4 system-ui,sans-serif;text-align:center}"
-    "img{max-width:min(100vw,900px);max-height:80vh}a{color:#9cf}p{margin:0 1rem}"
-)
-
-
-def _share_page(request: flask.Request, upload_id: str, *, store: Store, settings: Settings) -> flask.Response:
-    """A meme's share page: the meme, and the Open Graph and Twitter card tags that make a pasted link preview."""
-    record = _done_record(upload_id, store)
-    caption = record.get("caption") or {}
-    words = " / ".join(part for part in (caption.get("top", ""), caption.get("bottom", "")) if part)
-    title = html.escape(words or "A meme", quote=True)
-    page_url = html.escape(request.url_root.rstrip("/") + SHARE_PATH + upload_id, quote=True)
-    image_url = page_url + SHARE_IMAGE
-    lines = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # No icon: the browser would ask for /favicon.ico, which is not a route (a console error).
-        '<link rel="icon" href="data:,">',
-        f"<title>{title}</title>",
-        '<meta property="og:type" content="website">',
-        f'<meta property="og:title" content="{title}">',
-        '<meta property="og:site_name" content="MemeGen">',
-        f'<meta property="og:url" content="{page_url}">',
-        f'<meta property="og:image" content="{image_url}">',
-        '<meta name="twitter:card" content="summary_large_image">',
-        f'<meta name="twitter:title" content="{title}">',
-        f'<meta name="twitter:image" content="{image_url}">',
-        f"<style>{_SHARE_STYLE}</style>",
-        "</head><body>",
-        f'<img src="{SHARE_PATH}{upload_id}{SHARE_IMAGE}" alt="{title}">',
-        f"<p>Made with MemeGen. A meme is kept {settings.meme_retention_days} days after it is made,"
-        " then deleted; this link works until then.</p>",
-        '<p><a href="/">Make your own</a></p>',
-        "</body></html>",
-    ]
-    response = flask.Response("\n".join(lines), status=200, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = "; ".join(
-        (
-            "default-src 'none'",
-            # The image address redirects to the storage origin: both must be allowed.
-            f"img-src 'self' {store.origin} data:",
-            f"style-src '{_SHARE_STYLE_HASH}'",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
-    # The meme never changes, but it may be deleted: revalidate after a few minutes.
-    response.headers["Cache-Control"] = "public, max-age=300"
-    _security_headers(response)
     return response
 
 
@@ -436,20 +348,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _json(body: dict[str, Any], *, status: int) -> flask.Response:
-    response = flask.Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
-    _security_headers(response)
-    return response
-
-
-def _security_headers(response: flask.Response) -> None:
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    # The page's URL carries nothing secret, but the signed URLs it fetches must never be sent on.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-
-
 def _log_outcome(
     request: flask.Request, response: flask.Response, *, upload_id: str | None, reason: str | None = None
 ) -> None:
@@ -465,56 +363,3 @@ def _log_outcome(
     if reason is not None:
         fields["reason"] = reason
     log(severity, f"{request.method} {fields['path']} -> {status}", **fields)
-
-
-@dataclass(frozen=True)
-class _Page:
-    html: bytes
-    etag: str
-    script_hashes: tuple[str, ...]
-    style_hashes: tuple[str, ...]
-
-    def csp(self, storage_origin: str) -> str:
-        scripts = " ".join(f"'{h}'" for h in self.script_hashes)
-        styles = " ".join(f"'{h}'" for h in self.style_hashes)
-        return "; ".join(
-            (
-                "default-src 'none'",
-                f"script-src {scripts}",
-                f"style-src {styles}",
-                # blob: for the photo preview and the fetched meme; data: for the inline icon.
-                f"img-src blob: data: {storage_origin}",
-                f"connect-src 'self' {storage_origin}",
-                "base-uri 'none'",
-                "form-action 'none'",
-                "frame-ancestors 'none'",
-            )
-        )
-
-
-@functools.cache
-def _page(max_bytes: int, retention_days: int) -> _Page:
-    # Built once per settings: the page is the same for everyone, so its script and style
-    # are allowed by hash (no per-response nonce) and the response can be cached and revalidated.
-    template = resources.files("memegen.cloud").joinpath("static/index.html").read_text(encoding="utf-8")
-    config = {
-        "maxBytes": max_bytes,
-        "contentTypes": list(UPLOAD_TYPES),
-        "maxCaption": MAX_CAPTION,
-        "uploadsUrl": UPLOADS_PATH,
-        "retentionDays": retention_days,
-    }
-    # A JSON data block is never executed, so it needs no hash; "<" is escaped so it cannot end the block.
-    html = template.replace(_CONFIG_MARK, json.dumps(config).replace("<", "\\u003c"))
-    scripts = tuple(_csp_hash(body) for body in _TEMPLATE_SCRIPT.findall(html))
-    styles = tuple(_csp_hash(body) for body in _TEMPLATE_STYLE.findall(html))
-    encoded = html.encode("utf-8")
-    return _Page(encoded, hashlib.sha256(encoded).hexdigest()[:32], scripts, styles)
-
-
-def _csp_hash(text: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
-
-
-# Hashed once: the share page's one style block is the same for every meme.
-_SHARE_STYLE_HASH = _csp_hash(_SHARE_STYLE)

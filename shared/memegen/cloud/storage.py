@@ -1,39 +1,39 @@
-"""The only module that touches the buckets: uploads in, memes and records out, signed URLs.
+"""The only module that touches the buckets: uploads in, memes and records out.
 
 The bucket layout and object names are :mod:`memegen.contract`'s; every output object is written
-once (``if_generation_match=0``).
-
-Custom metadata ``memegen-top`` / ``memegen-bottom`` carries the user's caption as percent-encoded
-UTF-8: the signed PUT sends it as an HTTP header, and header values must be ASCII.
+once (``if_generation_match=0``). What an upload is and what its objects are called:
+:mod:`memegen.cloud.uploads`; the URLs the browser uses are signed in :mod:`memegen.cloud.signing`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
-import google.auth
-import google.auth.transport.requests
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.api_core.retry import Retry
 from google.auth.credentials import Credentials
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from memegen.cloud.signing import Signer
+from memegen.cloud.uploads import (
+    NewVersion,
+    SignedUpload,
+    Upload,
+    caption_metadata,
+    meme_name,
+    record_name,
+    token_hash,
+)
 from memegen.contract import (
-    BOTTOM_KEY,
     ID_PATTERN,
     ISSUED_GENERATION,
     JSON_TYPE,
@@ -41,10 +41,8 @@ from memegen.contract import (
     MEME_PREFIX,
     RECORD_NAME_PATTERN,
     RECORD_PREFIX,
-    TOP_KEY,
     VERSION_TYPE,
     WRITER_KEY,
-    meme_object,
     record_object,
     version_marker,
     versions_prefix,
@@ -54,115 +52,11 @@ from memegen.errors import (
     ImageTooLarge,
     MemeNotFound,
     PhotoNotKept,
-    SigningUnavailable,
     TooManyVersions,
     UnsupportedImage,
     UploadGone,
 )
 from memegen.settings import Settings
-
-
-def upload_id(name: str, *, prefix: str) -> str:
-    """The upload's id, 32 lowercase hex digits, safe in any output object name.
-
-    An API upload, ``{prefix}{id}``, carries one already (a server-chosen uuid4); any other name
-    is hashed, so that no user-chosen text reaches an output path, and ``{prefix}a/{id}`` is not
-    taken for the API upload ``{prefix}{id}``.
-    """
-    last = name[len(prefix) :] if name.startswith(prefix) else ""
-    if ID_PATTERN.fullmatch(last):
-        return last
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
-
-
-def _caption_metadata(top: str | None, bottom: str | None) -> dict[str, str]:
-    """A person's caption as custom metadata: percent-encoded, as header values must be ASCII."""
-    return {key: quote(value, safe="") for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)) if value}
-
-
-def _caption(metadata: object, key: str) -> str | None:
-    if not isinstance(metadata, Mapping):
-        return None
-    value = metadata.get(key)
-    return unquote(value) if isinstance(value, str) and value else None
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One generation of an object in the input bucket.
-
-    Made from the object's resource (``from_resource``) wherever it is read: the event's copy
-    (the worker) and the stored object (``Store.read_upload``), so that both read it alike.
-    """
-
-    name: str
-    generation: int
-    size: int
-    content_type: str
-    id: str
-    top: str | None
-    bottom: str | None
-    # Another caption of an earlier upload's photo (an upload of type VERSION_TYPE): which, and which one.
-    source: str | None = None
-    variant: int = 0
-
-    @classmethod
-    def from_resource(cls, resource: Mapping[str, Any], *, prefix: str) -> Upload:
-        """Read a Cloud Storage object resource: a JSON API object, or an event's StorageObjectData.
-
-        ``prefix`` is where uploads go (``Settings.upload_prefix``): it tells an API upload's id.
-
-        Raises ``KeyError`` or ``ValueError`` when the name or generation is missing or malformed.
-        """
-        name = resource["name"]
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"object name {name!r} is not a non-empty string")
-        metadata = resource.get("metadata")
-        return cls(
-            name=name,
-            generation=int(resource["generation"]),
-            # The JSON API writes int64 fields as strings.
-            size=int(resource.get("size") or 0),
-            content_type=str(resource.get("contentType") or ""),
-            id=upload_id(name, prefix=prefix),
-            top=_caption(metadata, TOP_KEY),
-            bottom=_caption(metadata, BOTTOM_KEY),
-        )
-
-
-@dataclass(frozen=True)
-class SignedUpload:
-    """Where and how the browser PUTs a new upload: every header listed is signed and must be sent.
-
-    ``delete_token`` deletes the upload and its memes (``Store.delete``); only its hash is kept.
-    """
-
-    id: str
-    url: str
-    headers: dict[str, str]
-    delete_token: str
-
-
-@dataclass(frozen=True)
-class NewVersion:
-    """Another caption of a photo, on its way: its upload id and its own deletion token."""
-
-    id: str
-    delete_token: str
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def meme_name(upload: Upload, content_type: str) -> str:
-    """The output object of the meme of that upload generation."""
-    return meme_object(upload.id, upload.generation, content_type)
-
-
-def record_name(upload: Upload) -> str:
-    """The output object of the metadata record of that upload generation."""
-    return record_object(upload.id, upload.generation)
 
 
 class Store:
@@ -183,12 +77,10 @@ class Store:
     ) -> None:
         self._client = client
         self._settings = settings
-        self._signing_credentials = signing_credentials
+        self._signer = Signer(settings, api_endpoint=client.api_endpoint, credentials=signing_credentials)
         self._retry = retry or DEFAULT_RETRY.with_timeout(settings.storage_retry_seconds)
         self._input = client.bucket(settings.input_bucket)
         self._output = client.bucket(settings.output_bucket)
-        self._token_lock = threading.Lock()
-        self._token_credentials: Credentials | None = None
 
     # Uploads.
 
@@ -258,11 +150,11 @@ class Store:
             # instead of replacing the photo and its meme.
             "x-goog-if-generation-match": "0",
         }
-        headers |= {f"x-goog-meta-{key}": value for key, value in _caption_metadata(top, bottom).items()}
+        headers |= {f"x-goog-meta-{key}": value for key, value in caption_metadata(top, bottom).items()}
         blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
         # A copy: the client's signer adds the Host header to the dict it is given, and a browser
         # refuses to set Host itself (it sends its own, the same).
-        url = self._sign(blob, method="PUT", headers=dict(headers))
+        url = self._signer.sign(blob, method="PUT", headers=dict(headers))
         # The issued record: the api answers "pending" from it, so that it never needs to read
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
         # The deletion token goes to the uploader only; the record keeps its hash, which cannot delete.
@@ -295,7 +187,7 @@ class Store:
         while not self._create(version_marker(source, variant), _json({"id": new_id}), content_type=JSON_TYPE):
             variant += 1
         pointer = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
-        pointer.metadata = _caption_metadata(top, bottom)
+        pointer.metadata = caption_metadata(top, bottom)
         pointer.upload_from_string(
             _json({"source": source, "variant": variant}),
             content_type=VERSION_TYPE,
@@ -310,7 +202,7 @@ class Store:
             "status": "pending",
             "id": new_id,
             "expires": int(time.time()) + self._settings.url_ttl_seconds,
-            "delete_sha256": _token_hash(token),
+            "delete_sha256": token_hash(token),
         }
         if source is not None:
             issued["source"] = source
@@ -324,7 +216,7 @@ class Store:
         if issued is None:
             raise MemeNotFound("no such meme")
         expected = issued.get("delete_sha256")
-        if not token or not isinstance(expected, str) or not hmac.compare_digest(_token_hash(token), expected):
+        if not token or not isinstance(expected, str) or not hmac.compare_digest(token_hash(token), expected):
             raise DeleteRefused(
                 "the meme's deletion token is missing or wrong: only its uploader may delete it or ask for another"
             )
@@ -427,7 +319,7 @@ class Store:
         """A V4 signed GET URL of a meme in the output bucket, living ``settings.url_ttl_seconds``."""
         if not object_name.startswith(MEME_PREFIX):
             raise ValueError(f"{object_name!r} is not a meme: only objects under {MEME_PREFIX} are served")
-        return self._sign(self._output.blob(object_name), method="GET")
+        return self._signer.sign(self._output.blob(object_name), method="GET")
 
     # Internals.
 
@@ -455,44 +347,7 @@ class Store:
         storage.googleapis.com in the cloud, the emulator on loopback in local runs: the page's
         Content-Security-Policy allows it for the photo's PUT and the meme's GET.
         """
-        parts = urlsplit(self._client.api_endpoint)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    def _sign(self, blob: storage.Blob, *, method: str, headers: dict[str, str] | None = None) -> str:
-        signer: dict[str, Any]
-        if self._settings.signing_service_account:
-            # No private key in the cloud: the IAM Credentials signBlob API signs with the
-            # service account's Google-managed key, authorised by the runtime's access token.
-            signer = {
-                "service_account_email": self._settings.signing_service_account,
-                "access_token": self._access_token(),
-            }
-        elif self._signing_credentials is not None:
-            signer = {"credentials": self._signing_credentials}
-        else:
-            raise SigningUnavailable("set settings.signing_service_account, or pass signing_credentials with a key")
-        return str(
-            blob.generate_signed_url(
-                version="v4",
-                expiration=timedelta(seconds=self._settings.url_ttl_seconds),
-                method=method,
-                headers=headers,
-                # Where the client talks to: the emulator's address in local runs, so that a
-                # browser can use the URL there too.
-                api_access_endpoint=self._client.api_endpoint,
-                **signer,
-            )
-        )
-
-    def _access_token(self) -> str:
-        with self._token_lock:
-            credentials = self._token_credentials
-            if credentials is None:
-                credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-                self._token_credentials = credentials
-            if not credentials.valid:
-                credentials.refresh(google.auth.transport.requests.Request())
-            return str(credentials.token)
+        return self._signer.origin
 
 
 def _json(record: Mapping[str, Any]) -> bytes:

@@ -26,7 +26,8 @@ from typing import Any
 
 from cloudevents.abstract import CloudEvent
 
-from memegen.cloud.storage import Store, Upload
+from memegen.cloud.storage import Store
+from memegen.cloud.uploads import Upload
 from memegen.contract import FINALIZED
 from memegen.errors import InputError, Policy, UploadGone, policy_of
 from memegen.logs import log
