@@ -148,3 +148,30 @@ def test_every_module_named_exists(name: str) -> None:
     assert [m for m in sorted(commands) if not runnable(m)] == []
     dotted = {d for token in INLINE.findall(FENCE.sub("", text)) for d in DOTTED.findall(token)}
     assert [d for d in sorted(dotted) if not resolves(d)] == []
+
+
+LAYOUT = re.compile(r"^## Layout\n(.*?)^## ", re.MULTILINE | re.DOTALL)
+BULLET = re.compile(r"^- (.*?)(?=^- |^\S|\Z)", re.MULTILINE | re.DOTALL)
+BARE_FILE = re.compile(r"`(\w+\.(?:py|json|html))`")
+
+
+def unknown_files(section: str) -> list[str]:
+    """The bare file names a layout bullet gives that are not in its folder (its first path) or below it."""
+    unknown = []
+    for bullet in BULLET.findall(section):
+        folder = next((p for p in INLINE.findall(bullet) if p.endswith("/")), None)
+        for name in BARE_FILE.findall(bullet):
+            if folder is None or not any((ROOT / folder).rglob(name)):
+                unknown.append(f"{folder}{name}")
+    return unknown
+
+
+def test_the_layout_names_modules_that_exist() -> None:
+    """The README's layout names each layer's modules bare (``reader.py``): each is in its layer's folder."""
+    section = LAYOUT.search(_text("README.md"))
+    assert section is not None
+    assert len(BARE_FILE.findall(section.group(1))) > 20
+    assert unknown_files(section.group(1)) == []
+    assert unknown_files("- `shared/memegen/vision/`: `reader.py` and `render.py`") == [
+        "shared/memegen/vision/render.py"
+    ]
