@@ -46,6 +46,28 @@ def record_schema() -> dict[str, Any]:
             "detector_score": _PROBABILITY,
         }
     )
+    meme_box = {
+        "type": "array",
+        "items": {"type": "integer"},
+        "minItems": 4,
+        "maxItems": 4,
+        "description": "x, y, width, height in pixels of the meme (bars included)",
+    }
+    layout = closed(
+        {
+            "faces": {"type": "array", "items": meme_box, "description": "The faces, in the order of faces"},
+            "lines": {
+                "type": "array",
+                "items": closed({"text": {"type": "string"}, "box": meme_box}),
+                "description": "Each caption line as drawn (upper case), top caption first; none covers a face",
+            },
+            "odd_one_out": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "The index in faces of the face the caption singles out, circled in the meme",
+            },
+        }
+    )
     pending = closed(
         {
             "status": {"const": "pending"},
@@ -71,13 +93,15 @@ def record_schema() -> dict[str, Any]:
             ),
             "content_type": {"enum": list(MEME_EXTENSIONS)},
             "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+            "layout": {**layout, "description": "Where the faces are and the caption lines went"},
             "model_version": {"type": "string"},
             "input_sha256": {"type": "string"},
             "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             "source": {**_ID, "description": "Another caption: the upload whose photo it is"},
             "variant": {"type": "integer", "minimum": 1},
         },
-        optional=("input_sha256", "timings_ms", "source", "variant"),
+        # layout: records written before it was added lack it.
+        optional=("input_sha256", "timings_ms", "source", "variant", "layout"),
     )
     failed = closed({"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}})
     return {

@@ -226,6 +226,18 @@ def choose_caption(
     return Caption(top=chosen_top, bottom=chosen_bottom, bank=name)
 
 
+def odd_one_out(labels: Sequence[str], *, weights: Sequence[float] | None = None) -> int | None:
+    """The index in ``labels`` (biggest face first) of the face a ``group:odd_one_out`` caption is about.
+
+    None when ``choose_caption`` would pick another bank for these faces. Of two faces that
+    differ, the smaller one is odd (see ``choose_caption``); of more, the one whose label differs.
+    """
+    name, rest, _ = _bank_for(labels, weights)
+    if name != ODD_ONE_OUT:
+        return None
+    return 1 if len(labels) == 2 else next(index for index, label in enumerate(labels) if label != rest)
+
+
 def _bank_for(labels: Sequence[str], weights: Sequence[float] | None = None) -> tuple[str, str | None, str | None]:
     """The bank's name, and the ``rest`` and ``odd`` labels when it is odd one out."""
     if not labels:

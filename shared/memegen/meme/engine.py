@@ -16,8 +16,9 @@ import numpy as np
 
 from memegen.contract import MEME_TYPES
 from memegen.errors import CaptionRefused, UnsupportedImage
-from memegen.meme.captions import USER, Caption, CaptionBank, choose_caption, own_caption
-from memegen.meme.render import Mark, Sizing, lay_out, render_layout
+from memegen.meme.captions import ODD_ONE_OUT, USER, Caption, CaptionBank, choose_caption, odd_one_out, own_caption
+from memegen.meme.layout import Layout, Sizing, lay_out
+from memegen.meme.render import Mark, render_layout
 from memegen.settings import Settings
 from memegen.vision.crop import align_crop
 from memegen.vision.detect import Face, FaceDetector
@@ -61,6 +62,7 @@ class Meme:
     caption: Caption
     model_version: str
     input_sha256: str
+    layout: Layout
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
@@ -70,6 +72,7 @@ class Meme:
             "caption": {"top": self.caption.top, "bottom": self.caption.bottom, "bank": self.caption.bank},
             "content_type": self.content_type,
             "size": list(self.size),
+            "layout": self.layout.record(),
             "model_version": self.model_version,
             "input_sha256": self.input_sha256,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
@@ -180,17 +183,27 @@ class Engine:
         digest = hashlib.sha256(data).hexdigest()
         # Biggest face first; each face weighs its area times the ensemble's confidence.
         ranked = sorted(found, key=lambda f: -f[0].w * f[0].h)
+        labels = [scores.label for _, scores in ranked]
+        weights = [face.w * face.h * max(scores.probabilities) for face, scores in ranked]
         caption = choose_caption(
-            [scores.label for _, scores in ranked],
-            weights=[face.w * face.h * max(scores.probabilities) for face, scores in ranked],
+            labels,
+            weights=weights,
             bank=self.captions,
             seed=bytes.fromhex(digest),
             top=top,
             bottom=bottom,
             variant=variant,
         )
-        # Laid out once: what is checked here is what is drawn.
-        layout = lay_out(caption.top, caption.bottom, sizing=sizing)
+        odd = odd_one_out(labels, weights=weights) if caption.bank == ODD_ONE_OUT else None
+        # Laid out once, clear of every face: what is checked here is what is drawn.
+        layout = lay_out(
+            caption.top,
+            caption.bottom,
+            sizing=sizing,
+            faces=[face.box for face, _ in found],
+            # An index in found, the order of the record's faces.
+            odd_one_out=None if odd is None else next(i for i, item in enumerate(found) if item is ranked[odd]),
+        )
         # A person's own words are drawn whole or not at all: never silently cut short.
         if caption.bank == USER and (which := layout.cut_short()) is not None:
             meme_width, meme_height = sizing.meme
@@ -211,10 +224,11 @@ class Engine:
         return Meme(
             image=image,
             content_type=MEME_TYPES[format.lower()],
-            size=sizing.meme,
+            size=layout.size,
             faces=readings,
             caption=caption,
             model_version=self.ensemble.version,
             input_sha256=digest,
+            layout=layout,
             timings_ms=timings,
         )

@@ -1,8 +1,8 @@
-"""Drawing the captions (and optional face marks) onto the photo, and encoding the meme.
+"""Drawing the laid-out captions (and optional face marks) onto the photo, and encoding the meme.
 
-The classic style: upper-case white text with a black outline, one caption at
-the top and one at the bottom, each as large as fits. The photo is resized
-before anything is drawn, so text sizes are relative to what the user gets.
+The classic style: upper-case white text with a black outline, where ``memegen.meme.layout``
+puts it; a caption laid out on a bar added above or below the picture is black on white. The
+photo is resized before anything is drawn, so text sizes are relative to what the user gets.
 
 The image is drawn into a fresh Pillow image made from the pixel array and
 saved with no metadata arguments, so nothing of the upload (EXIF, GPS, ICC
@@ -11,13 +11,10 @@ profile, comments) can reach the output.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -25,27 +22,24 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from memegen.contract import MEME_CODECS
-from memegen.errors import CaptionRefused
-from memegen.meme.fonts import caption_fonts, font_for, undrawable
-
-# Below this the text is unreadable anyway; a caption that does not fit even
-# here is broken inside words and, if still too long, cut with an ellipsis.
-_MIN_SIZE = 8
-# A caption whose words fit whole only below this share of the image height has its
-# longest words broken across lines instead, if that draws it larger.
-_READABLE_SHARE = 0.05
-# A person's own caption is refused (Layout.cut_short) rather than drawn below this share of the height.
-_READABLE_MIN_SHARE = 0.04
-# Each caption may take this share of the height, so the two never meet and
-# most of the photo stays visible.
-_MAX_BLOCK_SHARE = 0.4
-# The distance between baselines, as a multiple of the capital height: close
-# like classic memes, loose enough that outlines of adjacent lines do not merge.
-_LINE_PITCH = 1.3
-_ELLIPSIS = "..."  # three dots, not "…": every font has the full stop
+from memegen.meme.fonts import caption_fonts
+from memegen.meme.layout import Layout as Layout
+from memegen.meme.layout import Sizing as Sizing
+from memegen.meme.layout import _Block
+from memegen.meme.layout import _font as _font
+from memegen.meme.layout import _layout as _layout
+from memegen.meme.layout import _margin as _margin
+from memegen.meme.layout import lay_out as lay_out
+from memegen.meme.text import _clean, _ellipsize
 
 _MARK = (255, 221, 0)  # a yellow that stands out on skin, sky and foliage alike
 _MARK_TEXT = (0, 0, 0)
+# The odd one out's ring: the classic red circle of reaction memes, outlined in the captions' black
+# so that it shows on red too.
+_ODD = (230, 0, 0)
+_ODD_EDGE = (0, 0, 0)
+_BAR = (255, 255, 255)
+_BAR_TEXT = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -59,275 +53,10 @@ class Mark:
     label: str
 
 
-@dataclass(frozen=True)
-class _Line:
-    text: str
-    x: int  # where Pillow's "la" anchor goes for the line's box to be centred
-    y: int  # the same, relative to the top of the block
-    box: tuple[int, int, int, int]  # left, top, right, bottom about the anchor, outline included
-
-
-@dataclass(frozen=True)
-class _Block:
-    font: ImageFont.FreeTypeFont
-    stroke: int
-    lines: tuple[_Line, ...]
-    height: int  # from the top of the first line's box to the bottom of the last, outline included
-    shortened: bool = False  # lines dropped for an ellipsis: the text did not fit
-
-
 def font_path() -> Path | None:
     """The first caption font (Fjalla One, from the font-fjallaone package), or None when it is not installed."""
     fonts = [font for font in caption_fonts() if font.name == "Fjalla One"]
     return fonts[0].path if fonts else None
-
-
-@lru_cache(maxsize=256)
-def _freetype(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    # Basic layout rather than Raqm: faster, and the same pixels wherever the wheel's
-    # FreeType is the same (the goldens rely on that). The fonts' scripts (Latin, Greek,
-    # Cyrillic) need no shaping, so Raqm would buy nothing.
-    return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
-
-
-# A run of characters across, relative to where it starts: the pen's advance,
-# and the left and right edges of the characters' boxes.
-_Span = tuple[float, float, float]
-_EMPTY: _Span = (0.0, 0.0, 0.0)
-
-
-class _Font:
-    """The caption font at one size, with what wrapping needs measured once per character.
-
-    Pillow's basic layout applies no kerning, so the box it gives a line follows
-    from its characters' boxes: across, from the leftmost to the rightmost edge
-    of the characters' boxes set one advance after another (the pen's end counts
-    too); up and down, their union; and the outline on every side. Adding cached
-    numbers in Python gives that same box many times faster than asking FreeType
-    for every candidate line (a test checks the two agree).
-    """
-
-    # Enough for any alphabet a caption uses; more distinct characters than this
-    # (a flood of random CJK, say) are measured each time rather than kept.
-    _MAX_GLYPHS = 1024
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.size = size
-        self.freetype = _freetype(path, size)
-        self.stroke = max(1, round(size / 12))
-        self._glyphs: dict[str, tuple[float, int, int, int, int]] = {}
-        _, _, cap_top, _, cap_bottom = self._glyph("H")
-        self.pitch = round(_LINE_PITCH * (cap_bottom - cap_top)) + self.stroke
-
-    def _glyph(self, char: str) -> tuple[float, int, int, int, int]:
-        """Advance, then the box of one character for the "la" anchor: left, top, right, bottom."""
-        glyph = self._glyphs.get(char)
-        if glyph is None:
-            left, top, right, bottom = self.freetype.getbbox(char, anchor="la")
-            glyph = (self.freetype.getlength(char), int(left), int(top), int(right), int(bottom))
-            if len(self._glyphs) < self._MAX_GLYPHS:
-                self._glyphs[char] = glyph
-        return glyph
-
-    def span(self, text: str) -> _Span:
-        """The span of a run of characters."""
-        pen, left, right = _EMPTY
-        for char in text:
-            advance, glyph_left, _, glyph_right, _ = self._glyph(char)
-            left, right = min(left, pen + glyph_left), max(right, pen + glyph_right)
-            pen += advance
-        return pen, left, right
-
-    @staticmethod
-    def join(first: _Span, second: _Span) -> _Span:
-        """The span of two runs one after the other."""
-        pen, left, right = first
-        advance, second_left, second_right = second
-        return pen + advance, min(left, pen + second_left), max(right, pen + second_right)
-
-    def width(self, span: _Span) -> int:
-        """The width of the box Pillow draws a run in, outline included."""
-        pen, left, right = span
-        return math.ceil(max(right, pen)) - math.floor(left) + 2 * self.stroke
-
-    def box(self, text: str) -> tuple[int, int, int, int]:
-        """What ``font.getbbox(text, stroke_width=stroke, anchor="la")`` gives, for a non-empty text."""
-        pen, left, right = self.span(text)
-        top = min(self._glyph(char)[2] for char in text)
-        bottom = max(self._glyph(char)[4] for char in text)
-        stroke = self.stroke
-        return math.floor(left) - stroke, top - stroke, math.ceil(max(right, pen)) + stroke, bottom + stroke
-
-
-@lru_cache(maxsize=256)
-def _font(size: int, path: Path) -> _Font:
-    return _Font(path, size)
-
-
-def _clean(text: str) -> str:
-    # Control and format characters (tabs, zero-width joiners, direction marks,
-    # lone surrogates) would show as boxes or do nothing useful: spaces instead.
-    kept = (c if c == "\n" or unicodedata.category(c) not in ("Cc", "Cf", "Cs") else " " for c in text)
-    return "".join(kept)
-
-
-def _split_word(word: str, font: _Font, width: int) -> list[tuple[str, _Span]]:
-    """Pieces of a word too wide for a line, each as long as fits (at least one character)."""
-    pieces: list[tuple[str, _Span]] = []
-    piece, span = "", _EMPTY
-    for char in word:
-        longer = font.join(span, font.span(char))
-        if piece and font.width(longer) > width:
-            pieces.append((piece, span))
-            piece, longer = "", font.span(char)
-        piece, span = piece + char, longer
-    pieces.append((piece, span))
-    return pieces
-
-
-def _wrap(
-    paragraphs: list[list[str]], font: _Font, width: int, *, split_words: bool, max_lines: int
-) -> list[str] | None:
-    """Greedy wrapping at spaces; None when a word is wider than a line and may not be split.
-
-    Stops at ``max_lines + 1`` lines: that many already says the text is too
-    long, and a huge caption then costs no more than one that just overflows.
-    """
-    space = font.span(" ")
-    lines: list[str] = []
-    for words in paragraphs:
-        line: list[str] = []
-        span = _EMPTY
-        for word in words:
-            word_span = font.span(word)
-            if line:
-                longer = font.join(font.join(span, space), word_span)
-                if font.width(longer) <= width:
-                    line.append(word)
-                    span = longer
-                    continue
-                lines.append(" ".join(line))
-            if font.width(word_span) <= width:
-                line, span = [word], word_span
-            elif split_words:
-                *full, (last, span) = _split_word(word, font, width)
-                lines.extend(piece for piece, _ in full)
-                line = [last]
-            else:
-                return None
-            if len(lines) > max_lines:
-                return lines
-        lines.append(" ".join(line))
-        if len(lines) > max_lines:
-            return lines
-    return lines
-
-
-def _ellipsize(text: str, font: _Font, width: int) -> str:
-    """The longest prefix of ``text`` that fits ``width`` with an ellipsis after it ("" if none does)."""
-    for end in range(len(text), -1, -1):
-        candidate = text[:end].rstrip() + _ELLIPSIS
-        if font.width(font.span(candidate)) <= width:
-            return candidate
-    return ""
-
-
-def _block(lines: list[str], font: _Font, width: int) -> _Block:
-    boxes = [font.box(text) for text in lines]
-    ink_top = min(top + index * font.pitch for index, (_, top, _, _) in enumerate(boxes))
-    ink_bottom = max(bottom + index * font.pitch for index, (_, _, _, bottom) in enumerate(boxes))
-    return _Block(
-        font=font.freetype,
-        stroke=font.stroke,
-        # Centred on the box drawn in, outline included, so the outline stays inside the margins
-        # exactly; each line's y is where its anchor goes, measured from the top of the block.
-        lines=tuple(
-            _Line(text, (width - box[0] - box[2]) // 2, index * font.pitch - ink_top, box)
-            for index, (text, box) in enumerate(zip(lines, boxes, strict=True))
-        ),
-        height=ink_bottom - ink_top,
-    )
-
-
-# Kept: bank captions recur on photos of one size.
-@lru_cache(maxsize=256)
-def _layout(text: str, width: int, height: int, margin: int) -> _Block | None:
-    """The largest caption block that fits; None when there is nothing to draw."""
-    cleaned = _clean(text)
-    typeface = font_for(cleaned)
-    if typeface is None:
-        # Never boxes: the engine refuses such text first (own_caption); this guards other callers.
-        raise CaptionRefused(f"the caption has characters MemeGen cannot draw ({undrawable(cleaned)})")
-    paragraphs = [words for words in (p.split() for p in cleaned.upper().split("\n")) if words]
-    if not paragraphs:
-        return None
-    line_width = width - 2 * margin
-    # The second bound keeps the two captions apart even when the margin is large.
-    max_height = min(int(_MAX_BLOCK_SHARE * height), (height - 2 * margin) // 2)
-    max_pitch = height / 9
-    if line_width <= 0 or max_height <= 0:
-        return None
-
-    def attempt(size: int, split_words: bool) -> _Block | None:
-        font = _font(size, typeface.path)
-        if font.pitch > max_pitch and size > _MIN_SIZE:
-            return None
-        # Lines start a pitch apart, so no more than this many can fit.
-        most = max_height // font.pitch + 1
-        lines = _wrap(paragraphs, font, line_width, split_words=split_words, max_lines=most)
-        if lines is None or len(lines) > most:
-            return None
-        block = _block(lines, font, width)
-        return block if block.height <= max_height else None
-
-    def largest(split_words: bool) -> _Block | None:
-        # The pitch is about the font size (1.2 times for Fjalla One, 0.95 for Roboto
-        # Black), so no size above this bound can pass.
-        low, high = _MIN_SIZE, max(_MIN_SIZE, int(1.25 * max_pitch) + 1)
-        best = attempt(low, split_words)
-        if best is None:
-            return None
-        # Binary search: fitting is monotone in the size but for the odd wrap that
-        # happens to fit one size up; missing that costs nothing visible.
-        while low < high:
-            middle = (low + high + 1) // 2
-            block = attempt(middle, split_words)
-            if block is None:
-                high = middle - 1
-            else:
-                low, best = middle, block
-        return best
-
-    # Words are kept whole where that leaves the text readable; a word too long for that
-    # (a URL, a 120-letter shout) is broken across lines as the classic meme does, rather
-    # than the whole caption shrinking to one unreadable line.
-    whole = largest(split_words=False)
-    if whole is not None and whole.font.size >= _READABLE_SHARE * height:
-        return whole
-    broken = largest(split_words=True)
-    if broken is not None and (whole is None or broken.font.size > whole.font.size):
-        return broken
-    return whole or _squeezed(paragraphs, width, line_width, max_height, typeface.path)
-
-
-def _squeezed(paragraphs: list[list[str]], width: int, line_width: int, max_height: int, path: Path) -> _Block | None:
-    """The smallest size, words broken where needed and lines beyond the room dropped for an ellipsis."""
-    font = _font(_MIN_SIZE, path)
-    # Lines start a pitch apart, so no more than this many can fit.
-    most = max_height // font.pitch + 1
-    lines = _wrap(paragraphs, font, line_width, split_words=True, max_lines=most) or []
-    if any(font.width(font.span(line)) > line_width for line in lines):
-        return None  # a single character is wider than the image: a sliver
-    for count in range(min(len(lines), most), 0, -1):
-        kept = lines[:count]
-        if count < len(lines):
-            kept[-1] = _ellipsize(kept[-1], font, line_width)
-            if not kept[-1]:
-                continue
-        block = _block(kept, font, width)
-        if block.height <= max_height:
-            return dataclasses.replace(block, shortened=count < len(lines))
-    return None  # not even one line fits: the image is a few pixels tall
 
 
 def _draw_caption(canvas: Image.Image, block: _Block, top: int) -> None:
@@ -382,10 +111,10 @@ def _outline(fill: np.ndarray, stroke: int) -> np.ndarray:
     return cv2.dilate(grown, _SQUARE, iterations=diagonal) if diagonal else grown
 
 
-def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, height: int) -> None:
+def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, height: int, *, offset: int) -> None:
     x, y, w, h = mark.box
-    left, top = max(0, round(x * scale)), max(0, round(y * scale))
-    right, bottom = min(width, round((x + w) * scale)), min(height, round((y + h) * scale))
+    left, top = max(0, round(x * scale)), max(0, round(y * scale) + offset)
+    right, bottom = min(width, round((x + w) * scale)), min(height, round((y + h) * scale) + offset)
     if right <= left or bottom <= top:
         return  # empty, or entirely outside the image
     thickness = min(4, max(2, round(min(width, height) / 400)))
@@ -411,29 +140,42 @@ def _draw_mark(draw: ImageDraw.ImageDraw, mark: Mark, scale: float, width: int, 
     draw.text((tag_x + pad - box_left, tag_y + pad - box_top), fitted, font=font.freetype, anchor="la", fill=_MARK_TEXT)
 
 
-@dataclass(frozen=True)
-class Sizing:
-    """How a picture becomes a meme: its long side capped at ``max_side``, never upscaled.
+def draw_layout(canvas: Image.Image, layout: Layout, *, marks: Sequence[Mark] = (), scale: float = 1.0) -> None:
+    """Draw ``layout`` on ``canvas`` (RGB, ``layout.size``: the picture and its bars): marks, ring, captions.
 
-    Worked out once (``Sizing.of``): the engine checks the meme is large enough and lays the
-    captions out for ``meme``, and ``render_layout`` resizes the picture to exactly that.
+    ``marks`` are in the picture's pixels before ``scale`` (the meme's width over the picture's).
+    A frame of an animated meme of the same layout is drawn the same way.
     """
+    draw = ImageDraw.Draw(canvas)
+    width, height = layout.size
+    for mark in marks:
+        _draw_mark(draw, mark, scale, width, height, offset=layout.bar_above)
+    if layout.odd_one_out is not None:
+        _draw_ring(draw, layout.faces[layout.odd_one_out], width, height)
+    # Captions last: they stay readable where a mark's tag runs under them.
+    for block, top, bar in layout.placed():
+        if bar:
+            _draw_plain(draw, block, top)
+        else:
+            _draw_caption(canvas, block, top)
 
-    picture: tuple[int, int]  # width, height of the picture drawn on
-    meme: tuple[int, int]  # width, height of the meme: at least 1 px a side
-    scale: float  # the meme's long side over the picture's; 1.0 where the picture is kept as it is
 
-    @classmethod
-    def of(cls, width: int, height: int, *, max_side: int) -> Sizing:
-        """The meme's size for a ``width`` x ``height`` picture. ``ValueError`` for a side or ``max_side`` below 1."""
-        if width < 1 or height < 1:
-            raise ValueError(f"the picture is empty: {width}x{height} pixels")
-        if max_side < 1:
-            raise ValueError(f"max_side must be at least 1, got {max_side}")
-        if max(width, height) <= max_side:
-            return cls((width, height), (width, height), 1.0)  # never upscaled: that would only blur the photo
-        scale = max_side / max(width, height)
-        return cls((width, height), (max(1, round(width * scale)), max(1, round(height * scale))), scale)
+def _draw_plain(draw: ImageDraw.ImageDraw, block: _Block, top: int) -> None:
+    """A caption block black on a bar: no outline is needed on the plain white."""
+    for line in block.lines:
+        draw.text((line.x, top + line.y), line.text, font=block.font, anchor="la", fill=_BAR_TEXT)
+
+
+def _draw_ring(draw: ImageDraw.ImageDraw, face: tuple[int, int, int, int], width: int, height: int) -> None:
+    """The classic circle around a face (meme pixels): red, edged in black, a little wider than the face box."""
+    x, y, w, h = face
+    thickness = max(3, round(min(width, height) / 150))
+    # Wide enough to circle the whole head, not cut through the cheeks; Pillow draws it inwards.
+    grow_x, grow_y = round(0.2 * w) + thickness, round(0.2 * h) + thickness
+    box = (x - grow_x, y - grow_y, x + w + grow_x, y + h + grow_y)
+    edge = max(1, thickness // 3)
+    draw.ellipse(box, outline=_ODD_EDGE, width=thickness + 2 * edge)
+    draw.ellipse((box[0] + edge, box[1] + edge, box[2] - edge, box[3] - edge), outline=_ODD, width=thickness)
 
 
 def _resized(image: np.ndarray, sizing: Sizing) -> np.ndarray:
@@ -442,42 +184,6 @@ def _resized(image: np.ndarray, sizing: Sizing) -> np.ndarray:
     # Area averaging against aliasing and moiré where the photo shrinks by 2 or more; below
     # that bilinear is as clean and several times faster.
     return cv2.resize(image, sizing.meme, interpolation=cv2.INTER_AREA if sizing.scale < 0.5 else cv2.INTER_LINEAR)
-
-
-def _margin(width: int, height: int) -> int:
-    return max(1, round(0.02 * min(width, height)))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Both captions laid out for one meme size: made once (``lay_out``), checked, then drawn (``render_layout``)."""
-
-    sizing: Sizing
-    margin: int
-    top: _Block | None  # None: nothing to draw
-    bottom: _Block | None
-
-    def cut_short(self) -> str | None:
-        """The first caption (``"top"``, then ``"bottom"``) not drawn whole at a readable size, or None.
-
-        Readable: letters at least ``_READABLE_MIN_SHARE`` of the height. Any other caption is drawn
-        smaller, or shortened with "...", which the engine does not do to a person's own words.
-        """
-        height = self.sizing.meme[1]
-        for which, block in (("top", self.top), ("bottom", self.bottom)):
-            if block is not None and (block.shortened or block.font.size < _READABLE_MIN_SHARE * height):
-                return which
-        return None
-
-
-def lay_out(top: str, bottom: str, *, sizing: Sizing) -> Layout:
-    """Lay out the captions for the meme ``sizing`` makes: each as large as fits (see ``render``).
-
-    Raises ``CaptionRefused`` for text no caption font draws.
-    """
-    width, height = sizing.meme
-    margin = _margin(width, height)
-    return Layout(sizing, margin, _layout(top, width, height, margin), _layout(bottom, width, height, margin))
 
 
 def _check_encoding(format: str, quality: int) -> str:
@@ -539,7 +245,7 @@ def render_layout(
     format: str = "jpeg",
     quality: int = 88,
 ) -> bytes:
-    """Resize ``image`` as ``layout.sizing`` says, draw ``marks`` and the laid-out captions, and encode it.
+    """Resize ``image`` as ``layout.sizing`` says, add its bars, draw ``marks`` and the captions, and encode it.
 
     ``image`` (not modified) must be the picture ``layout`` was made for; ``marks`` are in its
     pixels. ``format`` and ``quality`` are ``render``'s. Raises ValueError for another image or
@@ -552,17 +258,12 @@ def render_layout(
         raise ValueError(f"the layout is for a {width}x{height} picture, not {image.shape[1]}x{image.shape[0]}")
 
     pixels = _resized(np.ascontiguousarray(image), layout.sizing)
-    height, width = pixels.shape[:2]
-    scale = width / image.shape[1]
+    scale = pixels.shape[1] / image.shape[1]
     canvas = Image.fromarray(pixels)
-    draw = ImageDraw.Draw(canvas)
-    for mark in marks:
-        _draw_mark(draw, mark, scale, width, height)
-    # Captions last: they stay readable where a mark's tag runs under them.
-    if layout.top is not None:
-        _draw_caption(canvas, layout.top, layout.margin)
-    if layout.bottom is not None:
-        _draw_caption(canvas, layout.bottom, height - layout.margin - layout.bottom.height)
+    if layout.size != layout.sizing.meme:
+        picture, canvas = canvas, Image.new("RGB", layout.size, _BAR)
+        canvas.paste(picture, (0, layout.bar_above))
+    draw_layout(canvas, layout, marks=marks, scale=scale)
 
     buffer = io.BytesIO()
     # Speed over the last few per cent of size: no optimize pass, no
