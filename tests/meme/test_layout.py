@@ -167,3 +167,14 @@ def test_a_real_record_with_its_layout_fits_the_published_schema(engine: Engine,
     Draft202012Validator(record_schema()).validate(record)
     assert record["layout"]["faces"] and record["layout"]["lines"]
     assert {tuple(line) for line in record["layout"]["faces"]} == set(meme.layout.faces)
+
+
+def test_the_forehead_above_the_face_box_stays_clear_too() -> None:
+    """The detector's box starts at the brows: a top line must end a quarter of the box above it, or go to a bar."""
+    sizing = Sizing.of(800, 1200, max_side=1600)
+    layout = lay_out("top words", "", sizing=sizing, faces=[(200, 300, 400, 400)])
+    (top,) = layout.lines()
+    assert layout.bar_above == 0 and top.box[1] + top.box[3] <= 300 - 100
+    # A face whose forehead reaches the top edge leaves no band above it: the line goes to a bar.
+    layout = lay_out("top words", "", sizing=sizing, faces=[(200, 90, 400, 400)])
+    assert layout.bar_above > 0

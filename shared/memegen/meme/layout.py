@@ -40,6 +40,10 @@ _MAX_BLOCK_SHARE = 0.4
 # meme's width come out about 16 points tall there, the size of body text. A caption in a band
 # between faces is only kept at that size or more (or at the classic size, if that is smaller).
 _PHONE_SHARE = 1 / 25
+# The detector's box runs from the brows to the chin; to a viewer the forehead above is the face
+# too (text there reads as "on their head"), so the bands keep this share of the box's height
+# clear above it as well.
+_FOREHEAD = 0.25
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
@@ -277,7 +281,7 @@ def lay_out(
 
     ``faces`` are x, y, width, height in the picture's pixels (before ``sizing``). Without faces
     the captions go in the classic places, top and bottom. With faces, each caption goes in a
-    free band of the picture's full width that no face reaches: the top caption in the band above
+    free band of the picture's full width that no face (nor its forehead) reaches: the top caption in the band above
     every face, the bottom one in the band below, else in the largest band between faces (the
     bottom caption below the top one), kept only where it is drawn as large as ``_PHONE_SHARE``
     of the width (or as the classic layout would draw it, if smaller) and whole. A caption with
@@ -293,7 +297,8 @@ def lay_out(
     if not boxes:
         bottom_y = height - margin - classic_bottom.height if classic_bottom is not None else 0
         return Layout(sizing, margin, classic_top, classic_bottom, margin, bottom_y)
-    bands = _free_bands(boxes, height)
+    heads = [(x, y - round(_FOREHEAD * h), w, h + round(_FOREHEAD * h)) for x, y, w, h in boxes]
+    bands = _free_bands(heads, height)
     legible = max(_PHONE_SHARE * width, _READABLE_MIN_SHARE * height)
 
     def fit(text: str, classic: _Block | None, band: tuple[int, int]) -> tuple[_Block, int] | None:
