@@ -74,23 +74,28 @@ def test_a_recipe_learns_from_the_crops_cut_at_its_side(tmp_path) -> None:
         fer.data_for([small], recipes["fer_lite"])
 
 
-class _WideRelu6(torch.nn.Module):
+def _wide_relu6() -> object:
     """A convolution, batch norm and ReLU6 whose unclamped outputs span about ±35, then logits."""
+    from torch import Tensor, nn
 
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(1, 16, 3, padding=1, bias=False)
-        self.bn = torch.nn.BatchNorm2d(16)
-        self.act = torch.nn.ReLU6()
-        self.head = torch.nn.Conv2d(16, 7, 1)
-        with torch.no_grad():
-            self.bn.weight.fill_(40.0)
-            self.bn.running_var.fill_(float(self.conv.weight.abs().sum(dim=(1, 2, 3)).pow(2).mean()))
+    class WideRelu6(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(16)
+            self.act = nn.ReLU6()
+            self.head = nn.Conv2d(16, 7, 1)
+            spread = float(self.conv.weight.abs().sum(dim=(1, 2, 3)).pow(2).mean())
+            self.bn.load_state_dict(
+                {**self.bn.state_dict(), "weight": torch.full((16,), 40.0), "running_var": torch.full((16,), spread)}
+            )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.act(self.bn(self.conv(x))))
-        return torch.nn.functional.avg_pool2d(x, kernel_size=x.shape[-2:]).flatten(1)
+        def forward(self, x: Tensor) -> Tensor:
+            x = self.head(self.act(self.bn(self.conv(x))))
+            return nn.functional.avg_pool2d(x, kernel_size=x.shape[-2:]).flatten(1)
+
+    return WideRelu6().eval()
 
 
 def test_a_convolution_and_its_relu6_are_quantized_as_one() -> None:
@@ -105,7 +110,7 @@ def test_a_convolution_and_its_relu6_are_quantized_as_one() -> None:
     from models.train.export import to_int8_tflite
 
     faces = np.random.default_rng(0).integers(0, 256, size=(32, 16, 16), dtype=np.uint8)
-    interpreter = Interpreter(model_content=to_int8_tflite(_WideRelu6().eval(), faces))  # type: ignore[arg-type]
+    interpreter = Interpreter(model_content=to_int8_tflite(_wide_relu6(), faces))  # type: ignore[arg-type]
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     # A one-channel convolution is converted to a depthwise one; the first of either is ours.
     convolutions = [op for op in interpreter._get_ops_details() if "CONV_2D" in op["op_name"]]
