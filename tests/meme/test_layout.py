@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as fuzz_settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from PIL import Image, ImageOps
 
@@ -178,3 +182,42 @@ def test_the_forehead_above_the_face_box_stays_clear_too() -> None:
     # A face whose forehead reaches the top edge leaves no band above it: the line goes to a bar.
     layout = lay_out("top words", "", sizing=sizing, faces=[(200, 90, 400, 400)])
     assert layout.bar_above > 0
+
+
+_words = st.text(alphabet="ABCDEFGHIJ KLMNOP", max_size=80)
+
+
+@st.composite
+def _pictures(draw: st.DrawFn) -> tuple[Sizing, list[Box]]:
+    width, height = draw(st.integers(64, 2400)), draw(st.integers(64, 2400))
+    faces = []
+    for _ in range(draw(st.integers(1, 6))):
+        side = draw(st.integers(4, max(4, min(width, height) * 9 // 10)))
+        faces.append(
+            (
+                draw(st.integers(-side // 2, width - side // 2)),
+                draw(st.integers(-side // 2, height - side // 2)),
+                side,
+                side,
+            )
+        )
+    return Sizing.of(width, height, max_side=1600), faces
+
+
+@given(picture=_pictures(), top=_words, bottom=_words)
+@fuzz_settings(max_examples=int(os.environ.get("MEMEGEN_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True)
+def test_no_line_touches_a_face_whatever_the_faces_and_words(
+    picture: tuple[Sizing, list[Box]], top: str, bottom: str
+) -> None:
+    """Any picture, faces and words: every line is within the meme's height and touches no face box (not a tenth).
+
+    Not within its width: on a picture narrower than one letter the classic layout lets the letter's
+    outline run over the edges (``render._draw_caption`` clips it), faces or not.
+    """
+    sizing, faces = picture
+    layout = lay_out(top, bottom, sizing=sizing, faces=faces)
+    for line in layout.lines():
+        _, y, _, h = line.box
+        assert y >= 0 and y + h <= layout.size[1], (line, layout.size)
+        for face in layout.faces:
+            assert _cover(line.box, face) == 0, (line, face)
