@@ -281,12 +281,13 @@ def lay_out(
 
     ``faces`` are x, y, width, height in the picture's pixels (before ``sizing``). Without faces
     the captions go in the classic places, top and bottom. With faces, each caption goes in a
-    free band of the picture's full width that no face (nor its forehead) reaches: the top caption in the band above
-    every face, the bottom one in the band below, else in the largest band between faces (the
-    bottom caption below the top one), kept only where it is drawn as large as ``_PHONE_SHARE``
-    of the width (or as the classic layout would draw it, if smaller) and whole. A caption with
-    no such band goes in a plain bar above (top) or below (bottom) the picture, at its classic
-    size. ``odd_one_out`` (an index in ``faces``) is carried for the mark drawn on that face.
+    free band of the picture's full width that no face (nor its forehead) reaches: the top
+    caption in the band above every face, the bottom one in the band below, else in the largest
+    band between faces (the bottom caption below the top one), kept only where it is drawn whole
+    and as large as ``_PHONE_SHARE`` of the width and ``_READABLE_MIN_SHARE`` of the height (or
+    as the classic layout would draw it, if smaller). A caption with no such band goes in a plain
+    bar above (top) or below (bottom) the picture, at its classic size. ``odd_one_out`` (an index
+    in ``faces``) is carried for the mark drawn on that face.
 
     Raises ``CaptionRefused`` for text no caption font draws.
     """
@@ -329,7 +330,7 @@ def lay_out(
         bottom_bands = [band for band in [*(b for b in bands if b[1] == height), *middle] if band[0] >= below]
         found = next(((band, placed) for band in bottom_bands if (placed := fit(bottom, classic_bottom, band))), None)
         if found is None:
-            bar_below = classic_bottom.height + 2 * margin  # height + margin: the bar's own margin
+            bar_below = classic_bottom.height + 2 * margin  # the classic block, black on a bar below
         else:
             bottom_block, bottom_y = found[1]
     return Layout(
