@@ -18,7 +18,7 @@ from memegen.cloud.records import record_schema
 from memegen.meme.captions import ODD_ONE_OUT, CaptionBank, odd_one_out
 from memegen.meme.engine import Engine, Meme
 from memegen.meme.layout import Box, Sizing, lay_out
-from memegen.meme.render import render_layout
+from memegen.meme.render import Mark, render_layout
 from memegen.settings import Settings
 from memegen.vision.detect import FaceDetector
 from memegen.vision.ensemble import Ensemble
@@ -221,3 +221,15 @@ def test_no_line_touches_a_face_whatever_the_faces_and_words(
         assert y >= 0 and y + h <= layout.size[1], (line, layout.size)
         for face in layout.faces:
             assert _cover(line.box, face) == 0, (line, face)
+
+
+def test_a_mark_sits_on_its_face_below_a_bar() -> None:
+    """The ``--boxes`` marks are in the picture's pixels: drawn below the bar, on the face, not above it."""
+    picture = np.full((600, 500, 3), 120, dtype=np.uint8)
+    face = (20, 10, 460, 580)
+    layout = lay_out("top words", "", sizing=Sizing.of(500, 600, max_side=1600), faces=[face])
+    assert layout.bar_above > 0
+    pixels = np.asarray(Image.open(io.BytesIO(render_layout(picture, layout, marks=[Mark(face, "")], format="png"))))
+    yellow = np.all(pixels == (255, 221, 0), axis=2)
+    rows = np.flatnonzero(yellow.any(axis=1))
+    assert (rows.min(), rows.max()) == (10 + layout.bar_above, 10 + layout.bar_above + 580 - 1)
