@@ -105,7 +105,7 @@ test-train: models $(TRAIN_VENV)/.stamp ## The tests that train or read the trai
 
 .PHONY: fuzz
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
-	MEMEGEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) MEMEGEN_FUZZ_RANDOM=1 $(PY) -m pytest -q tests/test_fuzz.py
+	MEMEGEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) MEMEGEN_FUZZ_RANDOM=1 $(PY) -m pytest -q tests/meme/test_fuzz.py
 
 .PHONY: load
 load: models ## 500 uploads, 8 at a time, through the local stack; figures to docs/load.md: make load [UPLOADS=500]
@@ -148,7 +148,7 @@ train: models $(TRAIN_VENV)/.stamp ## Retrain every member and the ensemble from
 
 .PHONY: golden
 golden: models ## Regenerate the golden images of the renderer (on purpose only), then review the diff
-	MEMEGEN_REGENERATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py -k golden
+	MEMEGEN_REGENERATE_GOLDEN=1 $(PY) -m pytest -q tests/meme/test_render.py -k golden
 
 .PHONY: meme
 meme: models ## Make a meme of a photo: make meme PHOTO=... [OUT=...]

@@ -9,7 +9,7 @@ settings (the smallest face ``Settings.smallest_face`` asks for) and the detecto
 (one thread, warm, median of three). For the datasets of MEMEGEN_DATASETS whose images
 each show one person (JAFFE, IMFDB, LFW): the share of images where a face is found
 (recall) and the share where more than one is (extra faces, false or a bystander).
-``tests/test_detect.py`` fails when a photo's count falls below the golden file's.
+``tests/vision/test_detect.py`` fails when a photo's count falls below the golden file's.
 Each photo is also run without the detector's first look (``cascade=False``: the whole level at
 full scale), for comparison. ``--pasted`` pastes the portraits' faces at 1 to 2
 times the smallest face asked for into blurred 1600x1200 scenes and counts those found each way.

@@ -12,6 +12,10 @@ storage server, a function served by functions-framework, the whole stack, a bro
 uses ``storage_client``, directly or through another fixture, is marked ``integration`` here; the
 modules that start their own servers mark themselves. ``make test-fast`` leaves both out.
 
+The tests are in folders by the library's layers (``vision/``, ``meme/``, ``cloud/``, ``offline/``; the
+base at the top), ``e2e/`` for the whole stack in processes, ``train/`` for the training tools; what
+they share besides fixtures is ``tests/support.py``.
+
 ``tests/train/`` (the training tools' tests) needs PyTorch: where it is missing (``.venv``) that folder
 is not collected, and the report's header says so; ``make test`` runs it in ``.venv-train``.
 """
@@ -19,7 +23,6 @@ is not collected, and the report's header says so; ``make test`` runs it in ``.v
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,13 +35,14 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from local.devkey import write_key
-from local.stack import ROOT, free_port, wait_until_serving
+from local.stack import free_port, wait_until_serving
 from memegen.cloud.storage import Store
 from memegen.meme.captions import CaptionBank
 from memegen.meme.engine import Engine
 from memegen.settings import Settings
 from memegen.vision.detect import FaceDetector
 from memegen.vision.ensemble import MANIFEST, Ensemble
+from tests.support import ROOT, data_dir
 
 TRAINING_STACK = importlib.util.find_spec("torch") is not None
 collect_ignore = [] if TRAINING_STACK else ["train"]
@@ -58,21 +62,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _data_dir(variable: str, what: str) -> Path:
-    value = os.environ.get(variable)
-    if not value or not Path(value).is_dir():
-        pytest.skip(f"{what} not available: set {variable} to the folder (CI sets it to ../shared)")
-    return Path(value)
-
-
 @pytest.fixture(scope="session")
 def photos_dir() -> Path:
-    return _data_dir("MEMEGEN_PHOTOS", "the test photos")
+    return data_dir("MEMEGEN_PHOTOS", "the test photos")
 
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
-    return _data_dir("MEMEGEN_DATASETS", "the expression datasets")
+    return data_dir("MEMEGEN_DATASETS", "the expression datasets")
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memegen", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+from tests.support import run_cli
 
 
 def test_make_one_photo_with_json(photos_dir: Path, tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 RUN_TIME = ROOT / ".venv" / "bin" / "python"
 # What every training environment has, whatever else requirements-train.txt comes to pin.
 TRAINING_STACK = {"torch", "litert-torch", "ai-edge-quantizer", "efficientnet-lite-pytorch"}

@@ -33,7 +33,7 @@ _MIN_MODEL_FACE = 14.0
 _TILE_OVERLAP = 48
 # The coarsest input is the photo shrunk into a grey frame this many times its long side:
 # BlazeFace misses a face that fills its input. Chosen with `python -m scripts.faces` (the
-# datasets' tight face crops) and `tests/test_detect.py`'s crops of the portraits' faces: at 1.6
+# datasets' tight face crops) and `tests/vision/test_detect.py`'s crops of the portraits' faces: at 1.6
 # many a face crop went unfound, at 2.5 few, and the photos' faces and pasted faces the same.
 _PAD = 2.5
 # A single whole level's long side is a multiple of this (see _one_level).

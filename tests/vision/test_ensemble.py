@@ -14,8 +14,7 @@ from memegen.errors import ModelError
 from memegen.labels import LABELS
 from memegen.vision.detect import FaceDetector
 from memegen.vision.ensemble import MANIFEST, Ensemble
-
-MODELS = Path(__file__).resolve().parents[1] / "models"
+from tests.support import MODELS
 
 
 def _load() -> tuple[dict, dict[str, bytes]]:

@@ -2,7 +2,7 @@
 
 The golden images are compared with a tolerance, not byte for byte, so a
 different zlib or libjpeg does not fail them. To redraw them on purpose:
-``MEMEGEN_REGENERATE_GOLDEN=1 pytest tests/test_render.py``, then look at
+``MEMEGEN_REGENERATE_GOLDEN=1 pytest tests/meme/test_render.py``, then look at
 every changed file before committing it.
 """
 
@@ -12,7 +12,6 @@ import io
 import os
 import struct
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +21,9 @@ from memegen.errors import CaptionRefused
 from memegen.meme.captions import own_caption
 from memegen.meme.fonts import caption_fonts, font_for
 from memegen.meme.render import Mark, Sizing, _font, _layout, _margin, font_path, lay_out, render, render_layout
+from tests.support import GOLDEN_DIR
 
-HERE = Path(__file__).resolve().parent
-GOLDEN_DIR = HERE / "golden"
-FAILURE_DIR = HERE / "_failures"  # git-ignored
+FAILURE_DIR = GOLDEN_DIR.parent / "_failures"  # git-ignored (tests/_failures/)
 REGENERATE = os.environ.get("MEMEGEN_REGENERATE_GOLDEN") == "1"
 # Compared region by region (16 px tiles), so that a small change anywhere fails: a pixel counts
 # as changed when a channel moved by more than GOLDEN_PIXEL (antialiasing of another FreeType moves

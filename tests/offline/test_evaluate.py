@@ -6,8 +6,6 @@ import copy
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,7 @@ from memegen.labels import LABELS
 from memegen.offline.evaluate import evaluate
 from memegen.vision.detect import FaceDetector
 from memegen.vision.ensemble import Ensemble
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memegen", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+from tests.support import MODELS, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +43,7 @@ def test_json_report(small_set: Path, tmp_path: Path) -> None:
     assert report["faces_found"] >= 7  # the JAFFE photos are not tight crops: the detector cuts them
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     members = report["members"]
-    assert list(members) == [m["name"] for m in json.loads((ROOT / "models" / "ensemble.json").read_text())["members"]]
+    assert list(members) == [m["name"] for m in json.loads((MODELS / "ensemble.json").read_text())["members"]]
     best = max(m["accuracy"] for m in members.values())
     assert report["over_best_member"] == pytest.approx(report["accuracy"] - best, abs=1e-4)
 
@@ -66,7 +57,7 @@ def test_each_member_alone_is_what_an_ensemble_of_it_alone_reads(
     for i, member in enumerate(ensemble.members):
         manifest = copy.deepcopy(ensemble.manifest)
         manifest["weights"] = [[float(j == i)] * len(LABELS) for j in range(len(ensemble.members))]
-        files = {m["file"]: (ROOT / "models" / m["file"]).read_bytes() for m in manifest["members"]}
+        files = {m["file"]: (MODELS / m["file"]).read_bytes() for m in manifest["members"]}
         alone = evaluate(small_set, ensemble=Ensemble(manifest, files), detector=detector)
         assert report.members[member.name] == (alone.accuracy, alone.macro_recall)
 
@@ -91,7 +82,7 @@ def test_public_test_accuracy_holds_what_the_card_states(
     datasets_dir: Path, ensemble: Ensemble, detector: FaceDetector
 ) -> None:
     """The committed ensemble may not fall more than one point below its model card."""
-    card = (ROOT / "models" / "README.md").read_text()
+    card = (MODELS / "README.md").read_text()
     match = re.search(r"Ensemble accuracy on `fer2013/public_test`: \*\*([0-9.]+)%\*\*", card)
     assert match, "the model card states the ensemble's public_test accuracy"
     stated = float(match.group(1)) / 100

@@ -5,14 +5,12 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from memegen.errors import ModelError
 from memegen.vision.manifest import MANIFEST, SINGLE_VIEW, Manifest, MemberEntry
-
-MODELS = Path(__file__).resolve().parents[1] / "models"
+from tests.support import MODELS
 
 
 def _raw() -> dict:
