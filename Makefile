@@ -10,8 +10,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 TRAIN_PY := $(TRAIN_VENV)/bin/python
-# Test processes (pytest-xdist): one per core.
+# Test processes (pytest-xdist): one per core; each takes a share of the tests in order and, once done,
+# takes over the rest of a busy one's (worksteal), so a module's tests mostly stay in one process.
 JOBS ?= $(shell nproc)
+XDIST = -n $(JOBS) --dist worksteal
 # The datasets and photos live beside the checkout, never inside it.
 DATASETS ?= $(abspath ../shared/datasets)
 PHOTOS ?= $(abspath ../shared/photos)
@@ -85,23 +87,31 @@ browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
 .PHONY: test
 test: ## Lint, type-check and run every test: .venv's suite, the training tests (.venv-train), the infrastructure's (.venv-infra)
 	@# The environments, the detector and the browser are made side by side (a fresh clone spends most of its
-	@# first minutes in pip), then ruff and mypy; each suite then runs on every core (JOBS, pytest-xdist).
+	@# first minutes in pip), then ruff and mypy. The three suites then run side by side, each on every core
+	@# (JOBS, pytest-xdist): the training suite is mostly one long smoke run, which leaves a core to the others.
+	@# Each suite's report is printed whole when it ends.
 	$(MAKE) --no-print-directory --jobs=4 --output-sync=target test-ready
-	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train
-	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
+	$(MAKE) --no-print-directory --jobs=3 --output-sync=target suite-train suite-main suite-infra
+
+.PHONY: test-ready suite-main suite-train suite-infra
+test-ready: check models browser $(INFRA_VENV)/.stamp
+
+suite-main: models
+	$(PY) -m pytest -q $(XDIST) --ignore=tests/train
+
+suite-train: models $(TRAIN_VENV)/.stamp
+	$(TRAIN_PY) -m pytest -q $(XDIST) tests/train
+
+suite-infra: models $(INFRA_VENV)/.stamp
 	# pytest 8 there (see requirements-infra.txt): the warning filters name a pytest 9 class.
 	$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -o "filterwarnings=ignore::DeprecationWarning" infra/tests
 
-.PHONY: test-ready
-test-ready: check models browser $(INFRA_VENV)/.stamp
-
 .PHONY: test-fast
 test-fast: models ## .venv's suite without the slow tests nor those needing servers (marks slow, integration)
-	$(PY) -m pytest -q -n $(JOBS) --ignore=tests/train -m "not slow and not integration"
+	$(PY) -m pytest -q $(XDIST) --ignore=tests/train -m "not slow and not integration"
 
 .PHONY: test-train
-test-train: models $(TRAIN_VENV)/.stamp ## The tests that train or read the training tools (tests/train/, in .venv-train)
-	$(TRAIN_PY) -m pytest -q -n $(JOBS) tests/train
+test-train: suite-train ## The tests that train or read the training tools (tests/train/, in .venv-train)
 
 .PHONY: fuzz
 fuzz: models ## Fuzz the reader and the engine for longer than make test does: make fuzz [FUZZ_EXAMPLES=5000]
