@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from PIL import Image
+
 from tests.support import run_cli
 
 
@@ -63,3 +65,19 @@ def test_a_cyrillic_caption_is_drawn_and_emoji_are_refused_in_one_line(photos_di
     assert refused.returncode == 2 and not (tmp_path / "x.jpg").exists()
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot draw" in lines[0] and "Cyrillic" in lines[0], refused.stderr
+
+
+def test_format_gif_makes_a_zoom_meme_and_a_photo_without_a_face_is_one_line(photos_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(photos_dir / "obama-240p.jpg", tmp_path / "obama.jpg")
+    made = run_cli("make", str(tmp_path / "obama.jpg"), "--format", "gif", "--json")
+    assert made.returncode == 0, made.stderr
+    record = json.loads(made.stdout)
+    out = tmp_path / "obama-meme.gif"
+    assert record["output"] == str(out) and record["content_type"] == "image/gif" and record["zoom"]["face"] == 0
+    with Image.open(out) as image:
+        assert image.format == "GIF" and getattr(image, "n_frames", 1) == record["zoom"]["frames"] >= 10
+    Image.new("RGB", (400, 300), (90, 120, 150)).save(tmp_path / "sky.png")
+    refused = run_cli("make", str(tmp_path / "sky.png"), "--format", "webp-zoom")
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "no face to zoom onto" in lines[0], refused.stderr
+    assert not (tmp_path / "sky-meme.webp").exists()

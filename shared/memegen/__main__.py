@@ -1,8 +1,11 @@
 """Command line.
 
-    python -m memegen make PHOTO [-o OUT] [--top TEXT] [--bottom TEXT] [--format jpg|png|webp] [--json] [--boxes]
+    python -m memegen make PHOTO [-o OUT] [--top TEXT] [--bottom TEXT] [--format FORMAT] [--json] [--boxes]
     python -m memegen make DIR -o OUTDIR
     python -m memegen evaluate DIR [--json] [--plot FILE.png]
+
+FORMAT is jpg (the default), png or webp; gif and webp-zoom make the zoom meme, an animation
+from the whole photo onto a face.
 
 Bad input exits with status 2 and one line on stderr, never a traceback.
 """
@@ -15,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from memegen.contract import IMAGE_SUFFIXES
+from memegen.contract import IMAGE_SUFFIXES, MEME_EXTENSIONS, MEME_FORMATS, MEME_TYPES
 from memegen.errors import InputError, MemeGenError, OutputError
 from memegen.meme.engine import Engine
 from memegen.offline.evaluate import evaluate, plot_confusion
@@ -35,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("-o", "--output", type=Path, help="the meme file (or folder, for a folder of photos)")
     make.add_argument("--top", help="your own top text instead of a chosen caption")
     make.add_argument("--bottom", help="your own bottom text instead of a chosen caption")
-    make.add_argument("--format", default="jpg", choices=["jpg", "jpeg", "png", "webp"])
+    make.add_argument(
+        "--format",
+        default="jpg",
+        choices=MEME_FORMATS,
+        help="the meme's format; gif and webp-zoom are the zoom meme, animated from the whole photo onto a face",
+    )
     make.add_argument("--json", action="store_true", help="print the metadata record as one JSON object")
     make.add_argument("--boxes", action="store_true", help="mark each face with its label")
     ev = commands.add_parser("evaluate", help="accuracy of the ensemble on a folder-per-class set of faces")
@@ -82,7 +90,7 @@ def _make_one(engine: Engine, source: Path, output: Path, args: argparse.Namespa
 
 
 def _make(args: argparse.Namespace, settings: Settings) -> int:
-    extension = "jpg" if args.format == "jpeg" else args.format
+    extension = MEME_EXTENSIONS[MEME_TYPES[args.format]]
     engine = Engine.from_settings(settings)
     if not args.source.is_dir():
         output = args.output or args.source.with_name(f"{args.source.stem}-meme.{extension}")

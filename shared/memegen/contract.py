@@ -8,7 +8,7 @@ Object layout (every output name derives from the server-side upload id, never f
 user chose):
 
 - input bucket: ``{UPLOAD_PREFIX}{id}`` (api uploads), or any other name under the prefix;
-- output bucket: ``{MEME_PREFIX}{id}/{generation}.{jpg|png|webp}`` and
+- output bucket: ``{MEME_PREFIX}{id}/{generation}.{jpg|png|webp|gif}`` and
   ``{RECORD_PREFIX}{id}/{generation}.json``, one pair per generation of the upload, each
   written once; ``{RECORD_PREFIX}{id}/0.json`` is the record written when the api issues an upload.
   When its uploader deletes it, every object of the upload goes, in both buckets.
@@ -84,8 +84,13 @@ CONVERT_FIRST: Final = frozenset({"image/heic", "image/heif", "image/heic-sequen
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # The meme's formats, by the name a caller asks for: Pillow's codec and the media type.
 MEME_CODECS: Final = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
-MEME_TYPES: Final = {name: f"image/{codec.lower()}" for name, codec in MEME_CODECS.items()}
-MEME_EXTENSIONS: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+# The zoom meme's formats: animated, from the whole photo onto one face. An animated WebP is still
+# image/webp, so it has a name of its own; plain "webp" stays the still meme.
+ZOOM_CODECS: Final = {"gif": "GIF", "webp-zoom": "WEBP"}
+MEME_TYPES: Final = {name: f"image/{codec.lower()}" for name, codec in {**MEME_CODECS, **ZOOM_CODECS}.items()}
+# Every format a caller may ask for, in the order the command line, the api and the page offer them.
+MEME_FORMATS: Final = tuple(MEME_TYPES)
+MEME_EXTENSIONS: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 JSON_TYPE: Final = "application/json"
 
 # --- the api's routes -----------------------------------------------------------------------------------

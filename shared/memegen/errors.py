@@ -39,6 +39,10 @@ class UnsupportedImage(InputError):
     """The bytes are not an image format MemeGen reads."""
 
 
+class NoFaceToZoom(InputError):
+    """A zoom meme (an animated format) was asked for a photo with no face to zoom onto."""
+
+
 class ImageTooLarge(InputError):
     """The image is over the byte or pixel limit (a decompression bomb, say)."""
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from memegen.contract import MEME_TYPES
-from memegen.errors import CaptionRefused, UnsupportedImage
+from memegen.contract import MEME_TYPES, ZOOM_CODECS
+from memegen.errors import CaptionRefused, NoFaceToZoom, UnsupportedImage
 from memegen.meme.captions import ODD_ONE_OUT, USER, Caption, CaptionBank, choose_caption, odd_one_out, own_caption
 from memegen.meme.layout import Layout, Sizing, lay_out
 from memegen.meme.render import Mark, render_layout
+from memegen.meme.zoom import ZOOM_SIDE, Timing, encode_zoom, lay_out_zoom, zoom_frames
 from memegen.settings import Settings
 from memegen.vision.crop import align_crop
 from memegen.vision.detect import Face, FaceDetector
@@ -64,9 +65,12 @@ class Meme:
     input_sha256: str
     layout: Layout
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # A zoom meme's: the face it zooms onto (its index in ``faces``) and how many frames it has.
+    zoom: tuple[int, int] | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The metadata record: JSON-ready, with nothing the upload carried beyond its pixels."""
+        zoom = {} if self.zoom is None else {"zoom": {"face": self.zoom[0], "frames": self.zoom[1]}}
         return {
             "faces": [face.as_dict() for face in self.faces],
             "caption": {"top": self.caption.top, "bottom": self.caption.bottom, "bank": self.caption.bank},
@@ -76,7 +80,29 @@ class Meme:
             "model_version": self.model_version,
             "input_sha256": self.input_sha256,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            **zoom,
         }
+
+
+def zoom_face(found: list[tuple[Face, Scores]], caption: Caption, *, odd_one_out: int | None) -> int | None:
+    """The face a zoom meme moves onto, as its index in ``found``; None where there is no face.
+
+    The face that carries the caption's expression: ``odd_one_out`` (an index in ``found``) where
+    the caption singles one out, else the face that weighs most (area times the ensemble's
+    confidence, as the caption was chosen) among those showing the caption's label, if any do.
+    """
+    if not found:
+        return None
+    if odd_one_out is not None:
+        return odd_one_out
+    wanted = caption.bank.removeprefix("group:all_")
+    showing = [index for index, (_, scores) in enumerate(found) if scores.label == wanted]
+
+    def weight(index: int) -> float:
+        face, scores = found[index]
+        return face.w * face.h * max(scores.probabilities)
+
+    return max(showing or range(len(found)), key=weight)
 
 
 class Engine:
@@ -141,6 +167,11 @@ class Engine:
 
         ``variant`` n > 0 is another caption of the same photo (see ``choose_caption``).
 
+        ``format`` is a ``MEME_TYPES`` name. A ``ZOOM_CODECS`` one ("gif", "webp-zoom") makes the
+        zoom meme, an animation from the whole photo onto the face ``zoom_face`` picks, at most
+        ``ZOOM_SIDE`` pixels long; a photo without a face raises ``NoFaceToZoom``, an
+        ``InputError``: a zoom needs a face, and a still frame would not be what was asked for.
+
         Raises ``CaptionRefused`` for a caption of over ``MAX_CAPTION`` characters or with
         control characters, and ``UnsupportedImage`` or ``ImageTooLarge`` (all ``InputError``)
         for an upload that is not a readable image within the limits, or whose
@@ -169,17 +200,23 @@ class Engine:
             max_aspect=self.settings.max_side / MIN_SIDE,
         )
         height, width = picture.rgb.shape[:2]
-        sizing = Sizing.of(width, height, max_side=self.settings.max_side)
+        zoom = format.lower() in ZOOM_CODECS
+        max_side = min(self.settings.max_side, ZOOM_SIDE) if zoom else self.settings.max_side
+        sizing = Sizing.of(width, height, max_side=max_side)
         if min(height, width) * sizing.scale < MIN_SIDE:
             # Checked before detection too: a 1,500,000 x 33 strip would cost the detector
             # thousands of tiles and gigabytes for a meme of 1600 x 0 pixels.
             raise UnsupportedImage(
                 f"the picture is {width}x{height} pixels: too small or too thin for a meme,"
-                f" which needs at least {MIN_SIDE} pixels on each side at {self.settings.max_side} px long"
+                f" which needs at least {MIN_SIDE} pixels on each side at {max_side} px long"
             )
         lap("read")
         found = self.read_faces(picture.rgb, scale=picture.scale)
         lap("faces")
+        if zoom and not found:
+            raise NoFaceToZoom(
+                f"there is no face to zoom onto in this photo: a {format} is a zoom meme; make a jpg, png or webp"
+            )
         digest = hashlib.sha256(data).hexdigest()
         # Biggest face first; each face weighs its area times the ensemble's confidence.
         ranked = sorted(found, key=lambda f: -f[0].w * f[0].h)
@@ -195,22 +232,34 @@ class Engine:
             variant=variant,
         )
         odd = odd_one_out(labels, weights=weights) if caption.bank == ODD_ONE_OUT else None
-        # Laid out once, clear of every face: what is checked here is what is drawn.
-        layout = lay_out(
-            caption.top,
-            caption.bottom,
-            sizing=sizing,
-            faces=[face.box for face, _ in found],
-            # An index in found, the order of the record's faces.
-            odd_one_out=None if odd is None else next(i for i, item in enumerate(found) if item is ranked[odd]),
-        )
+        # An index in found, the order of the record's faces.
+        odd_index = None if odd is None else next(i for i, item in enumerate(found) if item is ranked[odd])
+        onto = zoom_face(found, caption, odd_one_out=odd_index) if zoom else None
+        # Laid out once, clear of every face: what is checked here is what is drawn. A zoom's
+        # captions are laid out for its last frame, the one that holds, clear of the face it shows.
+        if onto is not None:
+            layout = lay_out_zoom(caption.top, caption.bottom, sizing=sizing, face=found[onto][0].box)
+        else:
+            layout = lay_out(
+                caption.top,
+                caption.bottom,
+                sizing=sizing,
+                faces=[face.box for face, _ in found],
+                odd_one_out=odd_index,
+            )
         # A person's own words are drawn whole or not at all: never silently cut short.
         if caption.bank == USER and (which := layout.cut_short()) is not None:
             meme_width, meme_height = sizing.meme
             raise CaptionRefused(f"the {which} caption is too long for a {meme_width}x{meme_height} meme: shorten it")
         lap("caption")
-        marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []
-        image = render_layout(picture.rgb, layout, marks=marks, format=format)
+        if onto is not None:
+            # Marks would have to move with the photo under them: a zoom's frames carry none.
+            timing = Timing()
+            frames = zoom_frames(picture.rgb, layout, face=found[onto][0].box, timing=timing)
+            image = encode_zoom(frames, format=format, timing=timing)
+        else:
+            marks = [Mark(box=face.box, label=scores.label) for face, scores in found] if boxes else []
+            image = render_layout(picture.rgb, layout, marks=marks, format=format)
         lap("render")
         inverse = 1.0 / picture.scale
         readings = [
@@ -231,4 +280,5 @@ class Engine:
             input_sha256=digest,
             layout=layout,
             timings_ms=timings,
+            zoom=None if onto is None else (onto, Timing().frames),
         )
