@@ -70,14 +70,20 @@ def test_a_gif_zooms_onto_the_face_and_holds(engine: Engine, detector: FaceDetec
     # The last frame holds: it lasts longest, and every other frame as long as the next.
     assert durations[-1] == max(durations) > durations[-2]
     assert meme.metadata()["zoom"] == {"face": 0, "frames": len(frames)}
-    # The face grows frame over frame: found again in every frame, each time taller.
+    # The face grows frame over frame: found again in every frame, as much taller than in the first
+    # as the crops say (which shrink every frame: the test above). The first steps of the ease-in
+    # are under 1%, below the detector's own jitter, so each frame is held to the crops' ratio:
+    # within 8% (4.7% at most measured on this photo, with the detector at 35d4458).
+    width, height = Image.open(photos_dir / "obama.jpg").size
+    crops = zoom_boxes((width, height), meme.faces[0].box, frames=len(frames))
     heights: list[float] = []
     for frame in frames:
         found = detector.detect(frame)
         assert found, f"no face in frame {len(heights)}"
         heights.append(max(face.h for face in found))
-    assert all(later > earlier for earlier, later in itertools.pairwise(heights)), heights
-    assert heights[-1] > 1.8 * heights[0], heights
+    grown = [later / heights[0] for later in heights]
+    expected = [crops[0][3] / crop[3] for crop in crops]
+    assert expected[-1] > 1.8 and grown == pytest.approx(expected, rel=0.08), (grown, expected)
 
 
 def test_a_12_mp_photo_makes_a_zoom_of_at_most_2_mb_in_both_formats(engine: Engine, twelve_mp: bytes) -> None:
