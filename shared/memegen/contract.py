@@ -33,6 +33,9 @@ RECORD_NAME_PATTERN: Final = re.compile(r"(\d+)\.json")
 TOP_KEY: Final = "memegen-top"
 BOTTOM_KEY: Final = "memegen-bottom"
 WRITER_KEY: Final = "memegen-writer"
+# The meme's format on an upload (a ``MEME_FORMATS`` name); without it, or with any other value, a JPEG.
+FORMAT_KEY: Final = "memegen-format"
+DEFAULT_FORMAT: Final = "jpeg"
 
 
 def meme_object(upload_id: str, generation: int, content_type: str) -> str:
@@ -90,6 +93,9 @@ ZOOM_CODECS: Final = {"gif": "GIF", "webp-zoom": "WEBP"}
 MEME_TYPES: Final = {name: f"image/{codec.lower()}" for name, codec in {**MEME_CODECS, **ZOOM_CODECS}.items()}
 # Every format a caller may ask for, in the order the command line, the api and the page offer them.
 MEME_FORMATS: Final = tuple(MEME_TYPES)
+# The zoom meme's long side at most: a GIF frame of a photo takes about a byte a pixel, so a dozen
+# frames at 1600 px would be several MB; at 480 px they stay under the 2 MB a zoom meme may take.
+ZOOM_SIDE: Final = 480
 MEME_EXTENSIONS: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 JSON_TYPE: Final = "application/json"
 

@@ -21,6 +21,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from local.stack import ROOT, running_stack
+from memegen.contract import MEME_FORMATS, SHARE_PATH
 from memegen.settings import Settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -186,4 +187,42 @@ def test_a_cyrillic_caption_is_drawn_and_an_emoji_one_is_refused_with_a_message(
         page.wait_for_selector("#result:not([hidden])", timeout=60_000)
         screenshot(page, "cyrillic-caption.png")
         assert "Когда тесты прошли" in (page.get_attribute("#meme", "alt") or "")
+    assert stack.status == 0, "".join(stack.output)
+
+
+def test_a_zoom_meme_is_made_through_the_page_and_its_share_page_previews_it(
+    settings: Settings, photos_dir: Path, tmp_path: Path
+) -> None:
+    with stack_and_browser(tmp_path) as (stack, browser):
+        page = browser.new_page(**PHONE)
+        errors = page_errors(page)
+        page.goto(stack.page)
+        offered = page.eval_on_selector_all("#format option", "options => options.map(o => o.value)")
+        assert set(offered) == set(MEME_FORMATS) - {"jpg"}  # every format, "jpg" being "jpeg" by another name
+        page.set_input_files("#library", photos_dir / "obama-480p.jpg")
+        page.select_option("#format", "gif")
+        page.click("#make")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page.wait_for_function(
+            "() => { const m = document.getElementById('meme'); return m.complete && m.naturalWidth > 0; }",
+            timeout=20_000,
+        )
+        screenshot(page, "zoom-page.png")
+        assert not errors, errors
+        client = storage_client(stack)
+        (name,) = [
+            b.name
+            for b in client.list_blobs(settings.output_bucket, prefix="records/")
+            if not b.name.endswith("/0.json")
+        ]
+        record = json.loads(client.bucket(settings.output_bucket).blob(name).download_as_bytes())
+        assert record["status"] == "done" and record["content_type"] == "image/gif", record
+        gif = Image.open(io.BytesIO(client.bucket(settings.output_bucket).blob(record["meme"]).download_as_bytes()))
+        assert gif.format == "GIF" and getattr(gif, "n_frames", 1) == record["zoom"]["frames"] >= 10
+        # The share page shows the animation itself: an <img> of the meme plays a GIF.
+        share = browser.new_page()
+        share.goto(stack.page.rstrip("/") + f"{SHARE_PATH}{record['id']}")
+        share.wait_for_function("() => { const m = document.querySelector('img'); return m && m.naturalWidth > 0; }")
+        assert share.evaluate("() => document.querySelector('img').naturalWidth") == gif.width
+        screenshot(share, "zoom-share-page.png")
     assert stack.status == 0, "".join(stack.output)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from memegen.contract import MEME_EXTENSIONS, MEME_TYPES
+from memegen.contract import MEME_EXTENSIONS, MEME_TYPES, ZOOM_SIDE
 from memegen.errors import NoFaceToZoom
 from memegen.meme.engine import Engine
-from memegen.meme.zoom import FACE_HEIGHTS, ZOOM_SIDE, zoom_boxes
+from memegen.meme.zoom import FACE_HEIGHTS, zoom_boxes
 from memegen.vision.detect import FaceDetector
 
 # The bounds for a zoom meme.

@@ -25,10 +25,12 @@ from memegen.cloud.responses import json_response, security_headers
 from memegen.cloud.storage import Store
 from memegen.contract import (
     CONVERT_FIRST,
+    DEFAULT_FORMAT,
     DELETE_AUTH_SCHEME,
     DELETE_TOKEN_PATTERN,
     ID_PATTERN,
     JSON_TYPE,
+    MEME_FORMATS,
     MEMES_PATH,
     OPENAPI_PATH,
     SHARE_IMAGE,
@@ -55,7 +57,7 @@ from memegen.meme.captions import MAX_CAPTION, own_caption
 from memegen.meme.fonts import SCRIPTS
 from memegen.settings import Settings
 
-UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom"})
+UPLOAD_FIELDS = frozenset({"content_type", "top", "bottom", "format"})
 VERSION_FIELDS = frozenset({"top", "bottom"})
 # The upload request is a few short strings: anything bigger is a mistake or abuse.
 MAX_BODY_BYTES = 4096
@@ -71,6 +73,7 @@ class UploadRequest:
     content_type: str
     top: str | None = None
     bottom: str | None = None
+    format: str = DEFAULT_FORMAT  # a MEME_FORMATS name
 
 
 def handle(request: flask.Request, *, store: Store, settings: Settings) -> flask.Response:
@@ -186,8 +189,14 @@ def parse_upload_request(body: bytes, *, content_type: str) -> UploadRequest:
         raise UnsupportedType("HEIC/HEIF photos are not supported: convert the photo to JPEG, or upload a JPEG")
     if photo_type not in UPLOAD_TYPES:
         raise UnsupportedType(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
+    format = data.get("format", DEFAULT_FORMAT)
+    if format not in MEME_FORMATS:
+        raise RequestError(f"format must be one of {', '.join(MEME_FORMATS)} (gif and webp-zoom: the zoom meme)")
     return UploadRequest(
-        content_type=photo_type, top=_caption(data.get("top"), "top"), bottom=_caption(data.get("bottom"), "bottom")
+        content_type=photo_type,
+        top=_caption(data.get("top"), "top"),
+        bottom=_caption(data.get("bottom"), "bottom"),
+        format=format,
     )
 
 
@@ -203,7 +212,9 @@ def error_response(exc: RequestError) -> flask.Response:
 
 
 def _create_upload(upload: UploadRequest, *, store: Store) -> tuple[flask.Response, str]:
-    signed = store.new_upload(content_type=upload.content_type, top=upload.top, bottom=upload.bottom)
+    signed = store.new_upload(
+        content_type=upload.content_type, top=upload.top, bottom=upload.bottom, format=upload.format
+    )
     body = {"upload_url": signed.url, "upload_headers": signed.headers}
     return _created(signed.id, signed.delete_token, body), signed.id
 

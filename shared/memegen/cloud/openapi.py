@@ -11,7 +11,9 @@ from typing import Any
 
 from memegen.cloud.records import closed
 from memegen.contract import (
+    DEFAULT_FORMAT,
     ID_PATTERN,
+    MEME_FORMATS,
     MEMES_PATH,
     OPENAPI_PATH,
     SHARE_IMAGE,
@@ -19,6 +21,7 @@ from memegen.contract import (
     UPLOAD_TYPES,
     UPLOADS_PATH,
     VERSIONS_PATH,
+    ZOOM_SIDE,
 )
 from memegen.meme.captions import MAX_CAPTION
 from memegen.meme.fonts import SCRIPTS, caption_fonts
@@ -321,10 +324,22 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         },
                         "top": caption,
                         "bottom": caption,
+                        "format": {
+                            "enum": list(MEME_FORMATS),
+                            "default": DEFAULT_FORMAT,
+                            "description": "The meme's format. gif and webp-zoom are the zoom meme: an animation"
+                            " from the whole photo onto the face the caption is about, the last frame held, at"
+                            f" most {ZOOM_SIDE} px long and 2 MB. A photo without a face fails (its record says why).",
+                        },
                     },
-                    optional=("top", "bottom"),
+                    optional=("top", "bottom", "format"),
                 )
-                | {"examples": [{"content_type": "image/jpeg", "top": "Me explaining the meme", "bottom": "to Mum"}]},
+                | {
+                    "examples": [
+                        {"content_type": "image/jpeg", "top": "Me explaining the meme", "bottom": "to Mum"},
+                        {"content_type": "image/jpeg", "format": "gif"},
+                    ]
+                },
                 "Upload": closed(
                     {
                         "id": {"$ref": "#/components/schemas/Id"},

@@ -99,9 +99,20 @@ def record_schema() -> dict[str, Any]:
             "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             "source": {**_ID, "description": "Another caption: the upload whose photo it is"},
             "variant": {"type": "integer", "minimum": 1},
+            "zoom": closed(
+                {
+                    "face": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "The face zoomed onto: its index in faces",
+                    },
+                    "frames": {"type": "integer", "minimum": 2},
+                }
+            )
+            | {"description": "A zoom meme's (gif, webp-zoom); its layout is the last frame's, the one that holds"},
         },
         # layout: records written before it was added lack it.
-        optional=("input_sha256", "timings_ms", "source", "variant", "layout"),
+        optional=("input_sha256", "timings_ms", "source", "variant", "layout", "zoom"),
     )
     failed = closed({"status": {"const": "failed"}, "id": _ID, "error": {"type": "string"}})
     return {

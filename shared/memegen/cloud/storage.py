@@ -29,11 +29,13 @@ from memegen.cloud.uploads import (
     SignedUpload,
     Upload,
     caption_metadata,
+    format_metadata,
     meme_name,
     record_name,
     token_hash,
 )
 from memegen.contract import (
+    DEFAULT_FORMAT,
     ID_PATTERN,
     ISSUED_GENERATION,
     JSON_TYPE,
@@ -134,12 +136,15 @@ class Store:
             ) from exc
         return dataclasses.replace(upload, source=source, variant=variant), photo
 
-    def new_upload(self, *, content_type: str, top: str | None = None, bottom: str | None = None) -> SignedUpload:
+    def new_upload(
+        self, *, content_type: str, top: str | None = None, bottom: str | None = None, format: str = DEFAULT_FORMAT
+    ) -> SignedUpload:
         """A server-chosen upload id and a V4 signed PUT URL for ``{upload_prefix}{id}`` in the input bucket.
 
         The URL lives ``settings.url_ttl_seconds``; the returned headers are all signed, so the
         upload must carry exactly them: its content type, the size range (1 byte to
-        ``settings.max_bytes``), the precondition that no object is there yet, and the captions.
+        ``settings.max_bytes``), the precondition that no object is there yet, the captions and
+        the meme's ``format`` (a ``MEME_FORMATS`` name).
         """
         new_id = uuid.uuid4().hex
         headers = {
@@ -150,7 +155,8 @@ class Store:
             # instead of replacing the photo and its meme.
             "x-goog-if-generation-match": "0",
         }
-        headers |= {f"x-goog-meta-{key}": value for key, value in caption_metadata(top, bottom).items()}
+        metadata = caption_metadata(top, bottom) | format_metadata(format)
+        headers |= {f"x-goog-meta-{key}": value for key, value in metadata.items()}
         blob = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
         # A copy: the client's signer adds the Host header to the dict it is given, and a browser
         # refuses to set Host itself (it sends its own, the same).

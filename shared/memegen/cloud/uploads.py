@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from memegen.contract import BOTTOM_KEY, ID_PATTERN, TOP_KEY, meme_object, record_object
+from memegen.contract import (
+    BOTTOM_KEY,
+    DEFAULT_FORMAT,
+    FORMAT_KEY,
+    ID_PATTERN,
+    MEME_FORMATS,
+    TOP_KEY,
+    meme_object,
+    record_object,
+)
 
 
 def upload_id(name: str, *, prefix: str) -> str:
@@ -34,6 +43,17 @@ def upload_id(name: str, *, prefix: str) -> str:
 def caption_metadata(top: str | None, bottom: str | None) -> dict[str, str]:
     """A person's caption as custom metadata: percent-encoded, as header values must be ASCII."""
     return {key: quote(value, safe="") for key, value in ((TOP_KEY, top), (BOTTOM_KEY, bottom)) if value}
+
+
+def format_metadata(format: str) -> dict[str, str]:
+    """The meme's format as custom metadata: none for the default, so that such uploads look as before."""
+    return {} if format == DEFAULT_FORMAT else {FORMAT_KEY: format}
+
+
+def _format(metadata: object) -> str:
+    # Only the api's signed headers set it; any other value (an object written by hand) is the default.
+    value = metadata.get(FORMAT_KEY) if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, str) and value in MEME_FORMATS else DEFAULT_FORMAT
 
 
 def _caption(metadata: object, key: str) -> str | None:
@@ -61,6 +81,8 @@ class Upload:
     # Another caption of an earlier upload's photo (an upload of type VERSION_TYPE): which, and which one.
     source: str | None = None
     variant: int = 0
+    # The meme's format, a MEME_FORMATS name: "gif" and "webp-zoom" are the zoom meme.
+    format: str = DEFAULT_FORMAT
 
     @classmethod
     def from_resource(cls, resource: Mapping[str, Any], *, prefix: str) -> Upload:
@@ -83,6 +105,7 @@ class Upload:
             id=upload_id(name, prefix=prefix),
             top=_caption(metadata, TOP_KEY),
             bottom=_caption(metadata, BOTTOM_KEY),
+            format=_format(metadata),
         )
 
 

@@ -128,7 +128,7 @@ def _make(upload: Upload, *, store: Store, engine: Engine, fields: dict[str, Any
         upload, data = store.read_upload(upload.name, upload.generation)
         timings["download"] = _ms(clock)
         clock = time.perf_counter()
-        meme = engine.make(data, top=upload.top, bottom=upload.bottom, variant=upload.variant)
+        meme = engine.make(data, top=upload.top, bottom=upload.bottom, variant=upload.variant, format=upload.format)
         timings["make"] = _ms(clock)
     except UploadGone as exc:
         log("INFO", f"event skipped: {exc}", **fields)

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from memegen.contract import MEME_TYPES, ZOOM_CODECS
+from memegen.contract import MEME_TYPES, ZOOM_CODECS, ZOOM_SIDE
 from memegen.errors import CaptionRefused, NoFaceToZoom, UnsupportedImage
 from memegen.meme.captions import ODD_ONE_OUT, USER, Caption, CaptionBank, choose_caption, odd_one_out, own_caption
 from memegen.meme.layout import Layout, Sizing, lay_out
 from memegen.meme.render import Mark, render_layout
-from memegen.meme.zoom import ZOOM_SIDE, Timing, encode_zoom, lay_out_zoom, zoom_frames
+from memegen.meme.zoom import Timing, encode_zoom, lay_out_zoom, zoom_frames
 from memegen.settings import Settings
 from memegen.vision.crop import align_crop
 from memegen.vision.detect import Face, FaceDetector

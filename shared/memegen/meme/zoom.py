@@ -20,9 +20,6 @@ from memegen.contract import ZOOM_CODECS
 from memegen.meme.layout import Layout, Sizing, lay_out
 from memegen.meme.render import draw_layout
 
-# The animation's long side at most: a GIF frame of a photo takes about a byte a pixel, so a dozen
-# frames at 1600 px would be tens of MB; at 480 px they stay under the 2 MB a zoom meme may take.
-ZOOM_SIDE = 480
 # How tall the last frame's crop is, in face heights: the face with its hair and chin, not just the eyes.
 FACE_HEIGHTS = 2.5
 # The least a zoom enlarges (a portrait's big face comes closer, down to FACE_MIN of its heights)...
