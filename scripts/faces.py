@@ -5,8 +5,9 @@
     python -m scripts.faces --pasted        # and faces pasted into scenes, with and without the first look
 
 For each photo of MEMEGEN_PHOTOS: its decoded size, the faces found at the engine's
-settings (the smallest face ``Settings.smallest_face`` asks for) and the detector's time
-(one thread, warm, median of three). For the datasets of MEMEGEN_DATASETS whose images
+settings (the smallest face ``Settings.smallest_face`` asks for), the detector's time
+(one thread, warm, median of three) and the model pixels it runs (its cost, which no load on
+the machine moves: compare changes by them). For the datasets of MEMEGEN_DATASETS whose images
 each show one person (JAFFE, IMFDB, LFW): the share of images where a face is found
 (recall) and the share where more than one is (extra faces, false or a bystander).
 ``tests/vision/test_detect.py`` fails when a photo's count falls below the golden file's.
@@ -25,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +34,7 @@ import numpy as np
 from memegen.contract import IMAGE_SUFFIXES
 from memegen.settings import Settings
 from memegen.vision.detect import FULL_RANGE_FILE, FaceDetector
+from memegen.vision.detect.plan import Window
 from memegen.vision.reader import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,15 +60,34 @@ def _detect_ms(detector: FaceDetector, rgb: np.ndarray, min_face: float) -> tupl
     return len(faces), statistics.median(times)
 
 
+def model_pixels(detector: FaceDetector, rgb: np.ndarray, min_face: float) -> int:
+    """The model pixels (inputs' width times height) the detector runs on one image: its cost, whatever the load."""
+    run = detector._run
+    total = 0
+
+    def counted(window: Window, *args: Any, **kwargs: Any) -> Any:
+        nonlocal total
+        total += window.width * window.height
+        return run(window, *args, **kwargs)
+
+    detector._run = counted  # type: ignore[method-assign]
+    try:
+        detector.detect(rgb, min_face=min_face)
+    finally:
+        del detector._run  # the class's method again
+    return total
+
+
 def photo_rows(
     photos: Path, detector: FaceDetector, plain: FaceDetector, settings: Settings
 ) -> list[dict[str, object]]:
-    """Per photo: name, decoded size, faces found at the engine's settings and detector milliseconds, each way."""
+    """Per photo: name, decoded size, faces found at the engine's settings, detector ms and model pixels, each way."""
     rows: list[dict[str, object]] = []
     for path in sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         rgb, smallest = as_the_engine_reads(path.read_bytes(), settings)
         faces, ms = _detect_ms(detector, rgb, smallest)
         plain_faces, plain_ms = _detect_ms(plain, rgb, smallest)
+        pixels, plain_pixels = model_pixels(detector, rgb, smallest), model_pixels(plain, rgb, smallest)
         size = f"{rgb.shape[1]}x{rgb.shape[0]}"
         rows.append(
             {
@@ -75,6 +97,8 @@ def photo_rows(
                 "ms": ms,
                 "plain_faces": plain_faces,
                 "plain_ms": plain_ms,
+                "pixels": pixels,
+                "plain_pixels": plain_pixels,
             }
         )
     return rows
@@ -172,16 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     model = (settings.detector_dir / FULL_RANGE_FILE).read_bytes()
     plain = FaceDetector(model, threads=1, min_face=settings.min_face, cascade=False)
     rows = photo_rows(photos, detector, plain, settings)
-    print("| photo | decoded | faces | detector ms | without first look: faces | ms |\n|---|---|---|---|---|---|")
+    print(
+        "| photo | decoded | faces | detector ms | model pixels | without first look: faces | ms | model pixels |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
     for row in rows:
         print(
-            f"| {row['photo']} | {row['size']} | {row['faces']} | {row['ms']:.1f}"
-            f" | {row['plain_faces']} | {row['plain_ms']:.1f} |"
+            f"| {row['photo']} | {row['size']} | {row['faces']} | {row['ms']:.1f} | {row['pixels']:,}"
+            f" | {row['plain_faces']} | {row['plain_ms']:.1f} | {row['plain_pixels']:,} |"
         )
-    for label, faces, ms in (("", "faces", "ms"), ("without the first look: ", "plain_faces", "plain_ms")):
+    for label, key in (("", ""), ("without the first look: ", "plain_")):
+        faces, ms, pixels = (f"{key}{name}" for name in ("faces", "ms", "pixels"))
         print(
             f"\n{label}{len(rows)} photos, {sum(int(r[faces]) for r in rows)} faces;"  # type: ignore[call-overload]
-            f" detector median {statistics.median(float(r[ms]) for r in rows):.1f} ms"  # type: ignore[arg-type]
+            f" detector median {statistics.median(float(r[ms]) for r in rows):.1f} ms;"  # type: ignore[arg-type]
+            f" model pixels median {statistics.median(int(r[pixels]) for r in rows):,.0f},"  # type: ignore[call-overload]
+            f" in all {sum(int(r[pixels]) for r in rows):,}"  # type: ignore[call-overload]
         )
     if args.pasted:
         names = {"first look": detector, "without": plain}
