@@ -63,3 +63,16 @@ def test_an_api_upload_asking_for_a_gif_gets_a_zoom_meme_and_its_record_says_so(
     meme = empty_buckets.bucket(settings.output_bucket).blob(record["meme"]).download_as_bytes()
     frames, _, image = frames_of(meme)
     assert image.format == "GIF" and len(frames) == record["zoom"]["frames"] and len(meme) <= MAX_BYTES
+
+    # Another caption of the photo is a zoom meme too, its version's version as well.
+    asked = signed.id, signed.delete_token
+    for _ in range(2):
+        version = store.new_version(asked[0], token=asked[1])
+        pointer = empty_buckets.bucket(settings.input_bucket).get_blob(f"{settings.upload_prefix}{version.id}")
+        assert pointer is not None
+        made = handle_upload(finalized_event(object_data(pointer)), store=store, engine=engine, settings=settings)
+        assert made.result is Result.MADE, made
+        again = store.latest_record(version.id)
+        assert again is not None and again["content_type"] == "image/gif" and "zoom" in again, again
+        Draft202012Validator(record_schema()).validate(again)
+        asked = version.id, version.delete_token

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from memegen.contract import ID_PATTERN, MEME_EXTENSIONS, MEME_PREFIX
+from memegen.contract import ID_PATTERN, MEME_EXTENSIONS, MEME_FORMATS, MEME_PREFIX
 from memegen.labels import LABELS
 
 _ID = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
@@ -75,8 +75,9 @@ def record_schema() -> dict[str, Any]:
             "expires": {"type": "integer", "description": "Unix time the upload URL expires"},
             "delete_sha256": {"type": "string", "description": "SHA-256 of the deletion token (it cannot delete)"},
             "source": {**_ID, "description": "Another caption of this upload's photo"},
+            "format": {"enum": list(MEME_FORMATS), "description": "The meme's format, where not jpeg"},
         },
-        optional=("source",),
+        optional=("source", "format"),
     )
     done = closed(
         {

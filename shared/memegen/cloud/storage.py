@@ -40,6 +40,7 @@ from memegen.contract import (
     ISSUED_GENERATION,
     JSON_TYPE,
     MAX_VERSION_BYTES,
+    MEME_FORMATS,
     MEME_PREFIX,
     RECORD_NAME_PATTERN,
     RECORD_PREFIX,
@@ -165,7 +166,7 @@ class Store:
         # the input bucket (people's photos). Any record of a real upload has a higher generation.
         # The deletion token goes to the uploader only; the record keeps its hash, which cannot delete.
         token = secrets.token_urlsafe(32)
-        self._issue(new_id, token)
+        self._issue(new_id, token, format=format)
         return SignedUpload(id=new_id, url=url, headers=headers, delete_token=token)
 
     def new_version(
@@ -176,9 +177,12 @@ class Store:
         ``token`` is ``upload_id``'s deletion token: only its uploader asks. Without ``top`` and
         ``bottom``, the caption is the photo's next one from its bank (``choose_caption``'s
         variants); with them, the person's own. The new upload holds no photo, only which photo
-        (``VERSION_TYPE``); its event makes the meme.
+        (``VERSION_TYPE``); its event makes the meme, in the format the photo's first meme was asked in.
         """
-        source = self._authorized(upload_id, token).get("source")
+        issued = self._authorized(upload_id, token)
+        source, format = issued.get("source"), issued.get("format")
+        if not (isinstance(format, str) and format in MEME_FORMATS):
+            format = DEFAULT_FORMAT
         if not isinstance(source, str):
             source = upload_id  # the photo itself; a version names its photo
         listed = self._client.list_blobs(self._output, prefix=versions_prefix(source), retry=self._retry)
@@ -188,12 +192,12 @@ class Store:
                 f"this photo already has {self._settings.max_versions} other captions: upload it again for more"
             )
         new_id, new_token = uuid.uuid4().hex, secrets.token_urlsafe(32)
-        self._issue(new_id, new_token, source=source)
+        self._issue(new_id, new_token, source=source, format=format)
         # Two requests at once may count alike: the marker is written only if absent, so one moves on.
         while not self._create(version_marker(source, variant), _json({"id": new_id}), content_type=JSON_TYPE):
             variant += 1
         pointer = self._input.blob(f"{self._settings.upload_prefix}{new_id}")
-        pointer.metadata = caption_metadata(top, bottom)
+        pointer.metadata = caption_metadata(top, bottom) | format_metadata(format)
         pointer.upload_from_string(
             _json({"source": source, "variant": variant}),
             content_type=VERSION_TYPE,
@@ -202,7 +206,7 @@ class Store:
         )
         return NewVersion(id=new_id, delete_token=new_token)
 
-    def _issue(self, new_id: str, token: str, *, source: str | None = None) -> None:
+    def _issue(self, new_id: str, token: str, *, source: str | None = None, format: str = DEFAULT_FORMAT) -> None:
         """The issued record: the api answers "pending" from it; it keeps the deletion token's hash."""
         issued: dict[str, Any] = {
             "status": "pending",
@@ -212,6 +216,8 @@ class Store:
         }
         if source is not None:
             issued["source"] = source
+        if format != DEFAULT_FORMAT:
+            issued["format"] = format  # kept for another caption of the photo: a zoom's is a zoom too
         self._create(record_object(new_id, ISSUED_GENERATION), _json(issued), content_type=JSON_TYPE)
 
     def _authorized(self, upload_id: str, token: str) -> dict[str, Any]:
