@@ -17,7 +17,6 @@ phase reached each of those operations with a real id and saw it do its work the
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -36,7 +35,6 @@ from google.cloud import storage
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from PIL import Image
 from schemathesis.engine import events
 from schemathesis.generation.meta import TestPhase
 
@@ -51,6 +49,7 @@ from memegen.contract import DELETE_AUTH_SCHEME, DELETE_TOKEN_PATTERN, JSON_TYPE
 from memegen.errors import RequestError
 from memegen.meme.engine import Engine
 from memegen.settings import Settings
+from tests.support import data_dir
 
 EXAMPLES = int(os.environ.get("MEMEGEN_CONTRACT_EXAMPLES", "20"))
 SEED = int(os.environ.get("MEMEGEN_CONTRACT_SEED", "38"))
@@ -163,12 +162,12 @@ def api_url(
 
 
 def a_photo() -> bytes:
-    """A small JPEG without a face: the worker reads it, finds no one and captions it from the no-face bank."""
-    image = Image.new("RGB", (96, 64))
-    image.putdata([(x * 3 % 256, y * 4 % 256, 96) for y in range(64) for x in range(96)])
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=80)
-    return out.getvalue()
+    """A small real portrait: the worker finds its face, so every format makes a meme, the zoom memes too.
+
+    A photo without a face fails as a zoom meme (NoFaceToZoom): with one, the links to a zoom meme's
+    image led only to 404s, and a fresh clone's run never reached a made meme's image.
+    """
+    return (data_dir("MEMEGEN_PHOTOS", "the test photos") / "obama-240p.jpg").read_bytes()
 
 
 @dataclass
