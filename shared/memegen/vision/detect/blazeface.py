@@ -159,6 +159,7 @@ class FaceDetector:
         whole_levels: bool = True,
         cascade: bool = True,
         hint_score: float = 0.1,
+        background: float = 0.25,
     ) -> None:
         """Validate and load the model bytes.
 
@@ -166,7 +167,10 @@ class FaceDetector:
         where the runtime is tflite-runtime, which cannot rewrite the model for other shapes.
         ``cascade=False`` runs a photo's one whole level in full; with it, the level is first
         looked at smaller and run at full scale only where a face may still be
-        (``hint_score``: the anchor score that says so).
+        (``hint_score``: the anchor score that says so). ``background``: with the cascade, a face
+        under this share of the width of the widest the photo's first, coarsest look finds is not
+        looked for (a quarter as wide weighs a sixteenth as much in the caption), so a close face
+        makes the level smaller; 0 looks for every face down to ``min_face``.
         """
         digest = hashlib.sha256(model).hexdigest()
         if digest != FULL_RANGE_SHA256:
@@ -179,6 +183,7 @@ class FaceDetector:
         self._whole_levels = whole_levels and CAN_RESIZE
         self._cascade = cascade
         self.hint_score = hint_score
+        self.background = background
         self.min_score = min_score
         self.min_face = min_face
         self.max_faces = max_faces
@@ -192,6 +197,11 @@ class FaceDetector:
         except OSError as exc:
             raise ModelError(f"face detector {path} is missing: run `make models`") from exc
         return cls(model, threads=threads, min_face=min_face)
+
+    @property
+    def shapes_kept(self) -> list[tuple[int, int]]:
+        """The (height, width) of every interpreter held beside the tiles' one, oldest first (each holds megabytes)."""
+        return list(self._levels)
 
     def _net(self, height: int, width: int) -> _Net:
         if (height, width) == (INPUT, INPUT):
@@ -236,23 +246,21 @@ class FaceDetector:
     def _first_look(
         self,
         image: np.ndarray,
-        coarse: Window,
         level: Window,
+        made: dict[float, np.ndarray],
         *,
         min_logit: float,
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     ) -> tuple[dict[float, np.ndarray], list[Window]]:
-        """Run the padded image (at ``COARSE_INPUT``) and the whole level at ``HINT_SCALE``; the windows still to run.
+        """Run the whole level at ``HINT_SCALE``; the windows of the full-scale level still to run.
 
         The detections go to ``found``. Faces from 1 / ``HINT_SCALE`` times the smallest asked for
         are found at the smaller scale; a smaller one leaves anchors scoring ``hint_score`` or more,
         and the full-scale level is run only in tiles around those, or whole where the tiles would
         cost as much.
         """
-        hint = hint_window(image.shape[1], image.shape[0], level)
-        coarse = coarse.shrunk(COARSE_INPUT)
-        levels = pyramid(image, sorted({coarse.side, level.side, hint.side}))
-        found.append(self._run(coarse, levels[coarse.side], min_logit=min_logit)[0])
+        hint = hint_window(image.shape[1], image.shape[0], level).as_tile()
+        levels = pyramid(image, [level.side, hint.side], made=made)
         detections, near = self._run(hint, levels[hint.side], min_logit=min_logit, hint_logit=_logit(self.hint_score))
         found.append(detections)
         # A hint whose box overlaps a face already found, as weighted_nms merges them, is that face.
@@ -269,6 +277,9 @@ class FaceDetector:
 
         ``min_face`` (pixels, default: the detector's) is the smallest face width
         looked for; the cost grows with the square of (image side / ``min_face``).
+        With the cascade, a photo of one whole level is first looked at whole and small
+        (``COARSE_INPUT``): a face under ``background`` times the widest found there is
+        background, and not looked for.
         """
         min_face = self.min_face if min_face is None else min_face
         if image.ndim == 2:
@@ -278,8 +289,22 @@ class FaceDetector:
         # The score threshold as a logit: the sigmoid is only taken of the few anchors above it.
         min_logit = _logit(self.min_score)
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        if self._cascade and len(windows) == 2 and windows[1].width * windows[1].height > INPUT * INPUT:
-            levels, windows = self._first_look(image, *windows, min_logit=min_logit, found=found)
+        if self._cascade and len(windows) == 2:
+            coarse = windows[0].shrunk(COARSE_INPUT)
+            # The level as planned is made first: every smaller image is resized from it.
+            levels = pyramid(image, [windows[1].side, coarse.side])
+            found.append(self._run(coarse, levels[coarse.side], min_logit=min_logit)[0])
+            corners = found[0][0]
+            widest = float((corners[:, 2] - corners[:, 0]).max()) if len(corners) else 0.0
+            if widest * self.background > min_face:
+                # A close face: the level need only see faces from that share of it, and is smaller.
+                min_face = widest * self.background
+                windows = plan_windows(width, height, min_face=min_face, whole_levels=self._whole_levels)
+            level = windows[1]
+            if level.width * level.height > INPUT * INPUT:
+                levels, windows = self._first_look(image, level, levels, min_logit=min_logit, found=found)
+            else:
+                levels, windows = pyramid(image, [level.side], made=levels), [level.as_tile()]
         else:
             levels = pyramid(image, sorted({window.side for window in windows}))
         for window in windows:

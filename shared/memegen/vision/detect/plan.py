@@ -66,6 +66,16 @@ class Window:
         ratio = size / INPUT
         return Window(self.side / ratio, round(self.x * ratio), round(self.y * ratio), size, size)
 
+    def as_tile(self) -> Window:
+        """A window no larger than a tile as one, centred on it in more grey; a larger one as it is.
+
+        The tiles' interpreter then runs it: an interpreter of its own shape holds megabytes.
+        """
+        if self.width > INPUT or self.height > INPUT:
+            return self
+        dx, dy = (INPUT - self.width) // 2, (INPUT - self.height) // 2
+        return Window(self.side, self.x - dx, self.y - dy, INPUT, INPUT)
+
     def cut(self, level: np.ndarray) -> np.ndarray:
         """This model input cut from its uint8 level, scaled to [-1, 1].
 
@@ -120,14 +130,13 @@ def _one_level(width: int, height: int, *, min_face: float) -> list[Window] | No
     The level's long side is rounded up to a multiple of ``_LEVEL_STEP``, so that a photo's
     level shape depends on its aspect ratio and a few whole-level interpreters serve most
     photos. A face too large for the level is found on the padded image, which sees faces
-    from ``_MIN_MODEL_FACE * _PAD`` model pixels of its long side. None where that level
-    would be larger than ``_MAX_LEVEL_PIXELS`` (or no larger than the padded image's).
+    from ``_MIN_MODEL_FACE * _PAD`` model pixels of its long side. A small photo has its one
+    level too, even one shorter than a tile: the detector looks at it as at any other, the
+    padded image small first. None where that level would be larger than ``_MAX_LEVEL_PIXELS``.
     """
     long_side = max(width, height)
     needed = long_side * _MIN_MODEL_FACE / min_face
     level_long = _round_up(math.ceil(needed), _LEVEL_STEP)
-    if level_long <= INPUT:
-        return None
     scale = level_long / long_side
     level_w, level_h = _scaled_size(width, height, scale)[1]
     padded_w = _round_up(level_w + 2 * _LEVEL_MARGIN, _NET_STRIDE)
@@ -247,20 +256,23 @@ def _level_sizes(width: int, height: int, sides: list[float]) -> dict[float, tup
     return sizes
 
 
-def pyramid(image: np.ndarray, sides: list[float]) -> dict[float, np.ndarray]:
+def pyramid(
+    image: np.ndarray, sides: list[float], *, made: dict[float, np.ndarray] | None = None
+) -> dict[float, np.ndarray]:
     """Every level the windows need (tile side -> the image scaled so a tile is model-sized), uint8.
 
-    The finest level is resized from the image; each coarser one from the level
-    before it, which is far smaller. Only the windows cut from a level are turned
-    into the model's floats (``Window.cut``): a level may run in a few tiles.
+    The finest level is resized from the image; each coarser one from the smallest level
+    already made that is finer than it (far smaller than the image): of these, or of ``made``
+    (levels of this image made before, returned too). Only the windows cut from a level are
+    turned into the model's floats (``Window.cut``): a level may run in a few tiles.
     """
-    levels: dict[float, np.ndarray] = {}
-    source, source_scale = image, 1.0
-    for side in sides:  # finest (smallest tile side, largest level) first
-        scale = INPUT / side
-        source = _scaled(source, scale / source_scale)
-        source_scale = scale
-        levels[side] = source
+    levels = dict(made or {})
+    for side in sorted(sides):  # finest (smallest tile side, largest level) first
+        if side in levels:
+            continue
+        finer = [made_side for made_side in levels if made_side < side]
+        source, source_scale = (levels[max(finer)], INPUT / max(finer)) if finer else (image, 1.0)
+        levels[side] = _scaled(source, INPUT / side / source_scale)
     return levels
 
 
