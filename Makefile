@@ -87,16 +87,14 @@ browser: $(CHROMIUM) ## Install headless Chromium for the browser test (apt)
 .PHONY: test
 test: ## Lint, type-check and run every test: .venv's suite, the training tests (.venv-train), the infrastructure's (.venv-infra)
 	@# The environments, the detector and the browser are made side by side (a fresh clone spends most of its
-	@# first minutes in pip), then ruff and mypy. The three suites then run side by side, each on every core
-	@# (JOBS, pytest-xdist): the training suite is mostly one long smoke run, which leaves a core to the others.
-	@# Each suite's report is printed whole when it ends.
-	$(MAKE) --no-print-directory --jobs=4 --output-sync=target test-ready
-	$(MAKE) --no-print-directory --jobs=3 --output-sync=target suite-train suite-main suite-infra
+	@# first minutes in pip); each suite starts as soon as its own environment is ready, and ruff and mypy run
+	@# beside them, not before them: the training suite (its environment is the largest, its smoke run the
+	@# longest test) is the critical path. Every suite runs on every core (JOBS, pytest-xdist). Each report is
+	@# printed whole when it ends; any failure, a lint or type error included, fails make test.
+	$(MAKE) --no-print-directory --jobs=4 --output-sync=target check suite-train suite-main suite-infra
 
-.PHONY: test-ready suite-main suite-train suite-infra
-test-ready: check models browser $(INFRA_VENV)/.stamp
-
-suite-main: models
+.PHONY: suite-main suite-train suite-infra
+suite-main: models browser
 	$(PY) -m pytest -q $(XDIST) --ignore=tests/train
 
 suite-train: models $(TRAIN_VENV)/.stamp

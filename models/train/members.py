@@ -7,6 +7,7 @@ float weights. The build's record (``training.json``) holds both; the manifest t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -156,15 +157,14 @@ def export_member(
     train_set = load_split(data, population, TRAIN, config.size)
     val_set = load_split(data, population, VAL, config.size)
     net = net.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
-    float_model = to_float_tflite(net, size=config.size)
+    calibration = train_set.x[np.random.default_rng(seed).permutation(len(train_set.x))[:400]]
+    float_model, int8_model = converted_models(net, config, calibration, cache=work / "exports")
     converted = tflite_predict(float_model, val_set.x[:200])
     expected = predict(net, val_set.x[:200])
     if not np.allclose(converted, expected, atol=1e-3):
         raise RuntimeError(
             f"{name}: the TFLite conversion differs from PyTorch by {np.abs(converted - expected).max()}"
         )
-    calibration = train_set.x[np.random.default_rng(seed).permutation(len(train_set.x))[:400]]
-    int8_model = to_int8_tflite(net, calibration)
     (out_dir / f"{name}.tflite").write_bytes(int8_model)
     (work / f"{name}.float.tflite").write_bytes(float_model)
     val_float = tflite_predict(float_model, val_set.x)
@@ -190,6 +190,41 @@ def export_member(
         candidate.val["int8"]["accuracy"],
     )
     return candidate
+
+
+def conversion_key(net: ExpressionNet, config: Config, calibration: np.ndarray) -> str:
+    """What a member's conversions follow from: its configuration, its weights, its calibration faces."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for key, tensor in net.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(np.ascontiguousarray(calibration).tobytes())
+    return digest.hexdigest()
+
+
+def converted_models(
+    net: ExpressionNet, config: Config, calibration: np.ndarray, *, cache: Path
+) -> tuple[bytes, bytes]:
+    """The float and int8 TFLite models of a trained network, converted once for the same weights.
+
+    A conversion is most of a member's export (tens of seconds, against a second to score it), and
+    a build run again (after a stop, or a second build on the same ``--work``) exports the very
+    members the first one did: those are read back from ``cache``, named by ``conversion_key``.
+    """
+    key = conversion_key(net, config, calibration)
+    float_path, int8_path = cache / f"{key}.float.tflite", cache / f"{key}.int8.tflite"
+    if float_path.exists() and int8_path.exists():
+        log.info("conversions of %s... read back from %s", key[:12], cache)
+        return float_path.read_bytes(), int8_path.read_bytes()
+    float_model = to_float_tflite(net, size=config.size)
+    int8_model = to_int8_tflite(net, calibration)
+    cache.mkdir(parents=True, exist_ok=True)
+    for path, model in ((float_path, float_model), (int8_path, int8_model)):
+        # Written aside, then renamed: a build stopped mid-write leaves no half model to read back.
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(model)
+        partial.replace(path)
+    return float_model, int8_model
 
 
 def exported_entry(

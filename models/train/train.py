@@ -34,11 +34,15 @@ TRAIN, VAL, TEST = 0, 1, 2
 
 @dataclass
 class Split:
-    """Faces (n, size, size) uint8, their labels and, for distillation, teachers' probabilities (n, 7)."""
+    """Faces (n, size, size) uint8, their labels and, for distillation, teachers' probabilities (n, 7).
+
+    ``weight``: each face's sampling weight beside its class's (a population weighed up), or None.
+    """
 
     x: np.ndarray
     y: np.ndarray
     soft: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
 
 def at_side(faces: np.ndarray, size: int) -> np.ndarray:
@@ -182,10 +186,11 @@ def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
-def sampling_weights(y: np.ndarray, balance: float) -> np.ndarray:
+def sampling_weights(y: np.ndarray, balance: float, *, weight: np.ndarray | None = None) -> np.ndarray:
+    """Each face's chance to be drawn: its class's ``count**-balance``, times its own ``weight`` if any."""
     counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
     per_class = np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0)
-    weights = per_class[y]
+    weights = per_class[y] if weight is None else per_class[y] * weight
     return weights / weights.sum()
 
 
@@ -250,7 +255,7 @@ def train(
         rng = state["rng"]
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
 
-    weights = sampling_weights(train_set.y, config.balance)
+    weights = sampling_weights(train_set.y, config.balance, weight=train_set.weight)
     x_all = to_tensor(train_set.x).to(device)
     y_all = torch.from_numpy(train_set.y).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)

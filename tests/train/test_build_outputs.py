@@ -68,3 +68,26 @@ def test_the_command_line_reads_into_plain_options() -> None:
     options = build.Options.parse(["--states", "a.pt", "b.pt", "--greedy", "2", "--budget-ms", "4"])
     assert options.states == (Path("a.pt"), Path("b.pt")) and options.greedy == 2 and options.budget_ms == 4.0
     assert (options.out, options.work, options.keep, options.shipped) == (Path("models"), Path("models/work"), (), ())
+
+
+def test_a_conversion_is_named_by_the_weights_configuration_and_calibration_it_follows_from() -> None:
+    """A build run again reads back the conversions of members it exported before, and only of those."""
+    import torch
+
+    from models.train.members import conversion_key
+    from models.train.net import Config, ExpressionNet
+
+    config = Config(size=16, width=4, stages=2)
+    torch.manual_seed(0)
+    net = ExpressionNet(config).eval()
+    faces = np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8)
+    key = conversion_key(net, config, faces)
+    assert conversion_key(net, config, faces.copy()) == key
+    assert conversion_key(net, config, faces[:4]) != key  # other calibration faces, other int8 ranges
+    other = ExpressionNet(config).eval()
+    other.load_state_dict(net.state_dict())
+    assert conversion_key(other, config, faces) == key
+    with torch.no_grad():
+        next(p for p in other.parameters() if p.ndim == 4)[0, 0, 0, 0] += 1e-3
+    assert conversion_key(other, config, faces) != key
+    assert conversion_key(net, Config(size=16, width=4, stages=2, dropout=0.5), faces) != key
