@@ -41,10 +41,7 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 $(TRAIN_VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(TRAIN_VENV)
 	$(TRAIN_PY) -m pip install --quiet --upgrade pip
-	@# Not compiled to bytecode at install: the training stack is some 17,000 modules, of which a
-	@# training or a test imports a fraction, compiled when imported; the install is the critical path
-	@# of make test on a fresh clone.
-	$(TRAIN_PY) -m pip install --quiet --no-compile -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	$(TRAIN_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
 	$(TRAIN_PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
