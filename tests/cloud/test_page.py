@@ -109,7 +109,9 @@ def test_a_share_link_outlives_every_signed_url_it_hands_out(
     app: flask.Flask, empty_buckets: storage.Client, settings: Settings, signer: Credentials
 ) -> None:
     """The link is /m/{id}, not a signed URL: pasted after its URLs expired, it still shows the meme."""
-    short = dataclasses.replace(settings, url_ttl_seconds=1)
+    # Three seconds, not one: a URL signed then fetched must not expire in between on a busy machine (with
+    # one, a run beside a training failed so); the test then waits them out.
+    short = dataclasses.replace(settings, url_ttl_seconds=3)
     store = Store(empty_buckets, short, signing_credentials=signer)
     upload = store.new_upload(content_type="image/jpeg")
     written = Upload(
@@ -133,6 +135,6 @@ def test_a_share_link_outlives_every_signed_url_it_hands_out(
 
     first = follow()
     assert first.content == b"the meme"
-    time.sleep(2.1)
+    time.sleep(short.url_ttl_seconds + 1.1)
     assert requests.get(first.url, timeout=10).status_code == 400  # the URL it handed out has expired
     assert follow().content == b"the meme"  # the link has not
