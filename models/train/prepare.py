@@ -54,14 +54,17 @@ def _rank(key: str) -> float:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def split_of(population: str, sample: Sample, identities: list[str]) -> int:
-    """The split a sample belongs to, subject-disjoint where identities are known."""
+def held_out(population: str, identities: list[str]) -> frozenset[str]:
+    """The identities whose every face goes to validation: the first ones in a stable shuffled order."""
+    order = sorted(identities, key=_rank)
+    return frozenset(order[: max(1, round(len(order) * VAL_SHARE[population]))])
+
+
+def split_of(population: str, sample: Sample, held: frozenset[str]) -> int:
+    """The split a sample belongs to, subject-disjoint where identities are known (``held``: ``held_out``'s)."""
     if sample.identity is None:
         return VAL if _rank(sample.path.name) < VAL_SHARE[population] else TRAIN
-    # Whole identities go to validation, the first ones in a stable shuffled order.
-    order = sorted(identities, key=_rank)
-    held = max(1, round(len(order) * VAL_SHARE[population]))
-    return VAL if sample.identity in order[:held] else TRAIN
+    return VAL if sample.identity in held else TRAIN
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                 step = max(1, len(train) // args.limit)
                 train, test = train[::step][: args.limit], test[::step][: args.limit]
             identities = sorted({s.identity for s in train if s.identity is not None})
-            splits = [split_of(population, s, identities) for s in train] + [TEST] * len(test)
+            # Ranked once a population, not once a face: LFW has 12,749 faces of 5,749 people.
+            held = held_out(population, identities)
+            splits = [split_of(population, s, held) for s in train] + [TEST] * len(test)
             samples = train + test
             started = time.time()
             crops = list(pool.map(_crop, [s.path for s in samples], [args.size] * len(samples), chunksize=64))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
@@ -48,20 +47,16 @@ def test_lists_labels_in_order(tmp_path: Path) -> None:
     assert [s.label for s in samples] == [0, 4]
 
 
-def test_splits_are_subject_disjoint(datasets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.train import prepare
-    from models.train.prepare import VAL, VAL_SHARE, split_of
-
-    # split_of ranks every identity by a hash at each call: each rank computed once, LFW's 12,749 faces
-    # take seconds instead of minutes (the same ranks, so the same splits).
-    monkeypatch.setattr(prepare, "_rank", functools.cache(prepare._rank))
+def test_splits_are_subject_disjoint(datasets_dir: Path) -> None:
+    from models.train.prepare import VAL, VAL_SHARE, held_out, split_of
 
     for population in ("jaffe", "imfdb", "lfw"):
         samples = list_samples(datasets_dir / population)
         identities = sorted({s.identity for s in samples if s.identity})
+        held = held_out(population, identities)
         splits: dict[str | None, set[int]] = {s.identity: set() for s in samples}
         for sample in samples:
-            splits[sample.identity].add(split_of(population, sample, identities))
+            splits[sample.identity].add(split_of(population, sample, held))
         assert all(len(s) == 1 for s in splits.values()), population
         held = sum(VAL in s for s in splits.values()) / len(splits)
         assert held == pytest.approx(VAL_SHARE[population], abs=0.06)
