@@ -53,10 +53,10 @@ def test_splits_are_subject_disjoint(datasets_dir: Path) -> None:
     for population in ("jaffe", "imfdb", "lfw"):
         samples = list_samples(datasets_dir / population)
         identities = sorted({s.identity for s in samples if s.identity})
-        held = held_out(population, identities)
+        people = held_out(population, identities)
         splits: dict[str | None, set[int]] = {s.identity: set() for s in samples}
         for sample in samples:
-            splits[sample.identity].add(split_of(population, sample, held))
+            splits[sample.identity].add(split_of(population, sample, people))
         assert all(len(s) == 1 for s in splits.values()), population
         held = sum(VAL in s for s in splits.values()) / len(splits)
         assert held == pytest.approx(VAL_SHARE[population], abs=0.06)
