@@ -38,16 +38,11 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
-# .venv-train reads .venv's packages where they are (one install of them, not two: on a fresh clone this
-# environment is the critical path of make test), through a .pth that adds .venv's site-packages as a site
-# directory after its own; it installs the training stack alone.
-$(TRAIN_VENV)/.stamp: requirements-train.txt $(VENV)/.stamp
+$(TRAIN_VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(TRAIN_VENV)
-	site=$$($(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	run=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	echo "import site; site.addsitedir('$$run')" > "$$site/run-time-packages.pth"
 	$(TRAIN_PY) -m pip install --quiet --upgrade pip
-	$(TRAIN_PY) -m pip install --quiet -r requirements-train.txt
+	$(TRAIN_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	$(TRAIN_PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
 INFRA_VENV := .venv-infra
@@ -136,7 +131,7 @@ synth: models $(INFRA_VENV)/.stamp ## Synthesize the Terraform JSON into cdktf.o
 check: $(VENV)/.stamp $(TRAIN_VENV)/.stamp ## Lint (ruff) and type-check (mypy, in .venv-train: it reads the training code's PyTorch types)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(TRAIN_PY) -m mypy
+	$(TRAIN_VENV)/bin/mypy
 
 .PHONY: docs
 docs: $(VENV)/.stamp ## Rewrite the README's table of settings from memegen.settings.Settings (tests/test_docs.py checks it)
