@@ -30,31 +30,51 @@ DETECTOR_SHA256 := 99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cf
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
-	$(PYTHON_SYSTEM) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+# uv makes the environments: it installs the same pinned requirements as pip, several wheels at a
+# time, and compiles their bytecode on every core; a fresh clone's environments were most of make
+# test's first minutes with pip. It is pinned and installed in an environment of its own, with pip.
+UV_VERSION := 0.13.8
+UV := build/uv/bin/uv
+# uv reads none of pip's configuration: where pip is pointed at local wheels, indexes or a constraint
+# file (pip config list; this project's machines point it at their disk), uv is pointed at them too,
+# written once beside uv, and picks the best version across them all, as pip does.
+UV_PIP := build/uv/pip.env
+# An environment is made whole or not at all: a failed install leaves no stamp, and the next make starts
+# over. --seed puts pip in it too, for those who use it by hand.
+UV_VENV = $(UV) venv --quiet --seed --clear --python $(PYTHON_SYSTEM)
+UV_INSTALL = . $(UV_PIP) && $(UV) pip install --quiet --compile-bytecode --python
+
+$(UV):
+	$(PYTHON_SYSTEM) -m venv build/uv
+	build/uv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(PYTHON_SYSTEM) -m pip config list 2>/dev/null | sed -n \
+		-e "s/^[^=]*\.find-links=/export UV_FIND_LINKS=/p" -e "s/^[^=]*\.index-url=/export UV_INDEX_URL=/p" \
+		-e "s/^[^=]*\.extra-index-url=/export UV_EXTRA_INDEX_URL=/p" -e "s/^[^=]*\.constraint=/export UV_CONSTRAINT=/p" \
+		> $(UV_PIP)
+	echo "export UV_INDEX_STRATEGY=unsafe-best-match" >> $(UV_PIP)
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml | $(UV)
+	$(UV_VENV) $(VENV)
+	$(UV_INSTALL) $(PY) -r requirements.txt -r requirements-dev.txt
 	# The library itself, editable: shared/memegen is `memegen` in the environment.
-	$(PY) -m pip install --quiet --no-deps --editable .
+	$(UV_INSTALL) $(PY) --no-deps --editable .
 	touch $@
 
-$(TRAIN_VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
-	$(PYTHON_SYSTEM) -m venv $(TRAIN_VENV)
-	$(TRAIN_PY) -m pip install --quiet --upgrade pip
-	$(TRAIN_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
-	$(TRAIN_PY) -m pip install --quiet --no-deps --editable .
+$(TRAIN_VENV)/.stamp: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml | $(UV)
+	$(UV_VENV) $(TRAIN_VENV)
+	$(UV_INSTALL) $(TRAIN_PY) -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
+	$(UV_INSTALL) $(TRAIN_PY) --no-deps --editable .
 	touch $@
 
 INFRA_VENV := .venv-infra
 # cdktn runs its constructs in Node.js (jsii); Node 20 works, and jsii's end-of-life banner for it is noise here.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-$(INFRA_VENV)/.stamp: requirements-infra.txt pyproject.toml
-	$(PYTHON_SYSTEM) -m venv $(INFRA_VENV)
-	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+$(INFRA_VENV)/.stamp: requirements-infra.txt pyproject.toml | $(UV)
+	$(UV_VENV) $(INFRA_VENV)
+	$(UV_INSTALL) $(INFRA_VENV)/bin/python -r requirements-infra.txt
 	# The stack reads the library's contract and settings (standard library only): not its dependencies.
-	$(INFRA_VENV)/bin/python -m pip install --quiet --no-deps --editable .
+	$(UV_INSTALL) $(INFRA_VENV)/bin/python --no-deps --editable .
 	touch $@
 
 .PHONY: venv
@@ -172,9 +192,9 @@ examples: models ## Make the README's example memes from the test photos into bu
 # The peer `make bench` measures beside MemeGen: the fer package, with TensorFlow, in its own
 # environment. Where it cannot be installed the bench says so and reports MemeGen alone.
 PEER_VENV := .venv-peer
-$(PEER_VENV)/.stamp: requirements-peer.txt
-	$(PYTHON_SYSTEM) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/python -m pip install --quiet -r requirements-peer.txt && touch $@ \
+$(PEER_VENV)/.stamp: requirements-peer.txt | $(UV)
+	$(UV_VENV) $(PEER_VENV)
+	$(UV_INSTALL) $(PEER_VENV)/bin/python -r requirements-peer.txt && touch $@ \
 		|| echo "make bench: the peer (fer) could not be installed; the bench reports MemeGen alone"
 
 .PHONY: bench
@@ -202,4 +222,4 @@ run: models dev-key ## The whole stack on this machine (storage emulator, both f
 
 .PHONY: clean
 clean: ## Remove the environments and build outputs
-	rm -rf $(VENV) $(TRAIN_VENV) $(INFRA_VENV) build cdktf.out models/blazeface .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TRAIN_VENV) $(INFRA_VENV) $(PEER_VENV) build cdktf.out models/blazeface .pytest_cache .mypy_cache .ruff_cache
