@@ -550,13 +550,14 @@ def _pretrained_text(manifest: dict[str, Any]) -> list[str]:
 
 def ship_section(ship: dict[str, Any]) -> list[str]:
     """What ``python -m models.train.ship`` judged: every candidate and every set, per population."""
-    names = [c["name"] for c in ship["candidates"]]
+    names = [c["name"] + ("" if c.get("flip", True) else " (no mirror)") for c in ship["candidates"]]
     shipped = " + ".join(names[m] for m in ship["shipped"])
     lines = [
         "## What ships, judged per population",
         "",
         "`python -m models.train.ship` judged every set of candidates within "
-        f"{ship['budget_ms']:g} ms a face (one thread, each member with its mirror image), combined with"
+        f"{ship['budget_ms']:g} ms a face (one thread; each member with its mirror image, and without it at half"
+        " the time, at most one of the two in a set), combined with"
         " `shrunk` weights and cross-validated on the pooled validation faces (two folds, people kept"
         f" whole), by an objective that counts the four populations alike (`{ship['objective']}`). A set that"
         f" reads any population worse than the shipped ensemble ({shipped}) by more than {ship['guard_se']:g}"
@@ -566,10 +567,10 @@ def ship_section(ship: dict[str, Any]) -> list[str]:
         "| candidate | cut, input | " + " | ".join(f"{p} val" for p in POPULATIONS) + " | ms a face | public_test |",
         "|---|---|" + "---|" * len(POPULATIONS) + "---|---|",
     ]
-    for c in ship["candidates"]:
+    for i, c in enumerate(ship["candidates"]):
         cells = " | ".join(f"{_pct(c['val'][p])}%" for p in POPULATIONS)
         lines.append(
-            f"| {c['name']}{' (shipped)' if c['shipped'] else ''} | {c['cut']} px, {c['input_size']} px | {cells}"
+            f"| {names[i]}{' (shipped)' if c['shipped'] else ''} | {c['cut']} px, {c['input_size']} px | {cells}"
             f" | {c['ms']:.2f} | {_pct(c['public_test'])}% |"
         )
     lines += [

@@ -156,6 +156,17 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
     return Candidate(entry, model, shipped=False, record=kept)
 
 
+def variants(candidates: list[Candidate]) -> tuple[list[Candidate], list[int]]:
+    """Each candidate twice, reading the face with its mirror image (twice the time) and without, and the
+    candidate behind each: the time budget may buy a third member rather than a second view of two."""
+    out, groups = [], []
+    for index, c in enumerate(candidates):
+        for flip in (True, False):
+            out.append(replace(c, entry=replace(c.entry, flip=flip), shipped=c.shipped and c.entry.flip == flip))
+            groups.append(index)
+    return out, groups
+
+
 def readings(candidates: list[Candidate], faces: Faces, *, test: bool = False) -> np.ndarray:
     """(n, members, 7): each candidate on the pooled validation faces (or FER2013's public test), with its
     mirror image, each at its own cut."""
@@ -175,8 +186,21 @@ def population_se(pool: Pool, hits_after: np.ndarray, hits_before: np.ndarray, i
     return float(np.sqrt(np.mean(change**2) / len(change))) if len(change) else 0.0
 
 
-def judge(probs: np.ndarray, pool: Pool, costs: list[float], shipped: list[int], budget_ms: float) -> dict[str, Any]:
-    """Every set of members within ``budget_ms``, judged; the guard against the shipped set, and the choice."""
+def judge(
+    probs: np.ndarray,
+    pool: Pool,
+    costs: list[float],
+    shipped: list[int],
+    budget_ms: float,
+    *,
+    groups: list[int] | None = None,
+) -> dict[str, Any]:
+    """Every set of members within ``budget_ms``, judged; the guard against the shipped set, and the choice.
+
+    ``groups`` names the member behind each column, where one member is offered in several ways (with and
+    without its mirror view, ``variants``): a set holds at most one way of each member.
+    """
+    groups = groups if groups is not None else list(range(probs.shape[1]))
     # Every population counts (OBJECTIVE): its readings are the accuracies of the cross-validated hits,
     # which are fitted once a set.
     baseline = pool.hits(probs, shipped)
@@ -184,6 +208,8 @@ def judge(probs: np.ndarray, pool: Pool, costs: list[float], shipped: list[int],
     sets: list[dict[str, Any]] = []
     for count in range(1, probs.shape[1] + 1):
         for members in itertools.combinations(range(probs.shape[1]), count):
+            if len({groups[m] for m in members}) < len(members):
+                continue
             ms = sum(costs[m] for m in members)
             hits = pool.hits(probs, list(members))
             reads = pool.accuracies(hits)
@@ -247,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     pool = Pool.of(faces.base, OBJECTIVE, seed=0)
     candidates = shipped_candidates(args.models, shipped_names, min(faces.by_side))
     candidates += [state_candidate(path, faces) for path in args.states]
+    candidates, groups = variants(candidates)
     probs = readings(candidates, faces)
-    # Timed on one face at each member's own cut and side.
+    # Timed on one face at each member's own cut and side, with its mirror image where it reads one.
     costs = []
     for c in candidates:
         face = at_side(faces.by_side[c.cut]["fer2013_x"][:1], c.entry.input_size)[0]
-        costs.append(run_ms(c.model, face, size=c.entry.input_size, flip=True))
+        costs.append(run_ms(c.model, face, size=c.entry.input_size, flip=c.entry.flip))
     shipped = [i for i, c in enumerate(candidates) if c.shipped]
-    verdict = judge(probs, pool, costs, shipped, args.budget_ms)
-    names = [c.entry.name for c in candidates]
+    verdict = judge(probs, pool, costs, shipped, args.budget_ms, groups=groups)
+    names = [c.entry.name + ("" if c.entry.flip else " (no mirror)") for c in candidates]
     for s in verdict["sets"]:
         log.info(
             "%s: objective %.4f, %s, %.1f ms%s",
@@ -265,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             s["ms"],
             f", refused ({', '.join(s['refused'])})" if s["refused"] else "",
         )
-    chosen = [candidates[m] for m in verdict["chosen"]]
-    log.info("chosen: %s (%s)", " + ".join(c.entry.name for c in chosen), verdict["why"])
+    log.info("chosen: %s (%s)", " + ".join(names[m] for m in verdict["chosen"]), verdict["why"])
     test_probs = readings(candidates, faces, test=True)
     _, test_y = faces.split("fer2013", TEST, cut=min(faces.by_side), size=min(faces.by_side))
     record = {
         "candidates": [
             {
                 "name": c.entry.name,
+                "flip": c.entry.flip,
                 "shipped": c.shipped,
                 "cut": c.cut,
                 "input_size": c.entry.input_size,
@@ -284,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         **verdict,
     }
-    log.info("public_test: %s", {c["name"]: round(c["public_test"], 4) for c in record["candidates"]})
+    log.info("public_test: %s", {names[i]: round(c["public_test"], 4) for i, c in enumerate(record["candidates"])})
     if args.dry_run:
         print(json.dumps(record, indent=1, default=float))
         return 0

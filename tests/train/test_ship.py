@@ -9,9 +9,10 @@ import pytest
 
 pytest.importorskip("torch", reason="training tools are in requirements-train.txt")
 
+from memegen.vision.manifest import MemberEntry
 from models.train import prepare
 from models.train.pool import Pool
-from models.train.ship import MIN_EDGE, OBJECTIVE, Faces, judge
+from models.train.ship import MIN_EDGE, OBJECTIVE, Candidate, Faces, judge, variants
 
 POPULATIONS = prepare.POPULATIONS
 
@@ -83,6 +84,33 @@ def test_members_that_err_differently_ship_together() -> None:
     assert verdict["chosen"] == [0, 1]
     # Over the budget, the pair cannot ship however well it reads.
     assert judge(np.stack([first, second], 1), pool, [6.0, 6.0], [0], budget_ms=10)["chosen"] == [0]
+
+
+def test_a_set_holds_one_way_of_reading_each_member() -> None:
+    """The same two readers offered as two ways of one member (with and without its mirror view): however
+    well they would read together, no set holds both, so one of them ships alone."""
+    pool = _pool(700)
+    half = (np.arange(len(pool.y)) % 2 == 0)[:, None]
+    right, wrong = np.eye(7)[pool.y], np.eye(7)[(pool.y + 1) % 7]
+    first = np.where(half, right * 0.9 + 0.1 / 7, wrong * 0.3 + 0.7 / 7)
+    second = np.where(half, wrong * 0.3 + 0.7 / 7, right * 0.9 + 0.1 / 7)
+    verdict = judge(np.stack([first, second], 1), pool, [2.0, 1.0], [0], budget_ms=10, groups=[0, 0])
+    assert [s["members"] for s in verdict["sets"]] == [[0], [1]]
+    assert len(verdict["chosen"]) == 1
+
+
+def test_each_candidate_is_offered_with_and_without_its_mirror_view() -> None:
+    """Only the way a member ships today counts as shipped: the guard compares with what users get."""
+    shipped = Candidate(MemberEntry(name="a", file="a.tflite", sha256="", input_size=48, flip=True), b"", True)
+    new = Candidate(MemberEntry(name="b", file="b.tflite", sha256="", input_size=64, flip=True), b"", False)
+    offered, groups = variants([shipped, new])
+    assert [(c.entry.name, c.entry.flip, c.shipped) for c in offered] == [
+        ("a", True, True),
+        ("a", False, False),
+        ("b", True, False),
+        ("b", False, False),
+    ]
+    assert groups == [0, 0, 1, 1]
 
 
 def test_crops_of_other_sides_must_be_of_the_same_images(tmp_path) -> None:
