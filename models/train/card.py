@@ -26,6 +26,7 @@ from memegen.offline.metrics import score
 from memegen.vision.ensemble import Ensemble
 from memegen.vision.manifest import Manifest
 from models.train import gpu
+from models.train.members import Candidate
 from models.train.net import Config, macs
 from models.train.prepare import POPULATIONS
 from models.train.train import TEST, VAL
@@ -142,6 +143,25 @@ def update_manifest(manifest: Manifest, measured: Measured) -> Manifest:
         "val": {k: round(v["ensemble"]["accuracy"], 4) for k, v in measured.results.items() if k.endswith(" val")},
     }
     return replace(manifest, members=members, metrics=metrics)
+
+
+def update_record(record: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    """The build's record with each shipped member's entry as the card's manifest now holds it: a member's
+    record is its entry and what its build measured (``Candidate.record``), so the two never disagree."""
+    entries = {entry.name: entry for entry in manifest.members}
+    members = []
+    for written in record["members"]:
+        entry = entries.get(written["name"])
+        if entry is not None:
+            written = Candidate(
+                entry=entry,
+                history=written["history"],
+                val=written["val"],
+                public_test_float=written.get("public_test_float"),
+                shipped=written.get("shipped"),
+            ).record()
+        members.append(written)
+    return record | {"members": members}
 
 
 def _pct(value: float) -> str:
@@ -723,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = measure(ensemble, data, args.models)
     typed = update_manifest(Manifest.read(args.models), measured)
     typed.write(args.models)
+    record = update_record(record, typed)
+    (args.models / "training.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
     # The tables below read the manifest as its JSON holds it.
     manifest = typed.to_dict()
     lines = [

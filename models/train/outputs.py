@@ -140,6 +140,11 @@ def build_report(
     }
 
 
+def manifest_weights(weights: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """One weight per member per class as the manifest holds them (five decimals), whoever writes it."""
+    return tuple(tuple(row) for row in np.asarray(weights, dtype=np.float64).round(5).tolist())
+
+
 def manifest_of(
     data: dict[str, np.ndarray], members: list[Candidate], *, weights: np.ndarray, method: str, report: dict[str, Any]
 ) -> Manifest:
@@ -149,7 +154,7 @@ def manifest_of(
         # The crop prepare cut the faces with: its side is the arrays' own.
         crop={"size": int(data["fer2013_x"].shape[1]), "scale": CROP_SCALE, "shift": CROP_SHIFT, "color": "grayscale"},
         members=tuple(m.entry for m in members),
-        weights=tuple(tuple(row) for row in weights.round(5).tolist()),
+        weights=manifest_weights(weights),
         combination=method,
         metrics={
             "public_test_accuracy": report["public_test"]["ensemble"]["accuracy"],

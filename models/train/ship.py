@@ -35,7 +35,9 @@ from memegen.vision.crop import Crop
 from memegen.vision.manifest import Manifest, MemberEntry
 from models.train.export import tflite_predict, to_int8_tflite
 from models.train.members import FER_WITH_OTHERS, POPULATION_INFO, exported_entry, load_net, scores_of
+from models.train.members import Candidate as MemberRecord
 from models.train.net import Config
+from models.train.outputs import manifest_weights
 from models.train.pool import Pool, choose_combination
 from models.train.prepare import POPULATIONS
 from models.train.train import TEST, TRAIN, VAL, at_side, predict
@@ -147,12 +149,8 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
         crop_size=cut,
         recipe=name,
     )
-    kept = {
-        "history": record["history"],
-        "val": val,
-        "float_bytes": 4 * sum(int(v.numel()) for v in record["state"].values()),
-        "public_test_float": scores_of(test_y, public_float),
-    }
+    entry = replace(entry, float_bytes=4 * sum(int(v.numel()) for v in record["state"].values()))
+    kept = {"history": record["history"], "val": val, "public_test_float": scores_of(test_y, public_float)}
     return Candidate(entry, model, shipped=False, record=kept)
 
 
@@ -344,7 +342,7 @@ def write(
     manifest = replace(
         old,
         members=tuple(entries),
-        weights=tuple(tuple(round(float(w), 6) for w in row) for row in weights),
+        weights=manifest_weights(weights),
         combination=method,
     )
     manifest.write(models)
@@ -358,7 +356,10 @@ def write(
         if entry.name not in known and extra is not None:
             own = pool.origin == POPULATIONS.index("fer2013")
             val = {"int8": scores_of(pool.y[own], probs[own, index])}
-            training["members"].append(entry.to_dict() | extra | {"val": val})
+            written = MemberRecord(
+                entry=entry, history=extra["history"], val=val, public_test_float=extra["public_test_float"]
+            )
+            training["members"].append(written.record())
     training["members"] = [m for m in training["members"] if m["name"] in {e.name for e in entries}]
     (models / "training.json").write_text(json.dumps(training, indent=1, default=float) + "\n")
     log.info("wrote %s: %s, %s weights", models, ", ".join(e.name for e in entries), method)

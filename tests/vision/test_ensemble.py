@@ -166,6 +166,9 @@ def test_each_member_reads_the_face_cut_at_its_own_side() -> None:
 
     manifest, files = _load()
     changed = copy.deepcopy(manifest)
+    # The first two members, both cut at the ensemble's side as shipped; the second asks for 96 px.
+    changed["members"], changed["weights"] = changed["members"][:2], changed["weights"][:2]
+    assert [m.get("crop_size") for m in changed["members"]] == [None, None]
     changed["members"][1]["crop_size"] = 96
     ensemble = Ensemble(changed, files)
     assert ensemble.crop_sizes == (48, 96)
