@@ -229,13 +229,16 @@ def test_every_event_delivered_again_and_an_hour_later_makes_one_meme(
 def test_a_storage_server_stopped_and_started_again_loses_nothing(
     parts: Parts, bridge: Bridge, photos_dir: Path
 ) -> None:
-    blobs = upload_photos(parts, photos_dir, 10)
+    # Enough photos that the batch is still being worked on when the first record is seen: on a fast
+    # machine ten were all made before the server stopped (the test then proved nothing, and said so),
+    # and ten large ones missed it in two runs of five; thirty small ones hit it in each of seven runs.
+    blobs = upload_photos(parts, photos_dir, 30)
     wait_for_first_meme(parts)
     parts.emulators[-1].terminate()
     parts.emulators[-1].wait(timeout=10)
     time.sleep(10)
     parts.start_storage()
-    wait_for_records(parts, 10, timeout=120)
+    wait_for_records(parts, 30, timeout=180)
     assert_one_meme_each(parts, blobs)
     # The outage hit memes in the making: either the function raised for the platform to retry,
     # or the storage client's own retries carried a read or write across the 10 seconds.
