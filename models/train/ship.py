@@ -165,16 +165,33 @@ def variants(candidates: list[Candidate]) -> tuple[list[Candidate], list[int]]:
     return out, groups
 
 
+def shown_name(name: str, flip: bool) -> str:
+    """A candidate as ship's log and the model card name it: the way it reads a face, where not with its mirror."""
+    return name if flip else f"{name} (no mirror)"
+
+
 def readings(candidates: list[Candidate], faces: Faces, *, test: bool = False) -> np.ndarray:
     """(n, members, 7): each candidate on the pooled validation faces (or FER2013's public test), with its
-    mirror image, each at its own cut."""
+    mirror image where it reads one, each at its own cut.
+
+    Each model reads the faces and their mirror images once: a candidate offered with and without its
+    mirror view (``variants``) shares the plain reading, and the average of the two is what the run-time
+    member computes with ``flip`` (one view).
+    """
+    read: dict[tuple[bytes, int, int, bool], np.ndarray] = {}
     out = []
     for c in candidates:
         if test:
             x, _ = faces.split("fer2013", TEST, cut=c.cut, size=c.entry.input_size)
         else:
             x = faces.pooled(cut=c.cut, size=c.entry.input_size)
-        out.append(tflite_predict(c.model, x, flip=c.entry.flip))
+        views = []
+        for mirrored in (False, True) if c.entry.flip else (False,):
+            key = (c.model, c.cut, c.entry.input_size, mirrored)
+            if key not in read:
+                read[key] = tflite_predict(c.model, np.ascontiguousarray(x[:, :, ::-1]) if mirrored else x)
+            views.append(read[key])
+        out.append(sum(views[1:], views[0]) / len(views))
     return np.stack(out, axis=1)
 
 
@@ -280,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         costs.append(run_ms(c.model, face, size=c.entry.input_size, flip=c.entry.flip))
     shipped = [i for i, c in enumerate(candidates) if c.shipped]
     verdict = judge(probs, pool, costs, shipped, args.budget_ms, groups=groups)
-    names = [c.entry.name + ("" if c.entry.flip else " (no mirror)") for c in candidates]
+    names = [shown_name(c.entry.name, c.entry.flip) for c in candidates]
     for s in verdict["sets"]:
         log.info(
             "%s: objective %.4f, %s, %.1f ms%s",

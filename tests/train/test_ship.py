@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,9 @@ pytest.importorskip("torch", reason="training tools are in requirements-train.tx
 
 from memegen.vision.manifest import MemberEntry
 from models.train import prepare
+from models.train.export import tflite_predict
 from models.train.pool import Pool
-from models.train.ship import MIN_EDGE, OBJECTIVE, Candidate, Faces, judge, variants
+from models.train.ship import MIN_EDGE, OBJECTIVE, Candidate, Faces, judge, readings, shipped_candidates, variants
 
 POPULATIONS = prepare.POPULATIONS
 
@@ -111,6 +113,26 @@ def test_each_candidate_is_offered_with_and_without_its_mirror_view() -> None:
         ("b", False, False),
     ]
     assert groups == [0, 0, 1, 1]
+
+
+def test_a_member_with_and_without_its_mirror_view_reads_as_the_run_time_member_does() -> None:
+    """The two ways of one member share its plain reading: each must still be what ``Member.predict``
+    gives with ``flip`` on and off (a wrong mirror, or an average of the wrong readings, is not)."""
+    rng = np.random.default_rng(3)
+    arrays: dict[str, np.ndarray] = {}
+    for population in POPULATIONS:
+        arrays[f"{population}_x"] = rng.integers(0, 256, size=(6, 48, 48), dtype=np.uint8)
+        arrays[f"{population}_y"] = np.arange(6) % 7
+        arrays[f"{population}_split"] = np.ones(6, np.int8)
+    faces = Faces({48: arrays})
+    models = Path(__file__).resolve().parents[2] / "models"
+    offered, _ = variants(shipped_candidates(models, ["fer2013_2"], 48))
+    probs = readings(offered, faces)
+    pooled = faces.pooled(cut=48, size=48)
+    for index, candidate in enumerate(offered):
+        expected = tflite_predict(candidate.model, pooled, flip=candidate.entry.flip)
+        np.testing.assert_array_equal(probs[:, index], expected)
+    assert not np.array_equal(probs[:, 0], probs[:, 1])
 
 
 def test_crops_of_other_sides_must_be_of_the_same_images(tmp_path) -> None:
