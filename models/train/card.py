@@ -29,6 +29,7 @@ from models.train import gpu
 from models.train.members import Candidate
 from models.train.net import Config, macs
 from models.train.prepare import POPULATIONS
+from models.train.ship import shown_name
 from models.train.train import TEST, VAL
 
 # A FER2013 recipe's ``data`` (models.train.fer's, or models.train.gpu's "posed") as the card says it.
@@ -570,7 +571,7 @@ def _pretrained_text(manifest: dict[str, Any]) -> list[str]:
 
 def ship_section(ship: dict[str, Any]) -> list[str]:
     """What ``python -m models.train.ship`` judged: every candidate and every set, per population."""
-    names = [c["name"] + ("" if c.get("flip", True) else " (no mirror)") for c in ship["candidates"]]
+    names = [shown_name(c["name"], c.get("flip", True)) for c in ship["candidates"]]
     shipped = " + ".join(names[m] for m in ship["shipped"])
     lines = [
         "## What ships, judged per population",

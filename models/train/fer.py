@@ -154,6 +154,8 @@ BASE = Config(
 # fer_lite_96's state learning FER2013's faces half from their labels, half from the shipped pair's
 # reading (fer_s and fer_e, their int8 members), the other populations from their labels alone.
 LITE = replace(BASE, arch="lite0", size=64, dropout=0.2, lr=1e-3, epochs=8, erase=0.25, freeze=3, steps=100)
+# How much more often the fer_lite_posed line draws JAFFE's and IMFDB's training faces than their counts say.
+POSED_WEIGH = (("jaffe", 8.0), ("imfdb", 4.0))
 TEACHERS = ("fer_a", "fer_b", "fer_c", "fer_d")
 SECOND = (*TEACHERS, "fer_e", "fer_f")
 THIRD = (*SECOND, "fer_g", "fer_h")
@@ -205,7 +207,7 @@ RECIPES = (
         seed=30,
         cut=96,
         start="fer_lite_long",
-        weigh=(("jaffe", 8.0), ("imfdb", 4.0)),
+        weigh=POSED_WEIGH,
     ),
     Recipe(
         "fer_lite_96",
@@ -214,7 +216,7 @@ RECIPES = (
         seed=31,
         cut=96,
         start="fer_lite_posed",
-        weigh=(("jaffe", 8.0), ("imfdb", 4.0)),
+        weigh=POSED_WEIGH,
     ),
     Recipe(
         "fer_lite_96_kd",
@@ -224,7 +226,7 @@ RECIPES = (
         cut=96,
         teachers=("fer_s", "fer_e"),
         start="fer_lite_96",
-        weigh=(("jaffe", 8.0), ("imfdb", 4.0)),
+        weigh=POSED_WEIGH,
     ),
 )
 
