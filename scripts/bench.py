@@ -35,7 +35,7 @@ import numpy as np
 from memegen.contract import IMAGE_SUFFIXES, ZOOM_CODECS
 from memegen.meme.engine import Engine, Meme
 from memegen.settings import Settings
-from memegen.vision.crop import align_crop
+from memegen.vision.crop import align_crops
 from memegen.vision.detect import Face
 from memegen.vision.detect.plan import SHAPES_KEPT
 
@@ -460,7 +460,7 @@ def main() -> int:
         # Every side a member reads the face at, each cut once, as the engine does.
         if not faces:
             return {side: cv2.resize(gray[:64, :64], (side, side)) for side in sides}
-        return {side: align_crop(gray, faces[0], size=side) for side in sides}
+        return align_crops(rgb, faces[0], sizes=sides, gray=True)
 
     crops = cut()
     group = group_photo(rgb, faces[0]) if faces else rgb
@@ -482,7 +482,7 @@ def main() -> int:
             f"| faces stage (detect, align, ensemble), {what}: {count} face(s) | {ms:.1f}, {per_face:.1f} a face |"
         )
     lines += [
-        f"| align_crop, one face, at {' and '.join(f'{side} px' for side in sides)} | {crop_ms:.2f} |",
+        f"| align_crops, one face, at {' and '.join(f'{side} px' for side in sides)} | {crop_ms:.2f} |",
         f"| **ensemble.classify, one face (every member, with its mirror image)** | **{ensemble:.2f}** |",
     ]
     for member, side in zip(engine.ensemble.members, engine.ensemble.cuts, strict=True):

@@ -21,7 +21,7 @@ from memegen.meme.layout import Layout, Sizing, lay_out
 from memegen.meme.render import Mark, render_layout
 from memegen.meme.zoom import Timing, encode_zoom, lay_out_zoom, zoom_frames
 from memegen.settings import Settings
-from memegen.vision.crop import align_crop
+from memegen.vision.crop import align_crops
 from memegen.vision.detect import Face, FaceDetector
 from memegen.vision.ensemble import Ensemble, Scores
 from memegen.vision.reader import read_image
@@ -140,14 +140,12 @@ class Engine:
         with self._models:
             faces = self.detector.detect(rgb, min_face=smallest)
             # Each face is cut once at every side a member reads it at, nothing twice.
+            sides = self.ensemble.crop_sizes
             return [
                 (
                     face,
                     self.ensemble.classify(
-                        {
-                            side: align_crop(rgb, face, size=side, scale=crop.scale, shift=crop.shift, gray=True)
-                            for side in self.ensemble.crop_sizes
-                        }
+                        align_crops(rgb, face, sizes=sides, scale=crop.scale, shift=crop.shift, gray=True)
                     ),
                 )
                 for face in faces

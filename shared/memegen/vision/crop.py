@@ -76,28 +76,83 @@ def align_crop(
     ``gray`` turns an RGB image grey first (only the region the square can reach,
     which gives the same pixels as turning the whole photo grey, far sooner).
     """
+    return align_crops(image, face, sizes=(size,), scale=scale, shift=shift, gray=gray)[size]
+
+
+def align_crops(
+    image: np.ndarray,
+    face: Face,
+    *,
+    sizes: tuple[int, ...],
+    scale: float = CROP_SCALE,
+    shift: float = CROP_SHIFT,
+    gray: bool = False,
+) -> dict[int, np.ndarray]:
+    """``align_crop`` at each of ``sizes`` (side -> crop), the work they share done once.
+
+    The region the squares can reach is cut and turned grey once, and a big face is shrunk
+    by halvings that the sides share before each side's own last step.
+    """
     cx, cy = face.center
     cy += shift * face.h
     side = max(face.w, face.h) * scale
-    zoom = size / side
     # Only the region the rotated square can reach (its circumscribed square, with a
     # little to spare for the interpolation) is resized or turned grey, not the photo.
     # > half the diagonal, sqrt(2) / 2; the warp alone also needs a pixel past the corners, the
     # shrink below keeps the region its training crops were cut with.
-    reach = side * 0.75 if zoom < 0.5 else side * 0.75 + 2
+    reaches = {size: side * 0.75 if size / side < 0.5 else side * 0.75 + 2 for size in sizes}
     height, width = image.shape[:2]
-    x0, y0 = max(0, math.floor(cx - reach)), max(0, math.floor(cy - reach))
-    x1, y1 = min(width, math.ceil(cx + reach)), min(height, math.ceil(cy + reach))
-    if x1 > x0 and y1 > y0:
-        image, cx, cy = image[y0:y1, x0:x1], cx - x0, cy - y0
-    if gray and image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    factor = 1.0
-    if zoom < 0.5:
-        # Shrink first so the warp does not alias on big faces.
-        factor = 2 * zoom
-        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    rotation = cv2.getRotationMatrix2D((cx * factor, cy * factor), face.roll, zoom / factor)
-    rotation[0, 2] += size / 2 - cx * factor
-    rotation[1, 2] += size / 2 - cy * factor
-    return cv2.warpAffine(image, rotation, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def corners(reach: float) -> tuple[int, int, int, int]:
+        x0, y0 = max(0, math.floor(cx - reach)), max(0, math.floor(cy - reach))
+        x1, y1 = min(width, math.ceil(cx + reach)), min(height, math.ceil(cy + reach))
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else (0, 0, width, height)
+
+    # The widest region, grey once: each side's own region is a slice of it, pixel for pixel.
+    ox, oy, ox1, oy1 = corners(max(reaches.values()))
+    region = image[oy:oy1, ox:ox1]
+    if gray and region.ndim == 3:
+        region = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
+    halvings: dict[tuple[int, ...], np.ndarray] = {}
+    crops = {}
+    for size in sizes:
+        x0, y0, x1, y1 = corners(reaches[size])
+        cut = region[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        zoom = size / side
+        factor = 1.0
+        if zoom < 0.5:
+            # Shrink first so the warp does not alias on big faces.
+            factor = 2 * zoom
+            cut = _shrunk(cut, factor, key=(x0, y0, x1, y1), halvings=halvings)
+        fx, fy = (cx - x0) * factor, (cy - y0) * factor
+        rotation = cv2.getRotationMatrix2D((fx, fy), face.roll, zoom / factor)
+        rotation[0, 2] += size / 2 - fx
+        rotation[1, 2] += size / 2 - fy
+        crops[size] = cv2.warpAffine(
+            cut, rotation, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    return crops
+
+
+def _shrunk(
+    region: np.ndarray, factor: float, *, key: tuple[int, ...], halvings: dict[tuple[int, ...], np.ndarray]
+) -> np.ndarray:
+    """``region`` area-averaged to ``factor`` of its size: exact halvings while they fit, then one last step.
+
+    OpenCV's area averaging has a fast path for halving only, and the general one costs what the
+    region's pixels cost at any factor: the halvings leave the last step a quarter of them or less. Every step scales by its exact
+    factor, so a point (x, y) of the region lands at (x, y) times ``factor``, as one area step puts
+    it; the halvings may leave out a pixel at the region's far edges. Without a halving this is that
+    one step, pixel for pixel.
+    """
+    height, width = region.shape[:2]
+    times = 0
+    while factor * 2 ** (times + 1) <= 1 and min(height, width) >> (times + 1) >= 2:
+        times += 1
+        if (*key, times) not in halvings:
+            half = halvings.get((*key, times - 1), region)
+            h2, w2 = half.shape[0] // 2 * 2, half.shape[1] // 2 * 2
+            halvings[(*key, times)] = cv2.resize(half[:h2, :w2], (w2 // 2, h2 // 2), interpolation=cv2.INTER_AREA)
+    shrunk = halvings[(*key, times)] if times else region
+    rest = factor * 2**times
+    return cv2.resize(shrunk, None, fx=rest, fy=rest, interpolation=cv2.INTER_AREA)

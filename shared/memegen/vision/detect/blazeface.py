@@ -208,10 +208,11 @@ class FaceDetector:
             return self._tiles
         net = self._levels.pop((height, width), None)
         if net is None:
-            model = resized_model(self._model, height=height, width=width)
-            net = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
+            # The oldest goes before the new one is built, so that no more than SHAPES_KEPT are ever held.
             if len(self._levels) >= SHAPES_KEPT:
                 self._levels.popitem(last=False)
+            model = resized_model(self._model, height=height, width=width)
+            net = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
         self._levels[(height, width)] = net
         return net
 
@@ -259,7 +260,7 @@ class FaceDetector:
         and the full-scale level is run only in tiles around those, or whole where the tiles would
         cost as much.
         """
-        hint = hint_window(image.shape[1], image.shape[0], level).as_tile()
+        hint = hint_window(image.shape[1], image.shape[0], level)
         levels = pyramid(image, [level.side, hint.side], made=made)
         detections, near = self._run(hint, levels[hint.side], min_logit=min_logit, hint_logit=_logit(self.hint_score))
         found.append(detections)
@@ -304,7 +305,7 @@ class FaceDetector:
             if level.width * level.height > INPUT * INPUT:
                 levels, windows = self._first_look(image, level, levels, min_logit=min_logit, found=found)
             else:
-                levels, windows = pyramid(image, [level.side], made=levels), [level.as_tile()]
+                levels, windows = pyramid(image, [level.side], made=levels), [level]
         else:
             levels = pyramid(image, sorted({window.side for window in windows}))
         for window in windows:

@@ -66,16 +66,6 @@ class Window:
         ratio = size / INPUT
         return Window(self.side / ratio, round(self.x * ratio), round(self.y * ratio), size, size)
 
-    def as_tile(self) -> Window:
-        """A window no larger than a tile as one, centred on it in more grey; a larger one as it is.
-
-        The tiles' interpreter then runs it: an interpreter of its own shape holds megabytes.
-        """
-        if self.width > INPUT or self.height > INPUT:
-            return self
-        dx, dy = (INPUT - self.width) // 2, (INPUT - self.height) // 2
-        return Window(self.side, self.x - dx, self.y - dy, INPUT, INPUT)
-
     def cut(self, level: np.ndarray) -> np.ndarray:
         """This model input cut from its uint8 level, scaled to [-1, 1].
 
