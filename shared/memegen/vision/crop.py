@@ -140,10 +140,10 @@ def _shrunk(
     """``region`` area-averaged to ``factor`` of its size: exact halvings while they fit, then one last step.
 
     OpenCV's area averaging has a fast path for halving only, and the general one costs what the
-    region's pixels cost at any factor: the halvings leave the last step a quarter of them or less. Every step scales by its exact
-    factor, so a point (x, y) of the region lands at (x, y) times ``factor``, as one area step puts
-    it; the halvings may leave out a pixel at the region's far edges. Without a halving this is that
-    one step, pixel for pixel.
+    region's pixels cost at any factor: the halvings leave the last step a quarter of them or less.
+    Every step scales by its exact factor, so a point (x, y) of the region lands at (x, y) times
+    ``factor``, as one area step puts it; the halvings may leave out a pixel at the region's far
+    edges. Without a halving this is that one step, pixel for pixel.
     """
     height, width = region.shape[:2]
     times = 0

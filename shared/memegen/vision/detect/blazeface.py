@@ -25,6 +25,7 @@ from memegen.vision.detect.plan import (
     COARSE_INPUT,
     INPUT,
     SHAPES_KEPT,
+    SMALL_SHAPES,
     Window,
     hint_window,
     plan_windows,
@@ -178,6 +179,10 @@ class FaceDetector:
         self._model = model
         self._threads = threads
         self._tiles = _Net(load_interpreter(model, threads=threads))
+        # The networks every photo may need (the first look's coarse input, the small shapes), built
+        # once each when first needed and kept; the tiles' one among them.
+        self._kept: dict[tuple[int, int], _Net] = {(INPUT, INPUT): self._tiles}
+        self._keep = {(COARSE_INPUT, COARSE_INPUT), *((height, width) for width, height in SMALL_SHAPES)}
         # Whole-level networks by input shape, least recently used first.
         self._levels: OrderedDict[tuple[int, int], _Net] = OrderedDict()
         self._whole_levels = whole_levels and CAN_RESIZE
@@ -200,12 +205,20 @@ class FaceDetector:
 
     @property
     def shapes_kept(self) -> list[tuple[int, int]]:
-        """The (height, width) of every interpreter held beside the tiles' one, oldest first (each holds megabytes)."""
-        return list(self._levels)
+        """The (height, width) of every interpreter held beside the tiles' one (each holds megabytes).
+
+        Those kept for good first, then the whole levels' ones, least recently used first.
+        """
+        return [shape for shape in self._kept if shape != (INPUT, INPUT)] + list(self._levels)
 
     def _net(self, height: int, width: int) -> _Net:
-        if (height, width) == (INPUT, INPUT):
-            return self._tiles
+        shape = (height, width)
+        if shape in self._kept:
+            return self._kept[shape]
+        if shape in self._keep:
+            model = resized_model(self._model, height=height, width=width)
+            self._kept[shape] = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
+            return self._kept[shape]
         net = self._levels.pop((height, width), None)
         if net is None:
             # The oldest goes before the new one is built, so that no more than SHAPES_KEPT are ever held.
@@ -260,7 +273,7 @@ class FaceDetector:
         and the full-scale level is run only in tiles around those, or whole where the tiles would
         cost as much.
         """
-        hint = hint_window(image.shape[1], image.shape[0], level)
+        hint = hint_window(image.shape[1], image.shape[0], level).fitted()
         levels = pyramid(image, [level.side, hint.side], made=made)
         detections, near = self._run(hint, levels[hint.side], min_logit=min_logit, hint_logit=_logit(self.hint_score))
         found.append(detections)
@@ -305,7 +318,7 @@ class FaceDetector:
             if level.width * level.height > INPUT * INPUT:
                 levels, windows = self._first_look(image, level, levels, min_logit=min_logit, found=found)
             else:
-                levels, windows = pyramid(image, [level.side], made=levels), [level]
+                levels, windows = pyramid(image, [level.side], made=levels), [level.fitted()]
         else:
             levels = pyramid(image, sorted({window.side for window in windows}))
         for window in windows:
