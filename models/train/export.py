@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from memegen.vision.ensemble import SINGLE_VIEW, Member, View
+from models.train.graph import fold_layout_pads
 from models.train.net import Deployed, ExpressionNet
 
 
@@ -34,7 +35,8 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
     choose activation ranges that lose far less than ai-edge-quantizer's
     min/max calibration did here (0.3 against 2.3 to 3.8 points of validation
     accuracy on the FER2013 member). A convolution followed by ReLU6 is quantized
-    as one op (``_annotate_conv_relu6``).
+    as one op (``_annotate_conv_relu6``). Pads converted in PyTorch's layout, between two
+    transposes, are rewritten to pad in TFLite's (``graph.fold_layout_pads``: the same outputs).
     """
     import litert_torch
     from litert_torch.quantize import quant_config
@@ -56,7 +58,7 @@ def to_int8_tflite(net: ExpressionNet, calibration: np.ndarray) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "int8.tflite"
         edge.export(str(path))
-        return path.read_bytes()
+        return fold_layout_pads(path.read_bytes())
 
 
 def tflite_predict(

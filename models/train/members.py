@@ -192,9 +192,15 @@ def export_member(
     return candidate
 
 
+# Raised whenever the export writes other graphs for the same weights, so that conversions read back
+# from a build's cache are those the export writes now. 2: pads folded into TFLite's layout.
+EXPORT_VERSION = 2
+
+
 def conversion_key(net: ExpressionNet, config: Config, calibration: np.ndarray) -> str:
-    """What a member's conversions follow from: its configuration, its weights, its calibration faces."""
-    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    """What a member's conversions follow from: its configuration, its weights, its calibration faces,
+    and the export's own version (``EXPORT_VERSION``)."""
+    digest = hashlib.sha256(f"{EXPORT_VERSION}:".encode() + json.dumps(config.to_dict(), sort_keys=True).encode())
     for key, tensor in net.state_dict().items():
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -40,6 +40,14 @@ def test_members_are_full_int8(ensemble: Ensemble) -> None:
         assert "float32" not in kinds, member.name  # weights and activations all quantized
 
 
+def test_members_hold_no_layout_transposes(ensemble: Ensemble) -> None:
+    # litert-torch padded EfficientNet-Lite0's activations in NCHW between two transposes: 32 of them
+    # took half the 96 px member's time. models.train.graph folds them (the same outputs, bit for bit).
+    for member in ensemble.members:
+        ops = {op["op_name"] for op in member._interpreter._get_ops_details()}
+        assert "TRANSPOSE" not in ops, member.name
+
+
 def test_refuses_a_member_whose_hash_differs() -> None:
     manifest, files = _load()
     name = manifest["members"][0]["file"]
