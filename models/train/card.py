@@ -373,6 +373,10 @@ def combination_section(manifest: dict[str, Any], record: dict[str, Any]) -> lis
         )
     lines += [
         "",
+        "The plain average fits nothing to these faces: a fitted method replaces it only where its",
+        f"cross-validated objective is higher by the gain a member needs ({_needed_rule(report)});",
+        "of those, the best objective wins.",
+        "",
         *_penalties_text(combination),
         f"The objective decides what the weights favour. The same members, `{selection}` weights fitted under",
         "each objective (cross-validated), read each population's validation faces so:",

@@ -42,6 +42,8 @@ OBJECTIVE = "judged mix"
 # noise of meeting new people.)
 MIN_GAIN = 0.001
 SE_RULE = 1.0
+# The combination that fits nothing, kept unless a fitted one clears the gain a member needs.
+PLAIN = "average"
 
 
 def _counted(shares: dict[str, float], origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +153,11 @@ class Pool:
         changes (-1, 0 or 1), whose variance with no real change is the share of its faces read
         differently over their count (McNemar's); the objective weighs it by the share squared.
         """
-        change = self.hits(probs, after).astype(np.float64) - self.hits(probs, before)
+        return self.change_se(self.hits(probs, before), self.hits(probs, after))
+
+    def change_se(self, before: np.ndarray, after: np.ndarray) -> float:
+        """``paired_se`` of the change between two readings of the faces: whether each face was read right."""
+        change = after.astype(np.float64) - before
         variance = 0.0
         for index, share in enumerate(self.share):
             faces = change[self.origin == index]
@@ -178,19 +184,31 @@ class Pool:
 
 
 def choose_combination(probs: np.ndarray, pool: Pool) -> tuple[str, np.ndarray, dict[str, Any]]:
-    """Average, per-class precision, log-loss or shrunk log-loss weights: the best cross-validated score wins.
+    """Average, per-class precision, log-loss or shrunk log-loss weights, judged by cross-validation.
+
+    The plain average fits nothing to the validation faces; a fitted method replaces it only where its
+    cross-validated score is higher by the gain a member needs (``MIN_GAIN``, and ``SE_RULE`` standard
+    errors of the change, paired face by face): weights fitted to a few hundred posed faces otherwise
+    move with their noise. Of the methods that clear it, the best score wins.
 
     Returns the method, its weights fitted on all the pool, and the comparison, which also says
     what each population's faces would read under every objective (the card's table).
     """
     comparison: dict[str, Any] = {}
+    hits = {}
     for method in METHODS:
         held_out = pool.held_out(method, probs)
+        hits[method] = held_out.argmax(1) == pool.y
         comparison[method] = scores_of(pool.y, held_out)
         comparison[method]["score"] = pool.score(held_out)
         comparison[method]["populations"] = pool.per_population(held_out)
         log.info("combination %s: cross-validated score %.4f", method, comparison[method]["score"])
-    method = max(comparison, key=lambda m: (comparison[m]["score"], -comparison[m]["log_loss"]))
+    base = comparison[PLAIN]["score"]
+    for method in METHODS:
+        if method != PLAIN:
+            comparison[method]["needed_gain"] = max(MIN_GAIN, SE_RULE * pool.change_se(hits[PLAIN], hits[method]))
+    cleared = [m for m in METHODS if m == PLAIN or comparison[m]["score"] - base >= comparison[m]["needed_gain"]]
+    method = max(cleared, key=lambda m: (comparison[m]["score"], -comparison[m]["log_loss"]))
     objectives = {}
     for objective in OBJECTIVES:
         other = pool.with_objective(objective)

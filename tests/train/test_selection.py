@@ -408,3 +408,37 @@ def test_the_card_says_how_the_folds_and_weights_were_made_as_the_build_recorded
     combination = {"selection_method": "shrunk", "penalties": {"logloss": 0.001, "shrunk": 0.1}}
     said = " ".join(card._penalties_text(combination))
     assert "(`logloss` 0.001, `shrunk` 0.1)" in said and "judged with `shrunk`" in said
+
+
+def test_a_fitted_combination_replaces_the_plain_average_only_beyond_the_noise() -> None:
+    """Weights fitted to the validation faces win only by more than the gain a member needs.
+
+    Two members that read every face alike, one of them less sure: fitted weights may lower the
+    log-loss but read no face differently, so the average stays (the best score, ties broken by
+    log-loss, chose a fitted method before). Where member 1 alone reads a class right, the fit wins.
+    """
+    pool = _validation_pool(140)
+    y = pool.y
+    # Member 0 reads about a third of the faces as neutral, the rest right; member 1 the same, less sure.
+    guess = np.where(np.random.default_rng(0).random(len(y)) < 0.3, 6, y)
+    sure = np.full((len(y), 7), 0.02)
+    sure[np.arange(len(y)), guess] = 0.88
+    unsure = np.full((len(y), 7), 0.1)
+    unsure[np.arange(len(y)), guess] = 0.4
+    method, _, comparison = choose_combination(np.stack([sure, unsure], 1), pool)
+    scores = {m: judged["score"] for m, judged in comparison["methods"].items()}
+    assert (
+        len(set(scores.values())) == 1
+        and min(comparison["methods"][m]["log_loss"] for m in scores) < (comparison["methods"]["average"]["log_loss"])
+    )
+    assert method == "average"
+    # Member 0 reads every angry face as sad and member 1 reads them right: the fit is worth its noise.
+    angry = y == 0
+    sure[angry] = 0.02
+    sure[angry, 4] = 0.88
+    helper = unsure.copy()
+    helper[angry] = 0.05
+    helper[angry, 0] = 0.7
+    method, _, comparison = choose_combination(np.stack([sure, helper], 1), pool)
+    gain = comparison["methods"][method]["score"] - comparison["methods"]["average"]["score"]
+    assert method != "average" and gain >= comparison["methods"][method]["needed_gain"]
