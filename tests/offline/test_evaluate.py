@@ -45,7 +45,9 @@ def test_json_report(small_set: Path, tmp_path: Path) -> None:
     members = report["members"]
     assert list(members) == [m["name"] for m in json.loads((MODELS / "ensemble.json").read_text())["members"]]
     best = max(m["accuracy"] for m in members.values())
-    assert report["over_best_member"] == pytest.approx(report["accuracy"] - best, abs=1e-4)
+    # The report rounds each figure to 4 decimals: the gain from the exact ones, the two here apart, so
+    # they agree within three half-units (17/28 read right against 19/28 put them 1e-4 apart).
+    assert report["over_best_member"] == pytest.approx(report["accuracy"] - best, abs=1.5e-4 + 1e-9)
 
 
 def test_each_member_alone_is_what_an_ensemble_of_it_alone_reads(
