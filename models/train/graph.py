@@ -1,6 +1,7 @@
 """Rewrites of a converted TFLite graph that change its speed, never its output.
 
     python -m models.train.graph models/fer_lite_96.tflite   # rewrite a member file in place
+    python -m models.train.graph MEMBER.tflite --faces models/work/faces96.npz   # and compare its readings
 
 litert-torch converts EfficientNet-Lite0's "same" padding (``F.pad`` before each strided or
 depthwise convolution, in PyTorch's NCHW layout) as ``TRANSPOSE`` to NCHW, ``PAD``, sometimes a
@@ -97,16 +98,31 @@ def op_names(model: bytes) -> list[str]:
     return ops
 
 
+def same_readings(before: bytes, after: bytes, faces: np.ndarray) -> int:
+    """How many of ``faces`` (uint8, the member's side) the two graphs read alike, with mirror images, bit for bit."""
+    from memegen.vision.ensemble import Member
+
+    members = [Member(name, model, size=faces.shape[1], flip=True) for name, model in (("a", before), ("b", after))]
+    return sum(bool(np.array_equal(members[0].predict(face), members[1].predict(face))) for face in faces)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", type=Path, nargs="+", help="TFLite members, rewritten in place")
+    parser.add_argument(
+        "--faces", type=Path, help="prepare's crops at the members' side: every population's faces read by both graphs"
+    )
     args = parser.parse_args()
     for path in args.files:
         before = path.read_bytes()
         after = fold_layout_pads(before)
-        path.write_bytes(after)
         counts = (op_names(model).count("TRANSPOSE") for model in (before, after))
         print(f"{path}: {next(counts)} transposes before, {next(counts)} after")
+        if args.faces is not None:
+            with np.load(args.faces) as data:
+                faces = np.concatenate([data[key] for key in data.files if key.endswith("_x")])
+            print(f"{path}: {same_readings(before, after, faces):,} of {len(faces):,} faces read alike, bit for bit")
+        path.write_bytes(after)
 
 
 if __name__ == "__main__":
