@@ -72,8 +72,8 @@ class Window:
         return Window(self.side / ratio, round(self.x * ratio), round(self.y * ratio), size, size)
 
     def fitted(self) -> Window:
-        """A window no larger than a tile run at the smallest of ``SMALL_SHAPES`` that holds it, centred
-        in more grey; a larger one as it is.
+        """A window no larger than a tile in the smallest input that holds it (one of ``SMALL_SHAPES``,
+        or the tile), centred in more grey; a larger one as it is.
 
         A few shapes serve every small level and first look, so that their interpreters stay built.
         """
