@@ -11,7 +11,7 @@ import numpy as np
 from memegen.contract import IMAGE_SUFFIXES
 from memegen.errors import DatasetError
 from memegen.labels import LABELS
-from memegen.vision.crop import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, align_crop
+from memegen.vision.crop import CROP_SCALE, CROP_SHIFT, FILLS_IMAGE, align_crops
 from memegen.vision.detect import FaceDetector
 
 LAYOUT = "DIR/<label>/<image>, with <label> among: " + " ".join(LABELS)
@@ -105,7 +105,7 @@ def cuts_of(
     faces = detector.detect(gray)
     height, width = gray.shape
     if faces and faces[0].w < FILLS_IMAGE * width:
-        return {size: align_crop(gray, faces[0], size=size, scale=scale, shift=shift) for size in sizes}, True
+        return align_crops(gray, faces[0], sizes=sizes, scale=scale, shift=shift), True
     side = min(height, width)
     y0, x0 = (height - side) // 2, (width - side) // 2
     square = gray[y0 : y0 + side, x0 : x0 + side]
