@@ -216,18 +216,20 @@ class FaceDetector:
         if shape in self._kept:
             return self._kept[shape]
         if shape in self._keep:
-            model = resized_model(self._model, height=height, width=width)
-            self._kept[shape] = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
+            self._kept[shape] = self._built(height, width)
             return self._kept[shape]
-        net = self._levels.pop((height, width), None)
+        net = self._levels.pop(shape, None)
         if net is None:
             # The oldest goes before the new one is built, so that no more than SHAPES_KEPT are ever held.
             if len(self._levels) >= SHAPES_KEPT:
                 self._levels.popitem(last=False)
-            model = resized_model(self._model, height=height, width=width)
-            net = _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
-        self._levels[(height, width)] = net
+            net = self._built(height, width)
+        self._levels[shape] = net
         return net
+
+    def _built(self, height: int, width: int) -> _Net:
+        model = resized_model(self._model, height=height, width=width)
+        return _Net(load_interpreter(model, threads=self._threads, shape=(1, height, width, 3)))
 
     def _run(
         self, window: Window, level: np.ndarray, *, min_logit: float, hint_logit: float | None = None
