@@ -152,8 +152,8 @@ class Peer:
 
     This machine's speed moves within minutes: timing all of the peer's photos before or after all
     of MemeGen's made the ratio move by a quarter between runs. Between its photos the peer's process
-    is stopped (SIGSTOP), so that nothing of it runs while MemeGen is timed: left running, it made
-    MemeGen's faces stage read 15 to 16 ms where MemeGen alone read 12.7 (make bench, 2026-12-07).
+    is stopped (SIGSTOP), so that nothing of it runs while MemeGen is timed: left running, it slowed
+    MemeGen's own figures beside it (the runs are in issue 37's closing note).
     ``reason`` says why it is not running (not installed, or failed), and then ``run`` returns None.
     """
 

@@ -6,7 +6,7 @@
 litert-torch converts EfficientNet-Lite0's "same" padding (``F.pad`` before each strided or
 depthwise convolution, in PyTorch's NCHW layout) as ``TRANSPOSE`` to NCHW, ``PAD``, sometimes a
 ``QUANTIZE`` that moves the padded values to the next op's scale, and ``TRANSPOSE`` back to NHWC:
-32 transposes in the 96 px member, which took half its inference time on one thread.
+32 transposes in the 96 px member, a large share of its inference time on one thread.
 ``fold_layout_pads`` pads in NHWC instead, with the same amounts on the permuted axes. Padding and
 requantizing are elementwise or layout-free, so every output is the same, bit for bit.
 """

@@ -189,8 +189,8 @@ def _padded_depthwise() -> object:
 def test_pads_are_folded_into_the_layout_the_graph_computes_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """No transpose is left around a pad, and the graph reads every face as the converter's own graph did.
 
-    litert-torch padded in NCHW between two transposes: 32 transposes in the 96 px Lite0 member, which
-    took half its inference time on one thread.
+    litert-torch padded in NCHW between two transposes: 32 transposes in the 96 px Lite0 member, a large
+    share of its inference time on one thread.
     """
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter

@@ -173,8 +173,8 @@ def test_a_small_level_runs_in_a_small_shape_kept_for_good(photos_dir: Path, set
 
 
 def test_the_oldest_shape_goes_before_a_new_one_is_built(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each interpreter holds about 9 MB: evicted only after the next was built, one more was held at
-    # each build, and the corpus's peak memory grew by 37 MB instead of 32 (tests/e2e/test_bad_input.py).
+    # Each interpreter holds megabytes: evicted only after the next was built, one more was held at each
+    # build, and the corpus's peak memory grew by that much more (tests/e2e/test_bad_input.py's bound).
     from memegen.vision.detect import blazeface
 
     detector = FaceDetector.from_dir(settings.detector_dir)

@@ -42,7 +42,7 @@ _LEVEL_MARGIN = 32
 # The (width, height) of the inputs smaller than a tile that a level or a first look runs at: a level
 # that fits one runs in it, centred in grey, instead of in a tile. Their interpreters are kept for
 # good, so few: with one more shape per orientation (128x160, 160x128) the faces stage's median over
-# the test photos was no lower, and each shape's interpreter holds about 9 MB.
+# the test photos was no lower, and each shape's interpreter holds megabytes.
 SMALL_SHAPES: tuple[tuple[int, int], ...] = ((160, 160),)
 
 
