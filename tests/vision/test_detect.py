@@ -160,7 +160,7 @@ def test_a_small_photo_is_one_level_too() -> None:
 def test_a_small_level_runs_in_a_small_shape_kept_for_good(photos_dir: Path, settings) -> None:
     # obama-240p's level is 160x128 model pixels: padded to a tile it ran 1.8 times its pixels, as the
     # levels of most of the test portraits did. Kept beside the whole levels' shapes, the small shape
-    # was evicted by them and rebuilt (about 6 ms) when photos came in turn.
+    # was evicted by them and rebuilt when photos came in turn.
     detector = FaceDetector.from_dir(settings.detector_dir)
     assert len(detector.detect(read_rgb(photos_dir / "obama-240p.jpg"))) == 1
     assert detector.shapes_kept == [(COARSE_INPUT, COARSE_INPUT), SMALL_SHAPES[0]]
