@@ -157,21 +157,21 @@ BASE = Config(
 # (64.6, 64.7, 65.2%), so its 8 epochs had not converged. This one goes on from its state for 12 more at
 # two thirds of its learning rate, the same faces drawn the same way: whether a longer schedule closes
 # the FER2013 gap that keeps the ensemble under fer2013 alone there, without distillation's loss on IMFDB.
-# fer_lite_112: the longer schedule paid about a point (65.2 to 66.1%), the step from 64 to 96 px about
-# three, and the shipped triple still reads FER2013's public_test under fer2013 alone. This one goes on
-# from fer_lite_96_long's state at 112 px (the same 96 px cut, upsampled, as FER2013's 48 px faces already
-# are): ImageNet's features are learnt at sides larger still, and a 112 px int8 Lite0 fits ship's budget.
-# It did not: its training loss fell below fer_lite_96_long's (0.87 against 0.93) while FER2013's validation
-# read 58 to 63% at every epoch to the 14th (the run's log, in float), and it was stopped there.
+# fer_lite_112: the longer schedule paid about a point, the step from 64 to 96 px more, and the shipped
+# triple still reads FER2013's public_test under fer2013 alone. This one goes on from fer_lite_96_long's
+# state at 112 px (the same 96 px cut, upsampled, as FER2013's 48 px faces already are): ImageNet's
+# features are learnt at sides larger still, and a 112 px int8 Lite0 fits ship's budget. It did not: its
+# training loss fell below fer_lite_96_long's while FER2013's validation read worse at every epoch (the
+# run's log, in float), and it was stopped two thirds of the way (session 27's note has the figures).
 # fer_lite_96_mix: that is a network that learns its training faces by heart (it has seen FER2013's about
 # twenty times), so this one goes on from fer_lite_96_long at 96 px with cutmix (fer_s's regulariser, the
 # best FER2013 reader's) at a lower learning rate: whether the Lite0 line's FER2013 reading still has
 # a point or two to give once it cannot memorise whole faces.
-# fer_lite_fresh: it did not (66.1% again, where fer_lite_96_long stopped): a state that has memorised its
+# fer_lite_fresh: it did not (it levelled off where fer_lite_96_long did): a state that has memorised its
 # faces is a poor start. This one starts from ImageNet's weights again, at 96 px from the first epoch, with
-# cutmix from the first epoch, for 60 epochs (about thirty passes over the faces, three CPU hours): the
-# whole Lite0 line's length in one schedule that never lets it learn whole faces by heart. It spans
-# sessions: its state is kept in models/states/ at each session's end and resumed from there.
+# cutmix from the first epoch, for 60 epochs (about thirty passes over the faces): the whole Lite0 line's
+# length in one schedule that never lets it learn whole faces by heart. It spans sessions: its state is
+# kept in models/states/ at each session's end and resumed from there.
 LITE = replace(BASE, arch="lite0", size=64, dropout=0.2, lr=1e-3, epochs=8, erase=0.25, freeze=3, steps=100)
 # How much more often the fer_lite_posed line draws JAFFE's and IMFDB's training faces than their counts say.
 POSED_WEIGH = (("jaffe", 8.0), ("imfdb", 4.0))
