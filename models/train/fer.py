@@ -170,8 +170,8 @@ BASE = Config(
 # fer_lite_fresh: it did not (it levelled off where fer_lite_96_long did): a state that has memorised its
 # faces is a poor start. This one starts from ImageNet's weights again, at 96 px from the first epoch, with
 # cutmix from the first epoch, for 60 epochs (about thirty passes over the faces): the whole Lite0 line's
-# length in one schedule that never lets it learn whole faces by heart. It spans sessions: its state is
-# kept in models/states/ at each session's end and resumed from there.
+# length in one schedule that never lets it learn whole faces by heart. It spanned two sessions; its kept
+# state (models/states/) is the finished run's last epoch, from which ``fer`` rebuilds its NAME.pt.
 LITE = replace(BASE, arch="lite0", size=64, dropout=0.2, lr=1e-3, epochs=8, erase=0.25, freeze=3, steps=100)
 # How much more often the fer_lite_posed line draws JAFFE's and IMFDB's training faces than their counts say.
 POSED_WEIGH = (("jaffe", 8.0), ("imfdb", 4.0))
