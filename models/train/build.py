@@ -181,6 +181,7 @@ def train_members(options: Options, data: dict[str, np.ndarray], work: WorkRecor
                 "teachers": m.get("teachers", []),
                 "config": m["config"],
                 "history": m["history"],
+                "held_epoch": m.get("epoch"),
                 "val_accuracy": m["val_accuracy"],
             }
             for m in fer_members

@@ -397,7 +397,7 @@ def train_member(
     states.restore(recipe.name, out)
     init = torch.load(out / f"{recipe.start}.pt", weights_only=False)["state"] if recipe.start else None
     started = time.time()
-    net, history = train(
+    net, history, held = train(
         config,
         training_faces(data, recipe, soft=soft),
         load_split(data, "fer2013", VAL, config.size),
@@ -405,7 +405,6 @@ def train_member(
         init=init,
         checkpoint=out / f"{recipe.name}.ckpt",
     )
-    best = max(history, key=lambda row: row["val_accuracy"])
     member = {
         "name": recipe.name,
         "config": config.to_dict(),
@@ -414,8 +413,10 @@ def train_member(
         "teachers": list(recipe.teachers),
         "start": recipe.start,
         "weigh": dict(recipe.weigh),
-        "val_accuracy": best["val_accuracy"],
-        "val_macro_recall": best["val_macro_recall"],
+        # The epoch whose weights the member holds, not the history's best (a kept state may give that up).
+        "epoch": held["epoch"],
+        "val_accuracy": held["val_accuracy"],
+        "val_macro_recall": held["val_macro_recall"],
         "macs": macs(config),
         # The side its faces were cut at (prepare --size), before they were resized to its input.
         "crop_size": int(data["fer2013_x"].shape[-1]),

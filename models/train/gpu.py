@@ -154,7 +154,7 @@ def _job(recipe: GpuRecipe, epochs: int, soft_path: str, device: str, batch: int
     """Train one recipe for ``epochs`` in a worker; its record, the weights as arrays."""
     started = time.time()
     soft = np.load(soft_path) if recipe.student else None
-    net, history = train(
+    net, history, held = train(
         replace(recipe.config, epochs=epochs),
         training_faces(_parts, recipe, soft),
         Split(at_side(_parts["fer_val"].x, recipe.config.size), _parts["fer_val"].y),
@@ -162,14 +162,14 @@ def _job(recipe: GpuRecipe, epochs: int, soft_path: str, device: str, batch: int
         batch_size=batch,
         device=device,
     )
-    best = max(history, key=lambda row: row["val_accuracy"])
     return {
         "name": recipe.name,
         "config": replace(recipe.config, epochs=epochs).to_dict(),
         "data": recipe.data,
         "seed": recipe.seed,
-        "val_accuracy": best["val_accuracy"],
-        "val_macro_recall": best["val_macro_recall"],
+        "epoch": held["epoch"],
+        "val_accuracy": held["val_accuracy"],
+        "val_macro_recall": held["val_macro_recall"],
         "macs": macs(recipe.config),
         "seconds": round(time.time() - started, 1),
         "history": history,

@@ -64,7 +64,8 @@ class Candidate:
     ``val`` holds its validation ``float`` and ``int8`` scores; ``public_test_float`` its float score
     on FER2013's public test (measured once every choice is made); ``shipped`` what the build that
     trained a member carried over from the shipped ensemble measured; ``state`` its float weights
-    (``None`` for a carried member: its build kept them).
+    (``None`` for a carried member: its build kept them); ``held_epoch`` the epoch whose weights it
+    holds where that is not its history's best (a run rebuilt from a kept state, ``models.train.states``).
     """
 
     entry: MemberEntry
@@ -73,6 +74,7 @@ class Candidate:
     public_test_float: Scores | None = None
     shipped: dict[str, float] | None = None
     state: dict[str, torch.Tensor] | None = None
+    held_epoch: int | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +101,8 @@ class Candidate:
             measured["public_test_float"] = self.public_test_float
         if self.shipped is not None:
             measured["shipped"] = self.shipped
+        if self.held_epoch is not None:
+            measured["held_epoch"] = self.held_epoch
         return entry | measured | {"views": views}
 
 
@@ -123,7 +127,7 @@ def build_member(
 ) -> Candidate:
     """Train the chosen configuration in full, then export it (``export_member``)."""
     config = replace(Config(**chosen["config"]), epochs=epochs)
-    net, history = train(
+    net, history, _ = train(
         config,
         load_split(data, population, TRAIN, config.size),
         load_split(data, population, VAL, config.size),

@@ -85,10 +85,9 @@ def search(
         train_set = _subset(load_split(data, population, TRAIN, config.size), share, seed)
         val_set = load_split(data, population, VAL, config.size)
         started = time.time()
-        _, history = train(
+        best = train(
             config, train_set, val_set, seed=seed, init=init.state if start == "fer2013" and init else None
-        )
-        best = max(history, key=lambda row: row["val_accuracy"])
+        ).held
         results.append(
             {
                 "config": config.to_dict(),

@@ -154,7 +154,12 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
         recipe=name,
     )
     entry = replace(entry, float_bytes=4 * sum(int(v.numel()) for v in record["state"].values()))
-    kept = {"history": record["history"], "val": val, "public_test_float": scores_of(test_y, public_float)}
+    kept = {
+        "history": record["history"],
+        "held_epoch": record.get("epoch"),
+        "val": val,
+        "public_test_float": scores_of(test_y, public_float),
+    }
     return Candidate(entry, model, shipped=False, record=kept)
 
 
@@ -380,7 +385,11 @@ def write(
             own = pool.origin == POPULATIONS.index("fer2013")
             val = {"int8": scores_of(pool.y[own], probs[own, index])}
             written = MemberRecord(
-                entry=entry, history=extra["history"], val=val, public_test_float=extra["public_test_float"]
+                entry=entry,
+                history=extra["history"],
+                val=val,
+                public_test_float=extra["public_test_float"],
+                held_epoch=extra["held_epoch"],
             )
             training["members"].append(written.record())
     training["members"] = [m for m in training["members"] if m["name"] in {e.name for e in entries}]

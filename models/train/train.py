@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -182,6 +182,19 @@ def averaged_reading(members: list[dict[str, Any]], faces: np.ndarray, *, device
     return (total / len(members)).astype(np.float32)
 
 
+class Trained(NamedTuple):
+    """What ``train`` hands back: the network, every epoch's row, and the row of the epoch it holds.
+
+    ``held`` is the epoch whose weights ``net`` holds (the best one this run could keep); a run resumed
+    from a kept state that gave up its best epoch holds a later one, so records quote ``held``, not the
+    best row of ``history``.
+    """
+
+    net: ExpressionNet
+    history: list[dict[str, float]]
+    held: dict[str, float]
+
+
 def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
@@ -207,7 +220,7 @@ def train(
     min_steps: int = 25,
     device: str = "cpu",
     stop_after: int | None = None,
-) -> tuple[ExpressionNet, list[dict[str, float]]]:
+) -> Trained:
     """Train a member and return the epoch with the best validation accuracy, on the CPU.
 
     With ``checkpoint``, the state is saved after every epoch and a run that
@@ -237,6 +250,7 @@ def train(
     )
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor]] = (-1.0, _cpu_state(net))
+    held = -1
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -251,6 +265,9 @@ def train(
         accuracy, weights = state["best"]
         # No weights: the best epoch is the one just loaded.
         best = (accuracy, weights if weights is not None else _cpu_state(net))
+        # Kept weights are the best epoch's (the first to reach its accuracy); none kept, the last epoch's.
+        reached = [row["epoch"] for row in history if row["val_accuracy"] == accuracy]
+        held = int(reached[0]) if weights is not None and reached else start_epoch - 1
         generator.set_state(state["generator"])
         rng = state["rng"]
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
@@ -316,7 +333,7 @@ def train(
         history.append(row)
         log.info(json.dumps(row))
         if row["val_accuracy"] > best[0]:
-            best = (row["val_accuracy"], _cpu_state(net))
+            best, held = (row["val_accuracy"], _cpu_state(net)), epoch
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             # Written aside, then renamed: a run stopped mid-write leaves the last whole checkpoint.
@@ -337,8 +354,11 @@ def train(
             os.replace(partial, checkpoint)
         if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
             break
+    if not history:
+        raise ValueError("train ran no epoch: give it epochs beyond the checkpoint's")
     net = net.cpu()
     net.load_state_dict(best[1])
     # litert-torch reads channels_last weights as if they were contiguous and
     # silently converts a wrong model, so hand back plain contiguous weights.
-    return net.to(memory_format=torch.contiguous_format).eval(), history  # type: ignore[call-overload]
+    net = net.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+    return Trained(net, history, next(row for row in history if row["epoch"] == held))

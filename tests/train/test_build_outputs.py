@@ -29,6 +29,7 @@ def test_the_committed_members_records_come_out_byte_for_byte() -> None:
             val=written["val"],
             public_test_float=written["public_test_float"],
             shipped=written.get("shipped"),
+            held_epoch=written.get("held_epoch"),
         )
         assert json.dumps(candidate.record(), indent=1) == json.dumps(written, indent=1)
 
@@ -91,3 +92,23 @@ def test_a_conversion_is_named_by_the_weights_configuration_and_calibration_it_f
         next(p for p in other.parameters() if p.ndim == 4)[0, 0, 0, 0] += 1e-3
     assert conversion_key(other, config, faces) != key
     assert conversion_key(net, Config(size=16, width=4, stages=2, dropout=0.5), faces) != key
+
+
+def test_the_cards_training_table_quotes_the_epoch_a_member_holds() -> None:
+    """A member rebuilt from a kept state holds its last epoch, not its history's best: the card says so."""
+    from models.train.card import training_section
+
+    history = [
+        {"epoch": 0, "val_accuracy": 0.60, "seconds": 1.0},
+        {"epoch": 1, "val_accuracy": 0.68, "seconds": 1.0},
+        {"epoch": 2, "val_accuracy": 0.67, "seconds": 1.0},
+    ]
+    config = {"size": 48, "width": 8, "stages": 2, "lr": 0.001, "weight_decay": 0.0, "dropout": 0.0}
+    recipe = {"recipe": "fer_x", "data": "fer2013", "config": config, "history": history}
+
+    def row(held: dict[str, int]) -> str:
+        record = {"members": [], "search": {}, "report": {"fer_recipes": [recipe | held]}}
+        return next(line for line in training_section(record) if line.startswith("| fer_x "))
+
+    assert row({"held_epoch": 2}).endswith("| 3 | 67.0% | 3 |")
+    assert row({}).endswith("| 2 | 68.0% | 3 |"), "without a held epoch, the best one"

@@ -39,7 +39,7 @@ def test_frozen_blocks_keep_their_weights_and_statistics_while_the_rest_learns()
     generator = torch.Generator().manual_seed(0)
     faces = (torch.rand(64, 32, 32, generator=generator) * 255).to(torch.uint8).numpy()
     labels = torch.randint(0, 7, (64,), generator=generator).numpy()
-    net, _ = train(config, Split(faces, labels), Split(faces[:8], labels[:8]), batch_size=16)
+    net = train(config, Split(faces, labels), Split(faces[:8], labels[:8]), batch_size=16).net
     before, after = start.state_dict(), net.state_dict()
     frozen = ("features.backbone._conv_stem", "features.backbone._bn0", "features.backbone._blocks.2.")
     learnt = ("features.backbone._blocks.3.", "head.")
