@@ -52,7 +52,8 @@ MIN_EDGE = 0.01
 GUARD_SE = 1.0
 # The members' time a face, one thread: the faces stage (detection, the crops, the reading) is to take at
 # most 15 ms a photo (median over the test photos, make bench); the reading gets 6.5 of them, under the
-# 10 ms a face issue 35 allows it, and detection and the crops the rest, with a margin.
+# 10 ms a face issue 35 allows it, and detection and the crops the rest, with a margin. On the scale of
+# the machine the committed ship.json's times were taken on (host_scale carries it from run to run).
 BUDGET_MS = 6.5
 
 
@@ -210,6 +211,22 @@ def population_se(pool: Pool, hits_after: np.ndarray, hits_before: np.ndarray, i
     return float(np.sqrt(np.mean(change**2) / len(change))) if len(change) else 0.0
 
 
+def host_scale(recorded: dict[str, Any] | None, candidates: list[Candidate], costs: list[float]) -> float:
+    """This machine's times onto the scale of the one that wrote ``recorded`` (the last ``ship.json``).
+
+    Hosts differ: one without AVX-512 reads int8 several times slower, and the budget would pick members
+    by the machine a session drew. The shipped members, timed on both, give the factor; 1 where the record
+    has none of them (a first ship).
+    """
+    before = {(c["name"], c["flip"]): c["ms"] for c in (recorded or {}).get("candidates", [])}
+    pairs = [
+        (before[(c.entry.name, c.entry.flip)], ms)
+        for c, ms in zip(candidates, costs, strict=True)
+        if c.shipped and (c.entry.name, c.entry.flip) in before
+    ]
+    return sum(b for b, _ in pairs) / sum(ms for _, ms in pairs) if pairs else 1.0
+
+
 def judge(
     probs: np.ndarray,
     pool: Pool,
@@ -306,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     for c in candidates:
         face = at_side(faces.by_side[c.cut]["fer2013_x"][:1], c.entry.input_size)[0]
         costs.append(run_ms(c.model, face, size=c.entry.input_size, flip=c.entry.flip))
+    recorded = args.models / "ship.json"
+    scale = host_scale(json.loads(recorded.read_text()) if recorded.exists() else None, candidates, costs)
+    log.info("times on the scale of the machine that wrote %s: this one's times x %.2f", recorded, scale)
+    costs = [ms * scale for ms in costs]
     shipped = [i for i, c in enumerate(candidates) if c.shipped]
     verdict = judge(probs, pool, costs, shipped, args.budget_ms, groups=groups)
     names = [shown_name(c.entry.name, c.entry.flip) for c in candidates]
@@ -335,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for i, c in enumerate(candidates)
         ],
+        "host_scale": scale,
         **verdict,
     }
     log.info("public_test: %s", {names[i]: round(c["public_test"], 4) for i, c in enumerate(record["candidates"])})

@@ -14,7 +14,17 @@ from memegen.vision.manifest import MemberEntry
 from models.train import prepare
 from models.train.export import tflite_predict
 from models.train.pool import Pool
-from models.train.ship import MIN_EDGE, OBJECTIVE, Candidate, Faces, judge, readings, shipped_candidates, variants
+from models.train.ship import (
+    MIN_EDGE,
+    OBJECTIVE,
+    Candidate,
+    Faces,
+    host_scale,
+    judge,
+    readings,
+    shipped_candidates,
+    variants,
+)
 
 POPULATIONS = prepare.POPULATIONS
 
@@ -99,6 +109,22 @@ def test_a_set_holds_one_way_of_reading_each_member() -> None:
     verdict = judge(np.stack([first, second], 1), pool, [2.0, 1.0], [0], budget_ms=10, groups=[0, 0])
     assert [s["members"] for s in verdict["sets"]] == [[0], [1]]
     assert len(verdict["chosen"]) == 1
+
+
+def test_times_are_put_on_the_scale_of_the_machine_that_wrote_the_record() -> None:
+    """A machine three times slower times the shipped members at three times the record's figures: its
+    times are scaled back, so that the budget picks the same sets whichever machine a run drew."""
+
+    def offered(name: str, flip: bool, shipped: bool) -> Candidate:
+        entry = MemberEntry(name=name, file=f"{name}.tflite", sha256="", input_size=48, flip=flip)
+        return Candidate(entry, b"", shipped)
+
+    candidates = [offered("a", True, True), offered("a", False, False), offered("new", True, False)]
+    recorded = {"candidates": [{"name": "a", "flip": True, "ms": 2.0}, {"name": "a", "flip": False, "ms": 0.7}]}
+    # Only shipped ways count: "a" without its mirror is not what ships, nor is the new member.
+    assert host_scale(recorded, candidates, [6.0, 9.0, 30.0]) == pytest.approx(1 / 3)
+    assert host_scale(None, candidates, [6.0, 9.0, 30.0]) == 1.0, "a first ship keeps its own times"
+    assert host_scale({"candidates": []}, candidates, [6.0, 9.0, 30.0]) == 1.0
 
 
 def test_each_candidate_is_offered_with_and_without_its_mirror_view() -> None:
