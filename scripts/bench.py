@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import numpy as np
 
 from memegen.contract import IMAGE_SUFFIXES, ZOOM_CODECS
 from memegen.meme.engine import Engine, Meme
+from memegen.offline.host import describe
 from memegen.settings import Settings
 from memegen.vision.crop import align_crops
 from memegen.vision.detect import Face
@@ -428,8 +428,7 @@ def main() -> int:
     lines = [
         "# `make bench`",
         "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; one thread, warm, medians;"
-        f" photo: {name} resized to each size (JPEG quality 92).",
+        f"{describe()}; one thread, warm, medians; photo: {name} resized to each size (JPEG quality 92).",
         "Ratios are to a plain full-size `cv2.imdecode` of the same file, measured in the same run.",
         "",
     ]

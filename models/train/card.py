@@ -22,6 +22,7 @@ import numpy as np
 
 from memegen.labels import LABELS
 from memegen.offline.evaluate import plot_confusion
+from memegen.offline.host import describe
 from memegen.offline.metrics import score
 from memegen.vision.ensemble import Ensemble
 from memegen.vision.manifest import Manifest
@@ -49,6 +50,7 @@ class Measured:
     no_flip: dict[str, dict[str, float]]  # per set: ensemble accuracy without the mirror image
     latency: dict[str, float]
     sizes: dict[str, int]
+    host: str = ""  # the machine the latencies were measured on (``memegen.offline.host.describe``)
 
 
 # Face crops by the side they were cut at (``prepare --size``): the same images, in the same order.
@@ -121,7 +123,7 @@ def measure(ensemble: Ensemble, data: dict[int, dict[str, np.ndarray]], models: 
         acc1, macro1, _, _ = score(y, single.argmax(1))
         no_flip[name] = {"accuracy": acc1, "macro_recall": macro1}
     face = {side: d["fer2013_x"][0] for side, d in data.items()}
-    return Measured(results, no_flip, _latency_ms(ensemble, face), sizes)
+    return Measured(results, no_flip, _latency_ms(ensemble, face), sizes, host=describe())
 
 
 def update_manifest(manifest: Manifest, measured: Measured) -> Manifest:
@@ -273,8 +275,9 @@ def members_table(manifest: dict[str, Any], record: dict[str, Any], measured: Me
         ]
     lines += [
         f"Whole ensemble per face (all members with their mirror images, and the combination, one thread):"
-        f" {measured.latency['ensemble']:.2f} ms, measured by `python -m models.train.card`;"
-        " `make bench` measures it again with the detector.",
+        f" {measured.latency['ensemble']:.2f} ms on {measured.host}, measured by `python -m models.train.card`;"
+        " `make bench` measures it again with the detector. Int8 inference runs several times faster on a"
+        " CPU with AVX-512 VNNI than on one with AVX2 alone: compare times taken on the same machine.",
         "",
     ]
     return lines
@@ -734,7 +737,7 @@ def readme_sentences(manifest: dict[str, Any], measured: Measured) -> dict[str, 
         "speed": (
             f"The ensemble takes {measured.latency['ensemble']:.1f} ms a face on one thread ({len(names)} members,"
             f" each on {views} view{'s' if views > 1 else ''} of the face and {'their' if views > 1 else 'its'}"
-            f" mirror image{'s' if views > 1 else ''}; the model card measures it)."
+            f" mirror image{'s' if views > 1 else ''}, on {measured.host}; the model card measures it)."
         ),
     }
 

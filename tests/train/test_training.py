@@ -15,6 +15,7 @@ import pytest
 
 from memegen.labels import LABELS
 from memegen.vision.ensemble import Ensemble
+from memegen.vision.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +236,8 @@ def test_unknown_shipped_member_is_a_one_line_error(capsys: pytest.CaptureFixtur
 
     models = Path(__file__).resolve().parents[2] / "models"
     args = ["--data", "nowhere.npz", "--out", str(models), "--states", "fer_student.pt", "--greedy", "2"]
-    assert build.main([*args, "--shipped", "fer2013", "fer2013_9"]) == 2
+    shipped = [entry.name for entry in Manifest.read(models).members]
+    assert build.main([*args, "--shipped", *shipped, "fer2013_9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --shipped fer2013_9: not a member of {models / 'ensemble.json'}"]
 

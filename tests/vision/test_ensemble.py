@@ -174,9 +174,11 @@ def test_each_member_reads_the_face_cut_at_its_own_side() -> None:
 
     manifest, files = _load()
     changed = copy.deepcopy(manifest)
-    # The first two members, both cut at the ensemble's side as shipped; the second asks for 96 px.
+    # The first two members, both cut at the ensemble's side; then the second asks for 96 px.
     changed["members"], changed["weights"] = changed["members"][:2], changed["weights"][:2]
-    assert [m.get("crop_size") for m in changed["members"]] == [None, None]
+    for entry in changed["members"]:
+        entry.pop("crop_size", None)
+    assert Ensemble(changed, files).crop_sizes == (48,)
     changed["members"][1]["crop_size"] = 96
     ensemble = Ensemble(changed, files)
     assert ensemble.crop_sizes == (48, 96)
@@ -185,7 +187,7 @@ def test_each_member_reads_the_face_cut_at_its_own_side() -> None:
     probs = ensemble.member_probabilities(cuts)
     first, second = ensemble.members
     np.testing.assert_array_equal(probs[0], first.predict(cuts[48]))
-    np.testing.assert_array_equal(probs[1], second.predict(at_size(cuts[96], 48)))
+    np.testing.assert_array_equal(probs[1], second.predict(at_size(cuts[96], second.size)))
     assert not np.array_equal(probs[1], second.predict(cuts[48]))
 
 
