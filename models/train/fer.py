@@ -173,10 +173,9 @@ BASE = Config(
 # length in one schedule that never lets it learn whole faces by heart. It spanned two sessions; its kept
 # state (models/states/) is the finished run's last epoch, from which ``fer`` rebuilds its NAME.pt.
 # fer_w: fer2013_2's recipe (fer_e: 48 px, width 32, half its target from teachers, every population's
-# faces) taught by the pair that ships since fer_lite_fresh (fer_e's own int8 member and fer_lite_fresh,
-# each reading FER2013's faces at its own cut), with cutmix, JAFFE and IMFDB drawn as the Lite0 line
-# draws them, for half again fer_e's epochs: whether the Lite0's reading of posed and news faces carries
-# into a member of fer2013_2's size, to take its place.
+# faces) taught by the pair that ships since fer_lite_fresh (fer_e's own int8 member and fer_lite_fresh),
+# with cutmix, JAFFE and IMFDB drawn as the Lite0 line draws them, for half again fer_e's epochs: whether
+# the Lite0's reading of posed and news faces carries into a member of fer2013_2's size, to take its place.
 LITE = replace(BASE, arch="lite0", size=64, dropout=0.2, lr=1e-3, epochs=8, erase=0.25, freeze=3, steps=100)
 # How much more often the fer_lite_posed line draws JAFFE's and IMFDB's training faces than their counts say.
 POSED_WEIGH = (("jaffe", 8.0), ("imfdb", 4.0))
@@ -345,17 +344,8 @@ def teacher_available(out: Path, name: str, shipped: dict[str, dict[str, Any]], 
     return (out / f"{name}.pt").exists() or (name in shipped and name not in pending)
 
 
-def teacher_cut(out: Path, name: str, shipped: dict[str, dict[str, Any]], *, base: int) -> int:
-    """The side a teacher's faces were cut at: its float state's ``crop_size``, else its shipped entry's;
-    ``base`` (the smallest cut) where neither says."""
-    path = out / f"{name}.pt"
-    if path.exists():
-        return int(torch.load(path, weights_only=False).get("crop_size") or base)
-    return int(shipped[name]["entry"].get("crop_size") or base)
-
-
 def teacher_reading(out: Path, name: str, faces: np.ndarray, shipped: dict[str, dict[str, Any]]) -> np.ndarray:
-    """One teacher's probabilities for faces (cut at its own side) and their mirror images.
+    """One teacher's probabilities for faces and their mirror images.
 
     From its float state when this run has it; otherwise from the shipped int8 member of that recipe
     (within a point of the float one, as the card's float-vs-int8 table shows), so that a student of the
@@ -375,12 +365,14 @@ def _teacher_key(out: Path, name: str, shipped: dict[str, dict[str, Any]]) -> An
 
 
 def teacher_probabilities(
-    paths: list[Path], out: Path, teachers: tuple[str, ...], shipped: dict[str, dict[str, Any]]
+    data: dict[str, np.ndarray], out: Path, teachers: tuple[str, ...], shipped: dict[str, dict[str, Any]]
 ) -> Path:
     """Average the teachers' probabilities (face and mirror image) on FER2013's training faces, once.
 
-    Each teacher reads the faces cut at its own side (``paths``: prepare's files of the same images,
-    one side each): a 96 px network reading 48 px faces blown up would teach less than it knows.
+    Every teacher reads the student's cut, resized to its own input: fer_lite_fresh, trained on 96 px
+    cuts, read FER2013's validation faces better from the 48 px cut blown up than from its own cut
+    (session 29's note has the figures and the command), FER2013's faces being 48 px to begin with.
+
     Written to ``teachers_path`` beside the teachers' ``NAME.pt`` and reused while they stay the same.
     """
     path = teachers_path(out, teachers)
@@ -388,23 +380,9 @@ def teacher_probabilities(
     key = {name: _teacher_key(out, name, shipped) for name in teachers}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
         return path
-    files = {}
-    for file in paths:
-        with np.load(file) as data:
-            files[int(data["fer2013_x"].shape[-1])] = file
-    readings: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for name in teachers:
-        cut = teacher_cut(out, name, shipped, base=min(files))
-        if cut not in files:
-            raise ValueError(f"teacher {name} reads faces cut at {cut} px: no --data file holds them")
-        with np.load(files[cut]) as data:
-            train = data["fer2013_split"] == TRAIN
-            faces, labels = data["fer2013_x"][train], [*labels, data["fer2013_y"][train]]
-        if not np.array_equal(labels[0], labels[-1]):
-            raise ValueError(f"{files[cut]} holds other faces than {files[min(files)]}: cut them from one prepare")
-        readings.append(teacher_reading(out, name, faces, shipped))
-    np.save(path, np.asarray(sum(readings) / len(readings), dtype=np.float32))
+    faces = data["fer2013_x"][data["fer2013_split"] == TRAIN]
+    reading = sum(teacher_reading(out, name, faces, shipped) for name in teachers) / len(teachers)
+    np.save(path, np.asarray(reading, dtype=np.float32))
     log.info("teachers %s read FER2013's training faces", ", ".join(teachers))
     stamp.write_text(json.dumps(key))
     return path
@@ -519,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     results = train_members(args, [r for r in todo if not r.needs], epochs=epochs)
     students = [r for r in todo if r.needs]
     taught = [r for r in students if r.teachers]
+    data = dict(np.load(data_for(args.data, taught[0]))) if taught else {}
     shipped = shipped_members() if taught else {}
     while students:
         pending = {r.name for r in students}
@@ -532,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the recipes these need are not trained: {', '.join(missing)}", file=sys.stderr)
             return 2
         for teachers in sorted({r.teachers for r in ready if r.teachers}):
-            teacher_probabilities(args.data, args.out, teachers, shipped)
+            teacher_probabilities(data, args.out, teachers, shipped)
         results += train_members(args, ready, epochs=epochs)
         students = [r for r in students if r not in ready]
     for result in results:

@@ -142,20 +142,9 @@ def test_smoke_training_run(
     student = fer.Recipe("fer_student", replace(fer.BASE, distill=0.5), "fer2013", seed=99, teachers=taught)
     monkeypatch.setattr(fer, "RECIPES", (*fer.RECIPES, student))
     newer = tmp_path / "fer_new"
-    # The same images cut at 96 px too: a shipped member cut at 96 px teaches from those.
-    data96 = tmp_path / "faces96.npz"
-    assert prepare.main(["--datasets", str(tiny_datasets), "--out", str(data96), "--workers", "1", "--size", "96"]) == 0
-    command = ["--data", str(data), str(data96), "--out", str(newer), "--epochs", "1", "--only", "fer_student"]
-    assert fer.main(command) == 0
+    assert fer.main(["--data", str(data), "--out", str(newer), "--epochs", "1", "--only", "fer_student"]) == 0
     soft = np.load(fer.teachers_path(newer, taught))
     assert soft.shape[1] == len(LABELS) and np.allclose(soft.sum(1), 1, atol=1e-4)
-    # Each teacher read the faces cut at its own side.
-    expected = []
-    for recipe, member in shipped.items():
-        with np.load(data96 if member["entry"].get("crop_size") == 96 else data) as cut:
-            faces = cut["fer2013_x"][cut["fer2013_split"] == training.TRAIN]
-        expected.append(fer.teacher_reading(newer, recipe, faces, shipped))
-    np.testing.assert_allclose(soft, sum(expected) / len(expected), atol=1e-6)
     assert json.loads(fer.teachers_path(newer, taught).with_suffix(".json").read_text()) == {
         recipe: member["entry"]["sha256"] for recipe, member in shipped.items()
     }
