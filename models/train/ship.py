@@ -103,11 +103,17 @@ class Candidate:
     model: bytes
     shipped: bool
     record: dict[str, Any] | None = None
+    trained_cut: int = 0  # the side its training faces were cut at; 0: its ``cut``
 
     @property
     def cut(self) -> int:
         assert self.entry.crop_size is not None
         return self.entry.crop_size
+
+    @property
+    def shown(self) -> str:
+        """The candidate as ship's log and the model card name it (``shown_name``)."""
+        return shown_name(self.entry.name, self.entry.flip, cut=self.cut if self.trained_cut else None)
 
 
 def shipped_candidates(models: Path, names: list[str], base_side: int) -> list[Candidate]:
@@ -164,20 +170,27 @@ def state_candidate(path: Path, faces: Faces) -> Candidate:
     return Candidate(entry, model, shipped=False, record=kept)
 
 
-def variants(candidates: list[Candidate]) -> tuple[list[Candidate], list[int]]:
-    """Each candidate twice, reading the face with its mirror image (twice the time) and without, and the
-    candidate behind each: the time budget may buy a third member rather than a second view of two."""
+def variants(candidates: list[Candidate], *, base: int) -> tuple[list[Candidate], list[int]]:
+    """Each candidate reading the face with its mirror image (twice the time) and without, and the candidate
+    behind each: the time budget may buy a third member rather than a second view of two. A candidate
+    trained on faces cut at another side than ``base`` (the ensemble's crop) is offered at ``base`` too,
+    resized to its input: FER2013's faces are 48 px to begin with, and a finer cut of them is no finer."""
     out, groups = [], []
     for index, c in enumerate(candidates):
-        for flip in (True, False):
-            out.append(replace(c, entry=replace(c.entry, flip=flip), shipped=c.shipped and c.entry.flip == flip))
-            groups.append(index)
+        for cut in (c.cut, base) if c.cut != base else (c.cut,):
+            for flip in (True, False):
+                shipped = c.shipped and c.entry.flip == flip and cut == c.cut
+                entry = replace(c.entry, flip=flip, crop_size=cut)
+                out.append(replace(c, entry=entry, shipped=shipped, trained_cut=c.cut if cut != c.cut else 0))
+                groups.append(index)
     return out, groups
 
 
-def shown_name(name: str, flip: bool) -> str:
-    """A candidate as ship's log and the model card name it: the way it reads a face, where not with its mirror."""
-    return name if flip else f"{name} (no mirror)"
+def shown_name(name: str, flip: bool, *, cut: int | None = None) -> str:
+    """A candidate as ship's log and the model card name it: the way it reads a face, where not with its
+    mirror, and the side it is cut at, where not the one it was trained on."""
+    shown = f"{name} ({cut} px cut)" if cut else name
+    return shown if flip else f"{shown} (no mirror)"
 
 
 def readings(candidates: list[Candidate], faces: Faces, *, test: bool = False) -> np.ndarray:
@@ -316,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = Pool.of(faces.base, OBJECTIVE, seed=0)
     candidates = shipped_candidates(args.models, shipped_names, min(faces.by_side))
     candidates += [state_candidate(path, faces) for path in args.states]
-    candidates, groups = variants(candidates)
+    candidates, groups = variants(candidates, base=min(faces.by_side))
     probs = readings(candidates, faces)
     # Timed on one face at each member's own cut and side, with its mirror image where it reads one.
     costs = []
@@ -329,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     costs = [ms * scale for ms in costs]
     shipped = [i for i, c in enumerate(candidates) if c.shipped]
     verdict = judge(probs, pool, costs, shipped, args.budget_ms, groups=groups)
-    names = [shown_name(c.entry.name, c.entry.flip) for c in candidates]
+    names = [c.shown for c in candidates]
     for s in verdict["sets"]:
         log.info(
             "%s: objective %.4f, %s, %.1f ms%s",
@@ -349,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 "flip": c.entry.flip,
                 "shipped": c.shipped,
                 "cut": c.cut,
+                "trained_cut": c.trained_cut or c.cut,
                 "input_size": c.entry.input_size,
                 "ms": costs[i],
                 "val": {p: float(pool.per_population(probs[:, i])[p]) for p in POPULATIONS},

@@ -128,17 +128,24 @@ def test_times_are_put_on_the_scale_of_the_machine_that_wrote_the_record() -> No
 
 
 def test_each_candidate_is_offered_with_and_without_its_mirror_view() -> None:
-    """Only the way a member ships today counts as shipped: the guard compares with what users get."""
-    shipped = Candidate(MemberEntry(name="a", file="a.tflite", sha256="", input_size=48, flip=True), b"", True)
-    new = Candidate(MemberEntry(name="b", file="b.tflite", sha256="", input_size=64, flip=True), b"", False)
-    offered, groups = variants([shipped, new])
-    assert [(c.entry.name, c.entry.flip, c.shipped) for c in offered] == [
-        ("a", True, True),
-        ("a", False, False),
-        ("b", True, False),
-        ("b", False, False),
+    """Only the way a member ships today counts as shipped: the guard compares with what users get. A member
+    trained on finer cuts is offered at the ensemble's cut too, one member still: at most one way in a set."""
+
+    def entry(name: str, size: int, cut: int) -> MemberEntry:
+        return MemberEntry(name=name, file=f"{name}.tflite", sha256="", input_size=size, crop_size=cut, flip=True)
+
+    shipped = Candidate(entry("a", 48, 48), b"", True)
+    new = Candidate(entry("b", 96, 96), b"", True)
+    offered, groups = variants([shipped, new], base=48)
+    assert [(c.shown, c.cut, c.shipped) for c in offered] == [
+        ("a", 48, True),
+        ("a (no mirror)", 48, False),
+        ("b", 96, True),
+        ("b (no mirror)", 96, False),
+        ("b (48 px cut)", 48, False),
+        ("b (48 px cut) (no mirror)", 48, False),
     ]
-    assert groups == [0, 0, 1, 1]
+    assert groups == [0, 0, 1, 1, 1, 1]
 
 
 def test_a_member_with_and_without_its_mirror_view_reads_as_the_run_time_member_does() -> None:
@@ -152,7 +159,7 @@ def test_a_member_with_and_without_its_mirror_view_reads_as_the_run_time_member_
         arrays[f"{population}_split"] = np.ones(6, np.int8)
     faces = Faces({48: arrays})
     models = Path(__file__).resolve().parents[2] / "models"
-    offered, _ = variants(shipped_candidates(models, ["fer2013_2"], 48))
+    offered, _ = variants(shipped_candidates(models, ["fer2013_2"], 48), base=48)
     probs = readings(offered, faces)
     pooled = faces.pooled(cut=48, size=48)
     for index, candidate in enumerate(offered):
