@@ -310,22 +310,25 @@ def training_section(record: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kept = {m.get("recipe", m["name"]): m["name"] for m in record["members"] if m["population"] == "fer2013"}
-    recipes = record["report"].get("fer_recipes") or [
+    recipes = list(record["report"].get("fer_recipes") or [])
+    listed = {r["recipe"] for r in recipes}
+    # Members that joined after the build (``models.train.ship``): their records say what they learnt from.
+    recipes += [
         {
             "recipe": m.get("recipe", m["name"]),
-            "data": "fer2013",
+            "datasets": m.get("datasets"),
             "config": m["config"],
             "history": m["history"],
             "held_epoch": m.get("held_epoch"),
         }
         for m in record["members"]
-        if m["population"] == "fer2013"
+        if m["population"] == "fer2013" and m.get("recipe", m["name"]) not in listed
     ]
     for recipe in recipes:
         c, history = recipe["config"], recipe["history"]
         best = held_row(history, recipe.get("held_epoch"))
         seconds = sum(row["seconds"] for row in history)
-        data = RECIPE_DATA[recipe["data"]]
+        data = RECIPE_DATA[recipe["data"]] if "data" in recipe else recipe["datasets"] or "-"
         lines.append(
             f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data} | {c['size']} px"
             f" | {c.get('arch', 'resnet')} | {c['width']} | {c['stages']} | {macs(Config(**c)) / 1e6:.0f} M"
