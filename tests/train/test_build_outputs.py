@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,8 +114,8 @@ def test_the_cards_training_table_quotes_the_epoch_a_member_holds() -> None:
     assert row({"held_epoch": 2}).endswith("| 3 | 67.0% | 3 |")
     assert row({}).endswith("| 2 | 68.0% | 3 |"), "without a held epoch, the best one"
     # A member ship added after the build is listed too, from its own record.
-    joined = {"name": "fer2013_3", "recipe": "fer_z", "population": "fer2013", "datasets": "FER2013 and more"}
-    joined |= {"config": config, "history": history, "held_epoch": 2}
+    joined: dict[str, Any] = {"name": "fer2013_3", "recipe": "fer_z", "population": "fer2013"}
+    joined |= {"datasets": "FER2013 and more", "config": config, "history": history, "held_epoch": 2}
     record = {"members": [joined], "search": {}, "report": {"fer_recipes": [recipe]}}
     rows = [line for line in training_section(record) if line.startswith(("| fer_x ", "| fer_z "))]
     assert len(rows) == 2 and rows[1].startswith("| fer_z | fer2013_3 | FER2013 and more | 48 px")
