@@ -598,7 +598,7 @@ def _pretrained_text(manifest: dict[str, Any]) -> list[str]:
 def ship_section(ship: dict[str, Any]) -> list[str]:
     """What ``python -m models.train.ship`` judged: every candidate and every set, per population."""
     names = [
-        shown_name(c["name"], c.get("flip", True), cut=c["cut"] if c.get("trained_cut", c["cut"]) != c["cut"] else None)
+        shown_name(c["name"], c.get("flip", True), cut=c["cut"], trained_cut=c.get("trained_cut", c["cut"]))
         for c in ship["candidates"]
     ]
     shipped = " + ".join(names[m] for m in ship["shipped"])

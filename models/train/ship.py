@@ -113,7 +113,7 @@ class Candidate:
     @property
     def shown(self) -> str:
         """The candidate as ship's log and the model card name it (``shown_name``)."""
-        return shown_name(self.entry.name, self.entry.flip, cut=self.cut if self.trained_cut else None)
+        return shown_name(self.entry.name, self.entry.flip, cut=self.cut, trained_cut=self.trained_cut or self.cut)
 
 
 def shipped_candidates(models: Path, names: list[str], base_side: int) -> list[Candidate]:
@@ -186,10 +186,10 @@ def variants(candidates: list[Candidate], *, base: int) -> tuple[list[Candidate]
     return out, groups
 
 
-def shown_name(name: str, flip: bool, *, cut: int | None = None) -> str:
+def shown_name(name: str, flip: bool, *, cut: int = 0, trained_cut: int = 0) -> str:
     """A candidate as ship's log and the model card name it: the way it reads a face, where not with its
     mirror, and the side it is cut at, where not the one it was trained on."""
-    shown = f"{name} ({cut} px cut)" if cut else name
+    shown = f"{name} ({cut} px cut)" if cut != trained_cut else name
     return shown if flip else f"{shown} (no mirror)"
 
 
