@@ -27,7 +27,7 @@ from memegen.offline.metrics import score
 from memegen.vision.ensemble import Ensemble
 from memegen.vision.manifest import Manifest
 from models.train import gpu
-from models.train.members import Candidate
+from models.train.members import FER_WITH_OTHERS, POPULATION_INFO, Candidate
 from models.train.net import Config, macs
 from models.train.prepare import POPULATIONS
 from models.train.ship import shown_name
@@ -166,6 +166,12 @@ def update_record(record: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
             ).record()
         members.append(written)
     return record | {"members": members}
+
+
+def _short_data(datasets: str | None) -> str:
+    """The training table's short form of a member record's ``datasets`` (written from a recipe's data)."""
+    recipe_data = {text: key for key, text in FER_WITH_OTHERS.items()} | {POPULATION_INFO["fer2013"]: "fer2013"}
+    return RECIPE_DATA[recipe_data[datasets]] if datasets in recipe_data else datasets or "-"
 
 
 def held_row(history: list[dict[str, Any]], epoch: int | None) -> dict[str, Any]:
@@ -328,7 +334,7 @@ def training_section(record: dict[str, Any]) -> list[str]:
         c, history = recipe["config"], recipe["history"]
         best = held_row(history, recipe.get("held_epoch"))
         seconds = sum(row["seconds"] for row in history)
-        data = RECIPE_DATA[recipe["data"]] if "data" in recipe else recipe["datasets"] or "-"
+        data = RECIPE_DATA[recipe["data"]] if "data" in recipe else _short_data(recipe["datasets"])
         lines.append(
             f"| {recipe['recipe']} | {kept.get(recipe['recipe'], '-')} | {data} | {c['size']} px"
             f" | {c.get('arch', 'resnet')} | {c['width']} | {c['stages']} | {macs(Config(**c)) / 1e6:.0f} M"
