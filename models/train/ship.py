@@ -13,7 +13,9 @@ averages the populations (FER2013, LFW, JAFFE, IMFDB), none at weight 0. Then:
 - a set that reads any population's validation faces worse than the shipped ensemble does, beyond the
   noise of that population's faces (McNemar's standard error of the change), is refused;
 - of the rest, the best set ships only where it beats the best single member by at least ``MIN_EDGE``
-  (one point) on the pooled objective; otherwise the best single member ships alone.
+  (one point) on the pooled objective; otherwise the best single member ships alone;
+- and it replaces the shipped set (where that still passes these rules) only where it beats it on the
+  objective by more than the noise of the change (McNemar's standard error, populations weighted).
 
 ``public_test`` chooses nothing: it is scored for the record once the choice is made.
 """
@@ -224,6 +226,12 @@ def population_se(pool: Pool, hits_after: np.ndarray, hits_before: np.ndarray, i
     return float(np.sqrt(np.mean(change**2) / len(change))) if len(change) else 0.0
 
 
+def objective_se(pool: Pool, hits_after: np.ndarray, hits_before: np.ndarray) -> float:
+    """McNemar's standard error of the objective's change: each population's, weighted by its share."""
+    ses = [population_se(pool, hits_after, hits_before, index) for index in range(len(POPULATIONS))]
+    return float(np.sqrt(sum((share * se) ** 2 for share, se in zip(pool.share, ses, strict=True))))
+
+
 def host_scale(recorded: dict[str, Any] | None, candidates: list[Candidate], costs: list[float]) -> float:
     """This machine's times onto the scale of the one that wrote ``recorded`` (the last ``ship.json``).
 
@@ -294,6 +302,17 @@ def judge(
         chosen, why = best_single, "no set beats the best single member by the edge needed"
     else:
         chosen, why = next(s for s in sets if s["members"] == shipped), "nothing else passes the guard"
+    # A change of what ships must be worth it: the set that would replace a shipped set the rules above
+    # still allow must beat it beyond the noise of the change, or a member joins (and costs its time) for
+    # a gain that the next draw of faces would undo.
+    current = next((s for s in allowed if s["members"] == shipped), None)
+    eligible = current is not None and (
+        len(shipped) == 1 or best_single is None or current["objective"] >= best_single["objective"] + MIN_EDGE
+    )
+    if current is not None and eligible and chosen is not current:
+        noise = objective_se(pool, pool.hits(probs, chosen["members"]), baseline)
+        if chosen["objective"] - current["objective"] <= GUARD_SE * noise:
+            chosen, why = current, "no set beats the shipped one beyond the noise of the change"
     return {
         "objective": OBJECTIVE,
         "min_edge": MIN_EDGE,

@@ -83,6 +83,20 @@ def test_an_ensemble_ships_only_a_point_above_its_best_member() -> None:
     assert MIN_EDGE == 0.01
 
 
+def test_what_ships_is_replaced_only_beyond_the_noise_of_the_change() -> None:
+    """A reader one point better on FER2013, but right and wrong on other faces than the shipped one: the
+    gain is within the noise, so the shipped reader stays; two points on every population is not."""
+    pool = _pool(700)
+    shipped = _reader(pool, {"fer2013": 0.7, "lfw": 0.8, "jaffe": 0.7, "imfdb": 0.5})
+    close = _reader(pool, {"fer2013": 0.71, "lfw": 0.8, "jaffe": 0.7, "imfdb": 0.5}, offset=100)
+    verdict = judge(np.stack([shipped, close], 1), pool, [1.0, 1.0], [0], budget_ms=10)
+    sets = {tuple(s["members"]): s for s in verdict["sets"]}
+    assert sets[(1,)]["objective"] > sets[(0,)]["objective"] and not sets[(1,)]["refused"]
+    assert verdict["chosen"] == [0] and "noise" in verdict["why"]
+    better = _reader(pool, {"fer2013": 0.8, "lfw": 0.9, "jaffe": 0.8, "imfdb": 0.6})
+    assert judge(np.stack([shipped, better], 1), pool, [1.0, 1.0], [0], budget_ms=10)["chosen"] == [1]
+
+
 def test_members_that_err_differently_ship_together() -> None:
     """Each right where the other is wrong, on half the faces each, and unsure where wrong: together they
     read far better than either, so the set ships."""
