@@ -618,7 +618,9 @@ def ship_section(ship: dict[str, Any]) -> list[str]:
         f" whole), by an objective that counts the four populations alike (`{ship['objective']}`). A set that"
         f" reads any population worse than the shipped ensemble ({shipped}) by more than {ship['guard_se']:g}"
         " standard error of that change (McNemar's: the faces the two read differently) is refused; a set of"
-        f" several members ships only {100 * ship['min_edge']:.0f} point above the best single member."
+        f" several members ships only {100 * ship['min_edge']:.0f} point above the best single member, and"
+        " a set replaces the shipped one only where it beats it by more than the noise of that change (the"
+        " same standard error, the populations weighted as in the objective)."
         + (
             f" Times are on the scale of the machine that wrote the previous record: the machine that judged"
             f" read the shipped members {1 / ship['host_scale']:.2f} times as slowly, and its times were"
