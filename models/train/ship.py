@@ -296,7 +296,14 @@ def judge(
     ensembles = [s for s in allowed if len(s["members"]) > 1]
     best_single = max(singles, key=lambda s: s["objective"], default=None)
     best_ensemble = max(ensembles, key=lambda s: s["objective"], default=None)
-    if best_ensemble and (best_single is None or best_ensemble["objective"] >= best_single["objective"] + MIN_EDGE):
+
+    floor = float("-inf") if best_single is None else best_single["objective"] + MIN_EDGE
+
+    def has_edge(judged: dict[str, Any]) -> bool:
+        """One member, or several reading ``MIN_EDGE`` above the best single member."""
+        return len(judged["members"]) == 1 or judged["objective"] >= floor
+
+    if best_ensemble and has_edge(best_ensemble):
         chosen, why = best_ensemble, "the best set beats its best single member by the edge needed"
     elif best_single:
         chosen, why = best_single, "no set beats the best single member by the edge needed"
@@ -306,10 +313,7 @@ def judge(
     # still allow must beat it beyond the noise of the change, or a member joins (and costs its time) for
     # a gain that the next draw of faces would undo.
     current = next((s for s in allowed if s["members"] == shipped), None)
-    eligible = current is not None and (
-        len(shipped) == 1 or best_single is None or current["objective"] >= best_single["objective"] + MIN_EDGE
-    )
-    if current is not None and eligible and chosen is not current:
+    if current is not None and has_edge(current) and chosen is not current:
         noise = objective_se(pool, pool.hits(probs, chosen["members"]), baseline)
         if chosen["objective"] - current["objective"] <= GUARD_SE * noise:
             chosen, why = current, "no set beats the shipped one beyond the noise of the change"

@@ -85,7 +85,7 @@ def test_an_ensemble_ships_only_a_point_above_its_best_member() -> None:
 
 def test_what_ships_is_replaced_only_beyond_the_noise_of_the_change() -> None:
     """A reader one point better on FER2013, but right and wrong on other faces than the shipped one: the
-    gain is within the noise, so the shipped reader stays; two points on every population is not."""
+    gain is within the noise, so the shipped reader stays; ten points on every population is not."""
     pool = _pool(700)
     shipped = _reader(pool, {"fer2013": 0.7, "lfw": 0.8, "jaffe": 0.7, "imfdb": 0.5})
     close = _reader(pool, {"fer2013": 0.71, "lfw": 0.8, "jaffe": 0.7, "imfdb": 0.5}, offset=100)
